@@ -1,0 +1,28 @@
+# One command to set up and run the main job, one to set up and run the tests.
+# Both create .venv on first use. torch is installed first, pinned, so that a CPU machine
+# never pulls the multi-gigabyte CUDA build through an unpinned dependency.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
+SEEDS ?= 3
+
+.PHONY: setup run test clean
+
+$(BIN)/diversedistill: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/diversedistill
+
+run: setup
+	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --out results/movielens
+
+test: setup
+	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,5 @@
+import sys
+
+from diversedistill.cli import main
+
+sys.exit(main())

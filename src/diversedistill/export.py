@@ -1,0 +1,84 @@
+"""Export the plain student: ``model.safetensors`` + ``config.json``, nothing else.
+
+The export holds the student's own ``state_dict`` (not the training wrapper's), so no
+question augmenter, answer augmenter or teacher leaves a trace in the served model.
+Loading never unpickles anything: weights come from safetensors, the config from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from diversedistill.atomic import atomic_path, write_text_atomic
+from diversedistill.errors import ModelError
+from diversedistill.models.recommender import MLPRecommender
+
+FORMAT = "diversedistill-model/1"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+ARCHITECTURES = {"mlp-recommender": MLPRecommender}
+
+
+def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None = None) -> Path:
+    out_dir = Path(out_dir)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        save_file(weights, str(tmp))
+    # the config is written last: a directory with a config always has complete weights
+    config = {"format": FORMAT, "architecture": "mlp-recommender", "model": model.describe(),
+              **(extra or {})}
+    write_text_atomic(out_dir / CONFIG, json.dumps(config, indent=2))
+    return out_dir
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no {CONFIG}; not an exported diversedistill model") from None
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path / CONFIG}, line {err.lineno}: invalid JSON ({err.msg})") from None
+    if config.get("format") != FORMAT or config.get("architecture") not in ARCHITECTURES:
+        raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
+    return config
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild an exported model from its config and load its weights (strictly)."""
+    path = Path(path)
+    config = read_config(path)
+    model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"{path / WEIGHTS}: cannot read weights ({err})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Export the student of a ``distill`` run from its best checkpoint.
+
+    The checkpoint holds the training wrapper's state (student and distillation module);
+    only the ``student.model.*`` entries are kept, rebuilt from the run's exported config.
+    """
+    import torch
+
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    if not checkpoint.is_file():
+        raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; is it a 'distill' run directory?")
+    config = read_config(run_dir / "student")
+    model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "student.model."
+    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    extra = {k: v for k, v in config.items() if k not in ("format", "architecture", "model")}
+    return export_model(model, out_dir, extra)

@@ -1,0 +1,217 @@
+"""The teacher / student interface, and hook adapters that give it to any ``nn.Module``.
+
+A **student** exposes, for one batch, its prediction, its question point ``h`` [B, d]
+and its last hidden state ``z`` [B, d'], plus its head (``z`` -> prediction).
+
+A **teacher** exposes
+- ``context(batch)``: the question-independent part of its pass (computed without grad,
+  cacheable). For an MLP it is just the inputs; for T5 it is the encoder output; for an
+  encoder-only LM or a ViT, the token states below the injection layer;
+- ``answer(question, context)`` -> ``Answer(hidden, prediction)``: the teacher run from
+  its injection point with the question in place of its own state there;
+- ``predict(batch)``: its own prediction, no question involved;
+- ``question_width`` / ``answer_width``: the widths the distillation module must match.
+
+:class:`HookedStudent` and :class:`HookedTeacher` satisfy the interface for an arbitrary
+module given dotted module paths, without editing it: a forward hook *replaces* (or adds
+to) the output of the injection module, and a pre-hook on the head reads its input. An
+adapter that needs a cheaper split (T5's encoder run once, cached lower layers) subclasses
+:class:`Teacher` and overrides ``context`` and ``answer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from diversedistill.errors import ModelError
+
+Batch = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class StudentOutput:
+    prediction: torch.Tensor  # [B] (regression) or [B, C] (classification)
+    h: torch.Tensor  # [B, d]   question point
+    z: torch.Tensor  # [B, d']  last hidden state, the head's input
+
+
+@dataclass
+class Answer:
+    hidden: torch.Tensor  # [b, d_t] the teacher's last hidden state, before its head
+    prediction: torch.Tensor  # [b] or [b, C] its head applied to ``hidden``
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n][:12]
+        raise ModelError(
+            f"{type(model).__name__} has no submodule {path!r}; some of its modules: {names}"
+        ) from None
+
+
+def take_rows(tree: Any, rows: torch.Tensor) -> Any:
+    """Select batch rows from a tensor or a (nested) dict / tuple / list of tensors."""
+    if isinstance(tree, torch.Tensor):
+        return tree[rows]
+    if isinstance(tree, Mapping):
+        return {k: take_rows(v, rows) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(take_rows(v, rows) for v in tree)
+    return tree
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+class HookedStudent(nn.Module):
+    """Any module as a student: ``question_at`` names the module whose output is ``h``,
+    ``head`` the final layer whose input is ``z``. ``call`` maps a batch to the model's
+    forward (default: ``model(batch)``)."""
+
+    def __init__(self, model: nn.Module, question_at: str, head: str,
+                 call: Callable[[nn.Module, Batch], torch.Tensor] | None = None):
+        super().__init__()
+        self.model = model
+        self.question_at, self.head_path = question_at, head
+        # plain attributes, not submodules: the weights are registered once, under ``model``
+        self.__dict__["_question_module"] = get_submodule(model, question_at)
+        self.__dict__["head"] = get_submodule(model, head)
+        self._call = call or (lambda m, b: m(b))
+
+    def forward(self, batch: Batch) -> StudentOutput:
+        seen: dict[str, torch.Tensor] = {}
+        h_hook = self._question_module.register_forward_hook(
+            lambda _m, _i, out: seen.__setitem__("h", _first_tensor(out)))
+        z_hook = self.head.register_forward_pre_hook(
+            lambda _m, args: seen.__setitem__("z", args[0]))
+        try:
+            prediction = self._call(self.model, batch)
+        finally:
+            h_hook.remove()
+            z_hook.remove()
+        return StudentOutput(prediction, seen["h"], seen["z"])
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        return self._call(self.model, batch)
+
+    def frozen_head(self, z: torch.Tensor) -> torch.Tensor:
+        """The student's head applied with its parameters detached: gradients reach ``z``
+        (the distillation module's answer) but never the student."""
+        params = {k: v.detach() for k, v in self.head.named_parameters()}
+        out = torch.func.functional_call(self.head, params, (z,))
+        return out.squeeze(-1) if out.shape[-1] == 1 and out.dim() > 1 else out
+
+
+class Teacher:
+    """Base teacher: subclasses implement ``context``, ``answer`` and ``predict``."""
+
+    name: str
+    question_width: int
+    answer_width: int
+
+    def modules(self) -> list[nn.Module]:
+        """Every module holding this teacher's weights (the committee freezes them)."""
+        raise NotImplementedError
+
+    def context(self, batch: Batch) -> Any:
+        raise NotImplementedError
+
+    def answer(self, question: torch.Tensor, context: Any) -> Answer:
+        raise NotImplementedError
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def probe(self, batch: Batch) -> None:
+        """Find the widths from one example batch (called once by the committee)."""
+
+
+class HookedTeacher(Teacher):
+    """Any module as a teacher, given module paths.
+
+    ``inject_at`` names the module whose output the question replaces (``mode="replace"``,
+    the paper's definition) or is added to (``mode="add"``: the teacher keeps its own view
+    of the input and the question steers it, as a question token does beside the context
+    tokens of a transformer teacher). ``head`` names the output layer whose input is the
+    answer. The context is the batch itself: for a module with no cacheable prefix the
+    question-independent part is just its input.
+    """
+
+    MODES = ("replace", "add")
+
+    def __init__(self, name: str, model: nn.Module, inject_at: str, head: str,
+                 mode: str = "replace", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None):
+        if mode not in self.MODES:
+            raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, got {mode!r}")
+        self.name, self.model, self.mode = name, model, mode
+        self.inject_at, self.head_path = inject_at, head
+        self._inject_module = get_submodule(model, inject_at)
+        self.head = get_submodule(model, head)
+        self._call = call or (lambda m, b: m(b))
+        self.question_width = self.answer_width = -1
+
+    def modules(self) -> list[nn.Module]:
+        return [self.model]
+
+    def context(self, batch: Batch) -> Batch:
+        return batch
+
+    @contextlib.contextmanager
+    def _hooks(self, question: torch.Tensor | None, seen: dict) -> Iterator[None]:
+        def inject(_m, _i, out):
+            seen["own"] = _first_tensor(out)
+            if question is None:
+                return None
+            own = seen["own"]
+            if question.shape != own.shape:
+                raise ModelError(
+                    f"teacher {self.name!r}: the question has shape {tuple(question.shape)} but "
+                    f"{self.inject_at!r} outputs {tuple(own.shape)}"
+                )
+            return question if self.mode == "replace" else own + question
+
+        hooks = [
+            self._inject_module.register_forward_hook(inject),
+            self.head.register_forward_pre_hook(lambda _m, args: seen.__setitem__("t", args[0])),
+        ]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def answer(self, question: torch.Tensor, context: Batch) -> Answer:
+        seen: dict[str, torch.Tensor] = {}
+        with self._hooks(question, seen):
+            prediction = self._call(self.model, context)
+        return Answer(seen["t"], prediction)
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        return self._call(self.model, batch)
+
+    def probe(self, batch: Batch) -> None:
+        seen: dict[str, torch.Tensor] = {}
+        with torch.no_grad(), self._hooks(None, seen):
+            self._call(self.model, batch)
+        if "own" not in seen:
+            raise ModelError(f"teacher {self.name!r}: module {self.inject_at!r} never ran in a forward pass")
+        if "t" not in seen:
+            raise ModelError(f"teacher {self.name!r}: head {self.head_path!r} never ran in a forward pass")
+        for what, path, tensor in (("injection point", self.inject_at, seen["own"]),
+                                   ("head input", self.head_path, seen["t"])):
+            if tensor.dim() != 2:
+                raise ModelError(
+                    f"teacher {self.name!r}: its {what} {path!r} has shape {tuple(tensor.shape)}; "
+                    "a hooked teacher needs [batch, width] there (for token sequences, write a "
+                    "Teacher adapter that picks the token)")
+        self.question_width = seen["own"].shape[-1]
+        self.answer_width = seen["t"].shape[-1]

@@ -1,0 +1,126 @@
+"""MovieLens building blocks shared by the CLI commands: loaders, recommenders as
+students and teachers, cached teacher training, and the simple reference predictors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diversedistill.atomic import write_text_atomic
+from diversedistill.data import MovieLens, Ratings, RatingSplit, global_mean, rating_loader
+from diversedistill.errors import ModelError
+from diversedistill.export import export_model, load_model, read_config
+from diversedistill.interface import HookedStudent, HookedTeacher
+from diversedistill.methods import StudentOnly
+from diversedistill.models.recommender import MLPRecommender, build_recommender
+from diversedistill.training import FitResult, TrainConfig, fit
+
+EVAL_BATCH = 8192
+
+
+@dataclass
+class ModelRecipe:
+    """A recommender size plus the training recipe that goes with it."""
+
+    size: str = "mlp-s"  # mlp-s | mlp-m | mlp-l
+    overrides: dict = field(default_factory=dict)  # RecommenderConfig fields to change
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 512
+
+    def train_config(self, seed: int, **kw) -> TrainConfig:
+        return TrainConfig(lr=self.lr, weight_decay=self.weight_decay,
+                           batch_size=self.batch_size, seed=seed, **kw)
+
+
+# Teacher recipes, chosen on validation MSE of seed 0 (see docs/movielens.md): the larger
+# MLPs overfit 80K ratings with the student's recipe, so they get heavier dropout on the
+# hidden layers and on the embeddings. The student keeps the simple recipe.
+STUDENT = ModelRecipe("mlp-s")
+TEACHERS = {
+    "mlp-m": ModelRecipe("mlp-m", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
+    "mlp-l": ModelRecipe("mlp-l", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
+}
+
+
+def loaders(ml: MovieLens, split: RatingSplit, batch_size: int, seed: int):
+    return (rating_loader(split.train, ml, batch_size, shuffle=True, seed=seed),
+            rating_loader(split.val, ml, EVAL_BATCH, shuffle=False),
+            rating_loader(split.test, ml, EVAL_BATCH, shuffle=False))
+
+
+def build(ml: MovieLens, split: RatingSplit, recipe: ModelRecipe, seed: int) -> MLPRecommender:
+    torch.manual_seed(seed)
+    return build_recommender(ml.fields, recipe.size, global_mean(split.train), **recipe.overrides)
+
+
+def as_student(model: MLPRecommender) -> HookedStudent:
+    # question point: the concatenated embeddings; z: the head's input
+    return HookedStudent(model, question_at="embed", head="head")
+
+
+def as_teacher(name: str, model: MLPRecommender, mode: str = "replace") -> HookedTeacher:
+    # injection point: right after the embedding tables (METHOD.md, MLP recommender teacher)
+    return HookedTeacher(name, model, inject_at="embed", head="head", mode=mode)
+
+
+def split_fingerprint(ml: MovieLens, split: RatingSplit) -> str:
+    digest = hashlib.sha256(ml.name.encode())
+    for part in (split.train, split.val, split.test):
+        for array in (part.user, part.item, part.rating):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: ModelRecipe,
+                          seed: int, cache_root: Path, progress: bool = False):
+    """Return (model, metrics) for a teacher trained on ``split.train``, reusing the cache
+    entry whose key covers the data, split, recipe and seed."""
+    key_data = {"data": split_fingerprint(ml, split), "recipe": asdict(recipe), "seed": seed}
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+    entry = cache_root / f"{name}-{key}"
+    if (entry / "config.json").is_file():
+        try:
+            config = read_config(entry)
+            if config.get("cache_key") == key:
+                return load_model(entry), config["metrics"], True
+        except ModelError:
+            pass  # stale or corrupt: retrain and overwrite
+    model = build(ml, split, recipe, seed)
+    result = train_alone(ml, split, model, recipe, seed, entry / "run", progress)
+    metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
+    export_model(model, entry, {"cache_key": key, "key": key_data, "metrics": metrics})
+    return model.eval(), metrics, False
+
+
+def train_alone(ml, split, model, recipe: ModelRecipe, seed: int, run_dir: Path,
+                progress: bool = False) -> FitResult:
+    train, val, test = loaders(ml, split, recipe.batch_size, seed)
+    return fit(as_student(model), StudentOnly(), None, train, val, test,
+               recipe.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def reference_mse(train: Ratings, test: Ratings, n_users: int, n_items: int,
+                  scale: tuple[float, float], reg: float = 10.0) -> dict[str, float]:
+    """Test MSE of the global mean and of regularized user + item biases (alternating
+    least squares, a few sweeps) — the floor any recommender must clear."""
+    mu = float(train.rating.mean())
+    b_u, b_i = np.zeros(n_users), np.zeros(n_items)
+    for _ in range(10):
+        r = train.rating - mu - b_i[train.item]
+        b_u = np.bincount(train.user, r, n_users) / (np.bincount(train.user, None, n_users) + reg)
+        r = train.rating - mu - b_u[train.user]
+        b_i = np.bincount(train.item, r, n_items) / (np.bincount(train.item, None, n_items) + reg)
+    bias_prediction = np.clip(mu + b_u[test.user] + b_i[test.item], *scale)
+    return {
+        "global mean": float(np.mean((test.rating - mu) ** 2)),
+        "user + item biases": float(np.mean((test.rating - bias_prediction) ** 2)),
+    }

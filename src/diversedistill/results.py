@@ -1,0 +1,103 @@
+"""Result rows, per-method summaries (mean ± std over seeds, gap recovered) and tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from diversedistill.atomic import write_text_atomic
+
+
+@dataclass
+class ResultRow:
+    method: str  # "student alone", "teacher alone", "diversedistill", "reference", ...
+    teachers: str  # committee members joined by "+", or the model itself
+    seed: int
+    val_mse: float
+    test_mse: float
+    seconds: float
+
+
+@dataclass
+class SummaryRow:
+    method: str
+    teachers: str
+    seeds: int
+    test_mse_mean: float
+    test_mse_std: float
+    gap_recovered: float | None  # from the means; None for the references themselves
+    gap_recovered_std: float | None  # spread of the per-seed gap recovered
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def gap_recovered(distilled: float, student: float, teacher: float) -> float:
+    """METHOD.md: (M(distilled) − M(student)) / (M(best teacher) − M(student)), signed so
+    that improvement is positive; for MSE both differences are negative when it helps."""
+    return (distilled - student) / (teacher - student)
+
+
+def summarize(rows: list[ResultRow], student_key=("student alone", "mlp-s"),
+              teacher_method: str = "teacher alone") -> tuple[list[SummaryRow], str | None]:
+    """Group rows by (method, teachers); gap recovered is measured against the student
+    alone and the best teacher alone (lowest mean test MSE)."""
+    groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        groups[(r.method, r.teachers)][r.seed] = r.test_mse
+    teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items() if k[0] == teacher_method}
+    best = min(teachers, key=teachers.get) if teachers else None
+    student = groups.get(student_key)
+    out = []
+    for (method, names), by_seed in groups.items():
+        m, s = mean_std(list(by_seed.values()))
+        gap = gap_std = None
+        if student and best and method != "reference":
+            sm, bm = mean_std(list(student.values()))[0], teachers[best]
+            gap = gap_recovered(m, sm, bm)
+            per_seed = [gap_recovered(v, student[k], groups[best][k])
+                        for k, v in by_seed.items() if k in student and k in groups[best]
+                        and groups[best][k] != student[k]]
+            gap_std = mean_std(per_seed)[1] if per_seed else None
+        out.append(SummaryRow(method, names, len(by_seed), m, s, gap, gap_std))
+    return out, (best[1] if best else None)
+
+
+def write_csv(path: str | Path, rows: list) -> None:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(rows[0])])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [ResultRow(r["method"], r["teachers"], int(r["seed"]), float(r["val_mse"]),
+                          float(r["test_mse"]), float(r["seconds"])) for r in csv.DictReader(f)]
+
+
+def format_table(summary: list[SummaryRow], best_teacher: str | None) -> str:
+    """A Markdown table: one line per method × committee."""
+    lines = ["| method | teachers | seeds | test MSE (mean ± std) | gap recovered |",
+             "|---|---|---|---|---|"]
+    for r in summary:
+        gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered:.1f}%"
+        if r.gap_recovered_std is not None and gap:
+            gap += f" ± {100 * r.gap_recovered_std:.1f}"
+        lines.append(f"| {r.method} | {r.teachers} | {r.seeds} | "
+                     f"{r.test_mse_mean:.4f} ± {r.test_mse_std:.4f} | {gap} |")
+    if best_teacher:
+        lines.append(f"\nGap recovered: against the student alone and the best teacher alone "
+                     f"({best_teacher}); 100% = as good as that teacher.")
+    return "\n".join(lines)

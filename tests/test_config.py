@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from diversedistill.config import from_dict, load_yaml
+from diversedistill.errors import ConfigError
+from diversedistill.methods import DiverseDistillConfig
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    data = load_yaml(path)
+    assert set(data) <= {"diversedistill", "injection"}
+    from_dict(DiverseDistillConfig, data.get("diversedistill"), str(path))
+
+
+def test_configs_exist():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lamda": 1}, "unknown key 'lamda'"),
+    ({"lam": "big"}, "cfg.lam: expected a number, got 'big'"),
+    ({"detach": "yes"}, "cfg.detach: expected true or false"),
+    ({"d1": 1.5}, "cfg.d1: expected an integer"),
+])
+def test_bad_keys_and_types_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(DiverseDistillConfig, values, "cfg")
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("diversedistill:\n  lam: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line \d+: not valid YAML"):
+        load_yaml(path)

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from diversedistill.committee import Committee
+from diversedistill.errors import ModelError
+from diversedistill.interface import HookedStudent, HookedTeacher, take_rows
+from tiny import tiny_batch, tiny_recommender
+
+
+@pytest.fixture
+def teacher():
+    t = HookedTeacher("big", tiny_recommender(hidden=(16, 8), dim=6, seed=1), "embed", "head")
+    Committee([t]).probe(tiny_batch())
+    return t
+
+
+def test_student_exposes_question_point_and_last_hidden_state():
+    model = tiny_recommender()
+    out = HookedStudent(model, "embed", "head")(tiny_batch())
+    assert out.h.shape == (16, 3 * 4) and out.z.shape == (16, 4) and out.prediction.shape == (16,)
+    assert torch.allclose(model.head(out.z).squeeze(-1), out.prediction)
+
+
+def test_probe_finds_teacher_widths(teacher):
+    assert (teacher.question_width, teacher.answer_width) == (18, 8)
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_question_changes_the_answer_and_gets_gradient(teacher, mode):
+    teacher.mode = mode
+    batch = tiny_batch()
+    q = torch.randn(16, 18, requires_grad=True)
+    first = teacher.answer(q, teacher.context(batch))
+    second = teacher.answer(q.detach() * 3, teacher.context(batch))
+    assert not torch.allclose(first.hidden, second.hidden)
+    assert torch.allclose(teacher.head(first.hidden).squeeze(-1), first.prediction)
+    first.prediction.sum().backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.model.parameters())
+
+
+def test_replace_ignores_the_teachers_own_state_and_add_keeps_it(teacher):
+    batch, other = tiny_batch(seed=0), tiny_batch(seed=1)
+    q = torch.randn(16, 18)
+    teacher.mode = "replace"
+    assert torch.equal(teacher.answer(q, batch).hidden, teacher.answer(q, other).hidden)
+    teacher.mode = "add"
+    assert not torch.equal(teacher.answer(q, batch).hidden, teacher.answer(q, other).hidden)
+    zero = teacher.answer(torch.zeros(16, 18), batch).prediction
+    assert torch.allclose(zero, teacher.predict(batch))  # a zero question leaves it as it was
+
+
+def test_hooks_are_removed_after_a_pass(teacher):
+    teacher.answer(torch.randn(16, 18), tiny_batch())
+    assert not teacher.model.embed._forward_hooks and not teacher.model.head._forward_pre_hooks
+
+
+def test_wrong_question_width_and_bad_paths_are_clear(teacher):
+    with pytest.raises(ModelError, match=r"question has shape \(16, 5\) but 'embed' outputs \(16, 18\)"):
+        teacher.answer(torch.randn(16, 5), tiny_batch())
+    with pytest.raises(ModelError, match="has no submodule 'encoder.layer.3'"):
+        HookedTeacher("x", tiny_recommender(), "encoder.layer.3", "head")
+    with pytest.raises(ModelError, match="injection mode"):
+        HookedTeacher("x", tiny_recommender(), "embed", "head", mode="swap")
+
+
+def test_committee_freezes_teachers_in_one_place():
+    model = tiny_recommender(dropout=0.5)
+    model.train()
+    committee = Committee([HookedTeacher("t", model, "embed", "head")])
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    before = committee.fingerprint()
+    with torch.no_grad():
+        model.head.bias += 1
+    assert committee.fingerprint() != before
+    with pytest.raises(ModelError, match="unique"):
+        Committee([HookedTeacher("t", model, "embed", "head"), HookedTeacher("t", model, "embed", "head")])
+
+
+def test_take_rows_handles_nested_contexts():
+    ctx = {"a": torch.arange(5), "b": (torch.arange(5) * 2, None)}
+    out = take_rows(ctx, torch.tensor([1, 3]))
+    assert out["a"].tolist() == [1, 3] and out["b"][0].tolist() == [2, 6] and out["b"][1] is None

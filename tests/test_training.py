@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diversedistill.cli import main
+from diversedistill.committee import Committee
+from diversedistill.data import load_movielens, make_split
+from diversedistill.export import export_from_checkpoint, export_model, load_model
+from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
+from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
+from diversedistill.training import TrainConfig, fit
+
+FAST = TrainConfig(max_epochs=2, patience=1, batch_size=64, progress=False)
+
+
+@pytest.fixture
+def data(ml100k_dir):
+    ml = load_movielens(ml100k_dir)
+    return ml, make_split(ml, "random", 0)
+
+
+def test_student_alone_learns_and_checkpoints_only_what_is_trained(data, tmp_path):
+    ml, split = data
+    model = build(ml, split, STUDENT, 0)
+    train, val, test = loaders(ml, split, 64, 0)
+    result = fit(as_student(model), StudentOnly(), None, train, val, test, FAST, tmp_path / "run",
+                 clamp=ml.rating_scale)
+    assert result.epochs == 2 and 0 < result.test_mse < 4
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert all(k.startswith("student.model.") for k in ckpt["state_dict"])
+    assert (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_path):
+    ml, split = data
+    teacher = build(ml, split, STUDENT, 1)
+    committee = Committee([as_teacher("t", teacher, mode="add")])
+    before = committee.fingerprint()
+    student_model = build(ml, split, STUDENT, 0)
+    train, val, test = loaders(ml, split, 64, 0)
+    cfg = DiverseDistillConfig(d1=4, d2=8, hidden=16)
+    fit(as_student(student_model), DiverseDistill(cfg), committee, train, val, test, FAST,
+        tmp_path / "run", clamp=ml.rating_scale)
+    assert committee.fingerprint() == before
+    keys = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert any(k.startswith("method.module.") for k in keys)
+    assert all(k.startswith(("student.model.", "method.module.")) for k in keys)
+
+    export_model(student_model, tmp_path / "student")
+    exported = load_file(str(tmp_path / "student" / "model.safetensors"))
+    assert set(exported) == set(student_model.state_dict())  # nothing of the module
+
+
+def test_export_round_trip_gives_identical_predictions(data, tmp_path):
+    ml, split = data
+    model = build(ml, split, STUDENT, 0).eval()
+    export_model(model, tmp_path / "m", {"note": "x"})
+    loaded = load_model(tmp_path / "m")
+    batch = next(iter(loaders(ml, split, 64, 0)[2]))
+    assert torch.equal(model(batch), loaded(batch))
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["note"] == "x"
+
+
+def test_cli_train_distill_export(ml100k_dir, tmp_path, capsys):
+    common = ["--data-dir", str(ml100k_dir), "--no-progress"]
+    for size in ("mlp-m", "mlp-l"):
+        assert main(["train-teacher", "--size", size, "--out", str(tmp_path / size), *common]) == 0
+    assert main(["distill", "--teacher", str(tmp_path / "mlp-m"), "--teacher", str(tmp_path / "mlp-l"),
+                 "--out", str(tmp_path / "run"), "--d1", "4", "--hidden", "16", *common]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["test_mse"] > 0
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "served")]) == 0
+    served, trained = load_model(tmp_path / "served"), load_model(tmp_path / "run" / "student")
+    ml = load_movielens(ml100k_dir)
+    batch = next(iter(loaders(ml, make_split(ml, "random", 0), 64, 0)[2]))
+    assert torch.equal(served(batch), trained(batch))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tau", "1.5"], "tau must be in [0, 1]"),
+    (["--importance-target", "sometimes"], "importance_target must be one of"),
+    (["--method", "nope"], "unknown method 'nope'"),
+])
+def test_cli_reports_bad_input_in_one_line(ml100k_dir, tmp_path, capsys, args, message):
+    code = main(["distill", "--teacher", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+                 "--data-dir", str(ml100k_dir), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_missing_teacher_and_bad_yaml(ml100k_dir, tmp_path, capsys):
+    code = main(["distill", "--teacher", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+                 "--data-dir", str(ml100k_dir)])
+    assert code == 2 and "not an exported diversedistill model" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("diversedistill:\n  lamda: 0.1\n")
+    code = main(["distill", "--teacher", "x", "--out", str(tmp_path / "o"), "--data-dir",
+                 str(ml100k_dir), "--config", str(tmp_path / "c.yaml")])
+    assert code == 2 and "unknown key 'lamda'" in capsys.readouterr().err
+
+
+class Tokens(torch.nn.Module):
+    """A toy sequence model: its inner state is [B, T, D], not a single vector."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 6)
+        self.head = torch.nn.Linear(6, 1)
+
+    def forward(self, batch):
+        return self.head(self.embed(batch["user"]).mean(1)).squeeze(-1)
+
+
+def test_committee_widths_that_do_not_fit_name_the_teacher_and_shape():
+    from diversedistill.errors import ModelError
+    from diversedistill.interface import HookedTeacher
+
+    committee = Committee([HookedTeacher("seq", Tokens(), "embed", "head")])
+    with pytest.raises(ModelError, match=r"teacher 'seq': its injection point 'embed' has shape \(2, 3, 6\)"):
+        committee.probe({"user": torch.zeros(2, 3, dtype=torch.long)})
