@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,47 @@ def test_real_ml100k_matches_the_documented_counts(shared_ml100k):
     for fold in ("u1", "ua"):
         part = make_split(ml, fold, 0)
         assert len(part.test) == {"u1": 20000, "ua": 9430}[fold]
+
+
+class _FakeResponse:
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def read(self, *args):
+        data, self.payload = self.payload, b""
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _serve_archive(monkeypatch, tmp_path, source_dir, md5=None):
+    import hashlib
+    import shutil
+    import urllib.request
+
+    from diversedistill.data import locate
+
+    archive = shutil.make_archive(str(tmp_path / "ml-100k"), "zip", source_dir.parent, "ml-100k")
+    payload = Path(archive).read_bytes()
+    monkeypatch.delenv("DIVERSEDISTILL_DATA", raising=False)
+    monkeypatch.setattr(locate, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setitem(locate.KNOWN_MD5, "ml-100k", md5 or hashlib.md5(payload).hexdigest())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _FakeResponse(payload))
+
+
+def test_download_verifies_checksum_and_unpacks_into_the_cache(tmp_path, ml100k_dir, monkeypatch):
+    _serve_archive(monkeypatch, tmp_path, ml100k_dir)
+    found = locate_movielens("ml-100k")
+    assert found == tmp_path / "cache" / "ml-100k"
+    assert load_movielens(found).n_users == 30
+
+
+def test_download_with_wrong_checksum_is_refused(tmp_path, ml100k_dir, monkeypatch):
+    _serve_archive(monkeypatch, tmp_path, ml100k_dir, md5="0" * 32)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        locate_movielens("ml-100k")
+    assert not (tmp_path / "cache" / "ml-100k").exists()

@@ -30,7 +30,7 @@ def test_student_alone_learns_and_checkpoints_only_what_is_trained(data, tmp_pat
     assert result.epochs == 2 and 0 < result.test_mse < 4
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     assert all(k.startswith("student.model.") for k in ckpt["state_dict"])
-    assert (tmp_path / "run" / "metrics.csv").is_file()
+    assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()
 
 
 def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_path):

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/movielens", help="results directory")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--ablations", action="store_true",
-                   help="also run the open-choice ablations on the committee")
+                   help="run the open-choice ablations on the committee instead of the "
+                        "single-teacher rows")
     _add_dd_args(p)
     return parser
 

@@ -8,6 +8,7 @@ interrupted reproduction keeps what it measured.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,7 @@ ABLATIONS = {
     "answers not detached": {"detach": False},
     "importance: binary target": {"importance_target": "binary"},
     "importance: none (α = 1)": {"importance_target": "none"},
-    "one learning rate (module at student lr)": {"module_lr": STUDENT.lr},
+    "module lr 3x the student's": {"module_lr": 3 * STUDENT.lr},
     "injection: replace": {"injection": "replace"},
 }
 
@@ -61,7 +62,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     def record(row: ResultRow) -> None:
         rows.append(row)
         write_csv(out / "results.csv", rows)
-        log(f"  seed {row.seed}  {row.method:<28} {row.teachers:<14} val {row.val_mse:.4f}  "
+        val = "   -  " if math.isnan(row.val_mse) else f"{row.val_mse:.4f}"
+        log(f"  seed {row.seed}  {row.method:<28} {row.teachers:<18} val {val}  "
             f"test {row.test_mse:.4f}  ({row.seconds:.0f}s)")
 
     # One split and one set of teachers; the seeds vary the students (initialization and
@@ -88,9 +90,11 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                              progress)
         record(ResultRow("student alone", "mlp-s", seed, result.val_mse, result.test_mse,
                          result.seconds))
-        variants = {"diversedistill": ({}, COMMITTEES)}
-        if ablations:
-            variants.update({f"dd ablation: {k}": (v, (COMMITTEES[-1],)) for k, v in ABLATIONS.items()})
+        if ablations:  # the committee only: the default, then one change at a time
+            variants = {"diversedistill": ({}, COMMITTEES[-1:])}
+            variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
+        else:
+            variants = {"diversedistill": ({}, COMMITTEES)}
         for label, (change, committees) in variants.items():
             change = dict(change)
             mode = change.pop("injection", injection)

@@ -12,6 +12,7 @@ parameters.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -130,8 +131,9 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         committee.probe(example)
     method.setup(student, committee, example)
     task = DistillationTask(student, method, committee, cfg, clamp)
-    for stale in (run_dir / "checkpoints").glob("best*.ckpt"):
-        stale.unlink()  # a new run in an old directory starts from nothing
+    # a new run in an old directory starts from nothing (no stale best checkpoint or log)
+    for stale in (run_dir / "checkpoints", run_dir / "logs"):
+        shutil.rmtree(stale, ignore_errors=True)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor="val_mse", mode="min", save_top_k=1)
     stopper = EarlyStopping(monitor="val_mse", mode="min", patience=cfg.patience)
@@ -139,7 +141,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-        callbacks=[checkpoint, stopper], logger=CSVLogger(run_dir, name="", version=""),
+        callbacks=[checkpoint, stopper], logger=CSVLogger(run_dir, name="logs", version=""),
         enable_progress_bar=cfg.progress, enable_model_summary=False, deterministic=True,
         num_sanity_val_steps=0, log_every_n_steps=50,
     )

@@ -1,0 +1,48 @@
+import csv
+
+import pytest
+
+from diversedistill.cli import main
+from diversedistill.results import ResultRow, gap_recovered, summarize
+
+
+def test_gap_recovered_is_signed_so_improvement_is_positive():
+    assert gap_recovered(0.86, 0.88, 0.84) == pytest.approx(0.5)
+    assert gap_recovered(0.83, 0.88, 0.84) == pytest.approx(1.25)  # beats the teacher
+    assert gap_recovered(0.90, 0.88, 0.84) == pytest.approx(-0.5)
+    assert gap_recovered(0.95, 0.90, 0.95) == pytest.approx(1.0)  # accuracy-like, higher better
+
+
+def test_summary_uses_the_best_teacher_and_per_seed_spread():
+    rows = [ResultRow("student alone", "mlp-s", s, 0, 0.88 + 0.01 * s, 0) for s in range(2)]
+    rows += [ResultRow("teacher alone", "mlp-l", s, 0, 0.84, 0) for s in range(2)]
+    rows += [ResultRow("teacher alone", "mlp-m", s, 0, 0.85, 0) for s in range(2)]
+    rows += [ResultRow("diversedistill", "mlp-l", s, 0, 0.86 + 0.01 * s, 0) for s in range(2)]
+    summary, best = summarize(rows)
+    assert best == "mlp-l"
+    dd = next(r for r in summary if r.method == "diversedistill")
+    assert dd.gap_recovered == pytest.approx((0.865 - 0.885) / (0.84 - 0.885))
+    assert dd.gap_recovered_std > 0
+
+
+def test_reproduce_writes_results_and_summary(ml100k_dir, tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--seeds", "2", "--out",
+            str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| diversedistill | mlp-m+mlp-l | 2 |" in printed
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["method", "teachers", "seed", "val_mse", "test_mse", "seconds"]
+    methods = {(r["method"], r["teachers"]) for r in rows}
+    assert {("student alone", "mlp-s"), ("teacher alone", "mlp-l"), ("diversedistill", "mlp-m"),
+            ("diversedistill", "mlp-m+mlp-l"), ("reference", "user + item biases")} <= methods
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert {"test_mse_mean", "test_mse_std", "gap_recovered"} <= set(summary[0])
+    entries = sorted(cache.iterdir())
+    assert [p.name.split("-")[1] for p in entries] == ["l", "m"]  # both teachers cached ...
+    written = {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries}
+    assert main(args) == 0  # ... and reused: the second run rewrites neither
+    assert {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries} == written
