@@ -119,3 +119,19 @@ def test_committee_widths_that_do_not_fit_name_the_teacher_and_shape():
     committee = Committee([HookedTeacher("seq", Tokens(), "embed", "head")])
     with pytest.raises(ModelError, match=r"teacher 'seq': its injection point 'embed' has shape \(2, 3, 6\)"):
         committee.probe({"user": torch.zeros(2, 3, dtype=torch.long)})
+
+
+@pytest.mark.integration
+def test_real_ml100k_student_trains_below_the_bias_reference(shared_ml100k, tmp_path):
+    from diversedistill.recsys import reference_mse
+
+    ml = load_movielens(shared_ml100k)
+    split = make_split(ml, "random", 0)
+    model = build(ml, split, STUDENT, 0)
+    train, val, test = loaders(ml, split, 1024, 0)
+    cfg = TrainConfig(max_epochs=2, patience=1, batch_size=1024, progress=False)
+    result = fit(as_student(model), StudentOnly(), None, train, val, test, cfg, tmp_path,
+                 clamp=ml.rating_scale)
+    refs = reference_mse(split.train, split.test, ml.n_users, ml.n_items, ml.rating_scale)
+    assert refs["user + item biases"] < refs["global mean"]
+    assert result.test_mse < refs["global mean"]

@@ -42,7 +42,7 @@ def _add_dd_args(p: argparse.ArgumentParser) -> None:
     for f in fields(DiverseDistillConfig):
         kind = {"bool": _bool, "int": int, "float": float}.get(str(f.type), str)
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"dd_{f.name}", type=kind,
-                           default=None, help=f"default {f.default}")
+                           default=None, metavar=f.name.upper(), help=f"default {f.default}")
     p.add_argument("--injection", choices=("add", "replace"), default=None,
                    help="how a question enters an MLP teacher (default add; see docs)")
 
@@ -70,7 +70,9 @@ def _dd_config(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diversedistill", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="diversedistill",
+        description="Distill a committee of diverse frozen teachers into a compact student.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-teacher", help="train an MLP recommender teacher and export it")

@@ -130,14 +130,23 @@ def load_movielens(path: str | Path) -> MovieLens:
 
 def read_100k_ratings(path: Path) -> pd.DataFrame:
     """u.data and the u1..u5/ua/ub fold files: user, item, rating, timestamp (tab)."""
-    frame = read_table(path, "\t", ["user", "item", "rating", "timestamp"])
+    return _read_ratings(path, "\t", ["user", "item", "rating", "timestamp"])
+
+
+def _read_ratings(path: Path, sep: str, columns: list[str], header: bool = False,
+                  half_stars: bool | None = False) -> pd.DataFrame:
+    """Rating triples with their line numbers; ``half_stars=None`` detects the scale."""
+    frame = read_table(path, sep, columns, header=header)
+    user, item, rating = columns[:3]
     out = pd.DataFrame({
-        "user": numeric_column(frame, "user", path),
-        "item": numeric_column(frame, "item", path),
-        "rating": numeric_column(frame, "rating", path, kind=float),
+        "user": numeric_column(frame, user, path),
+        "item": numeric_column(frame, item, path),
+        "rating": numeric_column(frame, rating, path, kind=float),
         "_line": frame["_line"].to_numpy(),
     })
-    _check_scale(out, path, 1, 5, step=1.0)
+    if half_stars is None:
+        half_stars = bool((out["rating"] % 1 != 0).any())
+    _check_scale(out, path, 0.5 if half_stars else 1, 5, step=0.5 if half_stars else 1)
     return out
 
 
@@ -185,15 +194,10 @@ def _read_100k_genres(path: Path) -> list[str]:
 
 def _load_dat(path: Path) -> MovieLens:
     ratings_file = path / "ratings.dat"
-    frame = read_table(ratings_file, "::", ["user", "item", "rating", "timestamp"])
-    ratings = pd.DataFrame({
-        "user": numeric_column(frame, "user", ratings_file),
-        "item": numeric_column(frame, "item", ratings_file),
-        "rating": numeric_column(frame, "rating", ratings_file, kind=float),
-        "_line": frame["_line"].to_numpy(),
-    })
+    # ML-1M has whole stars, ML-10M half stars: the scale is read off the ratings
+    ratings = _read_ratings(ratings_file, "::", ["user", "item", "rating", "timestamp"],
+                            half_stars=None)
     half_stars = bool((ratings["rating"] % 1 != 0).any())
-    _check_scale(ratings, ratings_file, 0.5 if half_stars else 1, 5, step=0.5 if half_stars else 1)
     movies_file = path / "movies.dat"
     movies = read_table(movies_file, "::", ["item", "title", "genres"], encoding="latin-1")
     item_ids = numeric_column(movies, "item", movies_file)
@@ -233,16 +237,8 @@ def _load_dat(path: Path) -> MovieLens:
 
 def _load_csv(path: Path) -> MovieLens:
     ratings_file = path / "ratings.csv"
-    frame = read_table(
-        ratings_file, ",", ["userId", "movieId", "rating", "timestamp"], header=True
-    )
-    ratings = pd.DataFrame({
-        "user": numeric_column(frame, "userId", ratings_file),
-        "item": numeric_column(frame, "movieId", ratings_file),
-        "rating": numeric_column(frame, "rating", ratings_file, kind=float),
-        "_line": frame["_line"].to_numpy(),
-    })
-    _check_scale(ratings, ratings_file, 0.5, 5, step=0.5)
+    ratings = _read_ratings(ratings_file, ",", ["userId", "movieId", "rating", "timestamp"],
+                            header=True, half_stars=True)
     movies_file = path / "movies.csv"
     movies = read_table(movies_file, ",", ["movieId", "title", "genres"], header=True, quoted=True)
     item_ids = numeric_column(movies, "movieId", movies_file)
