@@ -92,7 +92,7 @@ def format_table(summary: list[SummaryRow], best_teacher: str | None) -> str:
     lines = ["| method | teachers | seeds | test MSE (mean ± std) | gap recovered |",
              "|---|---|---|---|---|"]
     for r in summary:
-        gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered:.1f}%"
+        gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered + 0.0:.1f}%"
         if r.gap_recovered_std is not None and gap:
             gap += f" ± {100 * r.gap_recovered_std:.1f}"
         lines.append(f"| {r.method} | {r.teachers} | {r.seeds} | "
