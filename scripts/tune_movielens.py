@@ -2,6 +2,7 @@
 
     python scripts/tune_movielens.py recipes --data-dir ../shared/data/ml-100k
     python scripts/tune_movielens.py lambda --data-dir ../shared/data/ml-100k --lams 0.1 1 5 10 20
+    python scripts/tune_movielens.py lambda --data-dir ../shared/data/ml-100k --lams 3 30 --no-detach
 
 ``recipes`` trains each model size with each training recipe on the seed-0 split and prints
 validation (and test) MSE; ``lambda`` distills MLP-S from the cached MLP-M + MLP-L teachers
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--sizes", nargs="+", default=["mlp-s", "mlp-m", "mlp-l"])
     parser.add_argument("--lams", nargs="+", type=float, default=[0.1, 1, 5, 10, 20])
+    parser.add_argument("--no-detach", action="store_true", help="open choice 1 off")
+    parser.add_argument("--module-lr", type=float, default=DiverseDistillConfig.module_lr)
     parser.add_argument("--out", default="results/tuning")
     args = parser.parse_args()
     ml = load_movielens(locate_movielens("ml-100k", args.data_dir))
@@ -51,7 +54,8 @@ def main() -> None:
     teachers = {n: train_or_load_teacher(ml, split, n, r, 0, cache_dir() / "teachers")[0]
                 for n, r in TEACHERS.items()}
     for lam in args.lams:
-        cfg = replace(DiverseDistillConfig(), lam=lam)
+        cfg = replace(DiverseDistillConfig(), lam=lam, detach=not args.no_detach,
+                      module_lr=args.module_lr)
         _, result = distill_run(ml, split, teachers, COMMITTEES[-1], cfg, 0,
                                 out / f"lambda-{lam}", "add", progress=False)
         print(f"lambda {lam:<6g} val {result.val_mse:.4f}  test {result.test_mse:.4f}", flush=True)
