@@ -135,3 +135,25 @@ def test_real_ml100k_student_trains_below_the_bias_reference(shared_ml100k, tmp_
     refs = reference_mse(split.train, split.test, ml.n_users, ml.n_items, ml.rating_scale)
     assert refs["user + item biases"] < refs["global mean"]
     assert result.test_mse < refs["global mean"]
+
+
+class _Exploit:
+    """Unpickling this would run code; safe loading must refuse it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_malicious_checkpoint_is_refused(tmp_path, data):
+    from diversedistill.errors import ModelError
+
+    ml, split = data
+    run = tmp_path / "run"
+    export_model(build(ml, split, STUDENT, 0), run / "student")
+    (run / "checkpoints").mkdir()
+    torch.save({"state_dict": _Exploit()}, run / "checkpoints" / "best.ckpt")
+    with pytest.raises(ModelError, match="refused to load"):
+        export_from_checkpoint(run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ Loading never unpickles anything: weights come from safetensors, the config from
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -77,7 +78,11 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
         raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; is it a 'distill' run directory?")
     config = read_config(run_dir / "student")
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    try:  # weights_only: a checkpoint that would run code when unpickled is refused
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelError(f"{checkpoint}: refused to load, it holds more than tensors ({first})") from None
     prefix = "student.model."
     model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     extra = {k: v for k, v in config.items() if k not in ("format", "architecture", "model")}
