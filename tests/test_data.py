@@ -27,8 +27,12 @@ def test_ml1m_layout_maps_age_groups_and_occupations(tmp_path):
 
 
 def test_release_without_demographics_leaves_them_out(tmp_path):
-    ml = load_movielens(write_ml1m(tmp_path / "ml-10m", with_users=False))
+    root = write_ml1m(tmp_path / "ml-10m", with_users=False)
+    ml = load_movielens(root)
     assert ml.field_names() == ["user", "item", "year", "genres"]
+    assert ml.rating_scale == (1.0, 5.0)
+    (root / "ratings.dat").write_text("1::10::4.5::978300760\n2::20::0.5::978302109\n")
+    assert load_movielens(root).rating_scale == (0.5, 5.0)  # ML-10M's half stars
 
 
 def test_csv_release_reads_half_stars_and_quoted_titles(tmp_path):

@@ -78,9 +78,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                                        cache_root, progress)
         teachers[name] = (model, metrics)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
+    references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
     for seed in range(seeds):
-        for name, mse in reference_mse(part.train, part.test, ml.n_users, ml.n_items,
-                                       ml.rating_scale).items():
+        for name, mse in references.items():
             record(ResultRow("reference", name, seed, float("nan"), mse, 0.0))
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],

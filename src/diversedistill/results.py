@@ -92,6 +92,7 @@ def format_table(summary: list[SummaryRow], best_teacher: str | None) -> str:
     lines = ["| method | teachers | seeds | test MSE (mean ± std) | gap recovered |",
              "|---|---|---|---|---|"]
     for r in summary:
+        # "+ 0.0" turns the student's own -0.0 into 0.0
         gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered + 0.0:.1f}%"
         if r.gap_recovered_std is not None and gap:
             gap += f" ± {100 * r.gap_recovered_std:.1f}"

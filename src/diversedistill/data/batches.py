@@ -22,7 +22,6 @@ class RatingBatches(Dataset):
         self.user = torch.from_numpy(ratings.user)
         self.item = torch.from_numpy(ratings.item)
         self.rating = torch.from_numpy(ratings.rating)
-        # code 0 is "unknown" for every field, so ids are shifted by one
         self.user_tables = {k: torch.tensor(np.asarray(v)) for k, v in ml.user_features.items()}
         self.item_tables = {k: torch.tensor(np.asarray(v)) for k, v in ml.item_features.items()}
         self.genres = None if ml.genres is None else torch.tensor(ml.genres)
@@ -33,6 +32,7 @@ class RatingBatches(Dataset):
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
         rows = torch.as_tensor(rows, dtype=torch.long)
         user, item = self.user[rows], self.item[rows]
+        # code 0 is "unknown" for every field, so user and item codes are shifted by one
         batch = {"user": user + 1, "item": item + 1, "target": self.rating[rows]}
         for name, table in self.user_tables.items():
             batch[name] = table[user]

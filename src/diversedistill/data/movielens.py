@@ -130,12 +130,13 @@ def load_movielens(path: str | Path) -> MovieLens:
 
 def read_100k_ratings(path: Path) -> pd.DataFrame:
     """u.data and the u1..u5/ua/ub fold files: user, item, rating, timestamp (tab)."""
-    return _read_ratings(path, "\t", ["user", "item", "rating", "timestamp"])
+    return _read_ratings(path, "\t", ["user", "item", "rating", "timestamp"])[0]
 
 
 def _read_ratings(path: Path, sep: str, columns: list[str], header: bool = False,
-                  half_stars: bool | None = False) -> pd.DataFrame:
-    """Rating triples with their line numbers; ``half_stars=None`` detects the scale."""
+                  half_stars: bool | None = False) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """Rating triples with their line numbers, and the rating scale they were checked
+    against; ``half_stars=None`` reads the scale off the ratings."""
     frame = read_table(path, sep, columns, header=header)
     user, item, rating = columns[:3]
     out = pd.DataFrame({
@@ -146,8 +147,9 @@ def _read_ratings(path: Path, sep: str, columns: list[str], header: bool = False
     })
     if half_stars is None:
         half_stars = bool((out["rating"] % 1 != 0).any())
-    _check_scale(out, path, 0.5 if half_stars else 1, 5, step=0.5 if half_stars else 1)
-    return out
+    low = 0.5 if half_stars else 1.0
+    _check_scale(out, path, low, 5, step=low)
+    return out, (low, 5.0)
 
 
 def _load_100k(path: Path) -> MovieLens:
@@ -195,9 +197,8 @@ def _read_100k_genres(path: Path) -> list[str]:
 def _load_dat(path: Path) -> MovieLens:
     ratings_file = path / "ratings.dat"
     # ML-1M has whole stars, ML-10M half stars: the scale is read off the ratings
-    ratings = _read_ratings(ratings_file, "::", ["user", "item", "rating", "timestamp"],
-                            half_stars=None)
-    half_stars = bool((ratings["rating"] % 1 != 0).any())
+    ratings, scale = _read_ratings(ratings_file, "::", ["user", "item", "rating", "timestamp"],
+                                   half_stars=None)
     movies_file = path / "movies.dat"
     movies = read_table(movies_file, "::", ["item", "title", "genres"], encoding="latin-1")
     item_ids = numeric_column(movies, "item", movies_file)
@@ -226,7 +227,7 @@ def _load_dat(path: Path) -> MovieLens:
     genres, genre_names = _split_genres(movies["genres"])
     return _assemble(
         path.name, path, ratings, ratings_file, user_ids, item_ids,
-        (0.5 if half_stars else 1.0, 5.0), user_side=user_side,
+        scale, user_side=user_side,
         titles=movies["title"].tolist(), genres=genres, genre_names=genre_names,
         user_info=user_info,
     )
@@ -237,15 +238,15 @@ def _load_dat(path: Path) -> MovieLens:
 
 def _load_csv(path: Path) -> MovieLens:
     ratings_file = path / "ratings.csv"
-    ratings = _read_ratings(ratings_file, ",", ["userId", "movieId", "rating", "timestamp"],
-                            header=True, half_stars=True)
+    ratings, scale = _read_ratings(ratings_file, ",", ["userId", "movieId", "rating", "timestamp"],
+                                   header=True, half_stars=True)
     movies_file = path / "movies.csv"
     movies = read_table(movies_file, ",", ["movieId", "title", "genres"], header=True, quoted=True)
     item_ids = numeric_column(movies, "movieId", movies_file)
     genres, genre_names = _split_genres(movies["genres"])
     return _assemble(
         path.name, path, ratings, ratings_file, np.unique(ratings["user"].to_numpy()), item_ids,
-        (0.5, 5.0), user_side={}, titles=movies["title"].tolist(), genres=genres,
+        scale, user_side={}, titles=movies["title"].tolist(), genres=genres,
         genre_names=genre_names,
     )
 

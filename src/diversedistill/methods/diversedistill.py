@@ -27,9 +27,9 @@ The three choices METHOD.md leaves open, made here (each switchable for the abla
    asked), and ``explore`` keeps asking a random fraction of them so α can recover.
 3. One optimizer, two parameter groups: the student at the run's learning rate, the module
    at ``module_lr`` (default: the student's rate; 3× is the ablation). Gradients are routed
-   by detaching (h is detached before the module;
-   head_S is applied with detached parameters; teachers are frozen), so one optimizer is
-   exactly equivalent to two and keeps checkpoints and DDP simple. λ is chosen on validation.
+   by detaching (h is detached before the module; head_S is applied with detached
+   parameters; teachers are frozen), so one optimizer is exactly equivalent to two and
+   keeps checkpoints and DDP simple. λ is chosen on validation.
 """
 
 from __future__ import annotations
