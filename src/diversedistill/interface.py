@@ -8,7 +8,9 @@ A **teacher** exposes
   cacheable). For an MLP it is just the inputs; for T5 it is the encoder output; for an
   encoder-only LM or a ViT, the token states below the injection layer;
 - ``answer(question, context)`` -> ``Answer(hidden, prediction)``: the teacher run from
-  its injection point with the question in place of its own state there;
+  its injection point with the question in place of its own state there; with
+  ``question=None`` the teacher's own pass (its own state at the injection point), which
+  is what feature- and logit-distillation baselines read;
 - ``predict(batch)``: its own prediction, no question involved;
 - ``question_width`` / ``answer_width``: the widths the distillation module must match.
 
@@ -125,7 +127,8 @@ class Teacher:
     def context(self, batch: Batch) -> Any:
         raise NotImplementedError
 
-    def answer(self, question: torch.Tensor, context: Any) -> Answer:
+    def answer(self, question: torch.Tensor | None, context: Any) -> Answer:
+        """``question`` [b, question_width], or None for the teacher's own pass."""
         raise NotImplementedError
 
     def predict(self, batch: Batch) -> torch.Tensor:
@@ -189,7 +192,7 @@ class HookedTeacher(Teacher):
             for hook in hooks:
                 hook.remove()
 
-    def answer(self, question: torch.Tensor, context: Batch) -> Answer:
+    def answer(self, question: torch.Tensor | None, context: Batch) -> Answer:
         seen: dict[str, torch.Tensor] = {}
         with self._hooks(question, seen):
             prediction = self._call(self.model, context)
