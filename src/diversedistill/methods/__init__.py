@@ -1,8 +1,18 @@
-"""Distillation methods, one file each, found by name in :data:`METHODS`."""
+"""Distillation methods, one file each, found by name in :data:`METHODS`.
 
-from diversedistill.methods.base import METHODS, Method, method_class, register_method
+Build one from plain data with :func:`build_method`, e.g.
+``build_method("mt", {"lam": 1.0, "variant": "average_of_kd"})``; its knobs are the fields of
+``METHODS[name].config_class``.
+"""
+
+from diversedistill.methods.base import (METHODS, Method, build_method, method_class,
+                                         register_method)
 from diversedistill.methods.diversedistill import DiverseDistill, DiverseDistillConfig
+from diversedistill.methods.fd import FD, FDConfig
+from diversedistill.methods.ld import LD, LDConfig
+from diversedistill.methods.mt import MT, MTConfig
 from diversedistill.methods.student_only import StudentOnly
 
-__all__ = ["METHODS", "DiverseDistill", "DiverseDistillConfig", "Method", "StudentOnly",
-           "method_class", "register_method"]
+__all__ = ["FD", "LD", "METHODS", "MT", "DiverseDistill", "DiverseDistillConfig", "FDConfig",
+           "LDConfig", "MTConfig", "Method", "StudentOnly", "build_method", "method_class",
+           "register_method"]

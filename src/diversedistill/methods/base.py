@@ -8,13 +8,14 @@ loop's optimizer beside the student's, at the method's learning rate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from diversedistill.committee import Committee
+from diversedistill.config import from_dict
 from diversedistill.errors import ConfigError
 from diversedistill.interface import Batch, HookedStudent
 
@@ -35,9 +36,36 @@ def method_class(name: str) -> type["Method"]:
     return METHODS[name]
 
 
+def build_method(name: str, values: Mapping[str, Any] | None = None,
+                 where: str | None = None) -> "Method":
+    """Method ``name`` built from plain data, e.g. a YAML section or CLI flags.
+
+    ``values`` fills the method's ``config_class`` dataclass through
+    :func:`diversedistill.config.from_dict`: an unknown key, a wrongly typed value or a value
+    the config rejects raises one :class:`ConfigError` that names ``where`` (default
+    ``method <name>``). A method without a config class takes no values.
+    """
+    cls = method_class(name)
+    where = where or f"method {name!r}"
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(values).__name__}")
+    if cls.config_class is None:
+        if values:
+            raise ConfigError(f"{where}: method {name!r} takes no options, got {sorted(values)}")
+        return cls()
+    try:
+        cfg = from_dict(cls.config_class, dict(values or {}), where)
+    except ConfigError as err:  # a __post_init__ check does not know where the values came from
+        text = str(err)
+        raise ConfigError(text if text.startswith(where) else f"{where}: {text}") from None
+    return cls(cfg)
+
+
 class Method(nn.Module):
     name: ClassVar[str]
     needs_teachers: ClassVar[bool] = True
+    # the dataclass that holds the method's knobs (None: it has none); ``build_method`` fills it
+    config_class: ClassVar[type | None] = None
 
     def __init__(self):
         super().__init__()

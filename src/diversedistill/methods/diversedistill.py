@@ -78,6 +78,8 @@ class DiverseDistillConfig:
 
 @register_method("diversedistill")
 class DiverseDistill(Method):
+    config_class = DiverseDistillConfig
+
     def __init__(self, cfg: DiverseDistillConfig | None = None):
         super().__init__()
         self.cfg = cfg or DiverseDistillConfig()

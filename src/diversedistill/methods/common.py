@@ -1,0 +1,113 @@
+"""What the baselines share: the teachers' own outputs and the distillation losses.
+
+Predictions come in two kinds, told apart by shape (as :func:`~diversedistill.losses.task_loss`
+tells targets apart by dtype): a **rating** is [B] (regression, the MovieLens case) and
+**class logits** are [B, C] (the vision domain). What a teacher's prediction teaches is then
+
+- for a rating, the rating itself: "logit" distillation is the squared error
+  ``(ŷ_s − ŷ_t)²`` — a rating has no softmax, so the temperature plays no part;
+- for logits, Hinton's soft label ``softmax(z_t / T)``, distilled by
+  ``T² · KL(p_t ‖ softmax(z_s / T))`` summed over classes, averaged over rows (the T²
+  keeps the gradient's scale independent of T).
+
+Mixtures of teachers (MT, AMTML) mix these targets: a weighted mean rating, or a weighted
+mean of probability vectors; :func:`distill_to` distills either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diversedistill.committee import Committee
+from diversedistill.errors import ConfigError
+from diversedistill.interface import Answer, Batch
+
+FEATURE_REDUCTIONS = ("sum", "mean")
+
+
+def is_rating(prediction: torch.Tensor) -> bool:
+    """A [B] prediction is a rating; a [B, C] one is a row of class logits."""
+    return prediction.dim() == 1
+
+
+def soft_target(prediction: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """What a teacher's prediction teaches: the rating itself [B], or softmax(z/T) [B, C]."""
+    if is_rating(prediction):
+        return prediction
+    return F.softmax(prediction / temperature, dim=-1)
+
+
+def distill_to(student: torch.Tensor, target: torch.Tensor,
+               temperature: float = 1.0) -> torch.Tensor:
+    """Per-row distillation loss [B] of the student's prediction towards a soft target.
+
+    ``student`` [B] rating -> ``(student − target)²`` with ``target`` [B];
+    ``student`` [B, C] logits -> ``T² · Σ_c p_c (log p_c − log softmax(student/T)_c)`` with
+    ``target`` = p [B, C] probabilities (``xlogy`` makes a zero probability cost nothing).
+    """
+    if is_rating(student):
+        return (student - target).pow(2)
+    log_q = F.log_softmax(student / temperature, dim=-1)
+    kl = (torch.xlogy(target, target) - target * log_q).sum(-1)
+    return temperature ** 2 * kl
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
+            reduction: str = "mean") -> torch.Tensor:
+    """Logit distillation of one teacher's prediction: squared error of ratings [B], or
+    T²·KL of softened class logits [B, C]. ``reduction`` "mean" -> scalar, "none" -> [B]."""
+    per_row = distill_to(student, soft_target(teacher, temperature), temperature)
+    return per_row.mean() if reduction == "mean" else per_row
+
+
+def feature_loss(projected: torch.Tensor, features: torch.Tensor,
+                 reduction: str = "sum") -> torch.Tensor:
+    """Per-row feature distance [B] between ``P(f_s)`` and ``f_t``, both [B, d_t]:
+    ``‖P(f_s) − f_t‖²`` summed over the width ("sum", the formula) or averaged ("mean",
+    which keeps λ comparable across teachers of different widths)."""
+    squared = (projected - features).pow(2)
+    return squared.sum(-1) if reduction == "sum" else squared.mean(-1)
+
+
+@torch.no_grad()
+def own_answers(committee: Committee, batch: Batch,
+                which: Sequence[int] | None = None) -> list[Answer]:
+    """Each chosen teacher's own pass (no question): its last hidden state [B, d_t] and its
+    prediction [B] or [B, C], without gradient. Call once per step and reuse the answers."""
+    teachers = list(committee)
+    chosen = range(len(teachers)) if which is None else which
+    return [teachers[i].answer(None, teachers[i].context(batch)) for i in chosen]
+
+
+def pick_teachers(committee: Committee, name: str) -> list[int]:
+    """Indices of the teachers a single-teacher method distills from: the one named, or
+    (``name`` empty) every teacher, each as its own term."""
+    if not name:
+        return list(range(len(committee)))
+    if name not in committee.names:
+        raise ConfigError(f"teacher {name!r} is not in the committee {committee.names}")
+    return [committee.names.index(name)]
+
+
+def projections(d_in: int, widths: Sequence[int]) -> nn.ModuleList:
+    """One linear map per teacher from the student's last hidden width to the teacher's."""
+    return nn.ModuleList(nn.Linear(d_in, w) for w in widths)
+
+
+def task_plus(task: torch.Tensor, lam: float, distill: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The usual loss dict: ``loss`` = task + λ · distill, and both parts detached."""
+    return {"loss": task + lam * distill, "task": task.detach(), "distill": distill.detach()}
+
+
+def check(condition: bool, message: str) -> None:
+    """Config validation in one line: raise ConfigError(message) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    check(value in choices, f"{name} must be one of {tuple(choices)}, got {value!r}")

@@ -1,0 +1,260 @@
+"""The seven baselines: a contract every registered method keeps, and each baseline's core
+computation against a case worked out by hand."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from diversedistill.committee import Committee
+from diversedistill.errors import ConfigError
+from diversedistill.interface import Answer, HookedStudent, HookedTeacher, Teacher
+from diversedistill.losses import task_loss
+from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, build_method
+from diversedistill.methods.common import kd_loss
+from diversedistill.methods.mt import mt_distill
+from diversedistill.training import DistillationTask, TrainConfig
+from tiny import tiny_batch, tiny_recommender
+
+# ---------------------------------------------------------------- tiny committees
+
+
+def rating_setup():
+    """Student MLP recommender and two larger ones as teachers; float rating targets."""
+    student = HookedStudent(tiny_recommender(), "embed", "head")
+    committee = Committee([
+        HookedTeacher("m", tiny_recommender((16, 8), 6, seed=1), "embed", "head", "add"),
+        HookedTeacher("l", tiny_recommender((32, 12), 8, seed=2), "embed", "head", "add")])
+    batch = tiny_batch()
+    committee.probe(batch)
+    return student, committee, batch
+
+
+class TinyClassifier(nn.Module):
+    """x [B, 6] -> embed -> trunk -> head -> logits [B, 5]."""
+
+    def __init__(self, width: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Linear(6, width)
+        self.trunk = nn.Sequential(nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.head = nn.Linear(width, 5)
+
+    def forward(self, batch):
+        return self.head(self.trunk(self.embed(batch["x"])))
+
+
+def class_setup():
+    """The same shape of committee for class logits and long targets (the vision case)."""
+    student = HookedStudent(TinyClassifier(4, 0), "embed", "head")
+    committee = Committee([HookedTeacher("m", TinyClassifier(8, 1), "embed", "head", "add"),
+                           HookedTeacher("l", TinyClassifier(12, 2), "embed", "head", "add")])
+    g = torch.Generator().manual_seed(0)
+    batch = {"x": torch.randn(16, 6, generator=g),
+             "target": torch.randint(0, 5, (16,), generator=g)}
+    committee.probe(batch)
+    return student, committee, batch
+
+
+class FixedTeacher(Teacher):
+    """A teacher whose own pass returns the tensors it is given (for hand-worked cases)."""
+
+    def __init__(self, name, prediction, hidden=None):
+        self.name, self.prediction = name, prediction
+        self.hidden = torch.zeros(prediction.shape[0], 3) if hidden is None else hidden
+        self.question_width = self.answer_width = self.hidden.shape[-1]
+        self.calls = 0
+
+    def modules(self):
+        return []
+
+    def context(self, batch):
+        return batch
+
+    def answer(self, question, context):
+        self.calls += 1
+        return Answer(self.hidden, self.prediction)
+
+
+def student_and_batch():
+    student = HookedStudent(tiny_recommender(), "embed", "head")
+    return student, tiny_batch()
+
+
+def grad_vector(module, loss):
+    params = list(module.parameters())
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                      for g, p in zip(grads, params)])
+
+
+# ---------------------------------------------------------------- the contract
+
+SMALL = {"diversedistill": {"d1": 3, "d2": 5, "hidden": 7}}
+
+
+@pytest.mark.parametrize("setup", [rating_setup, class_setup], ids=["ratings", "classes"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_the_student_and_its_own_parameters_never_the_teachers(name, setup):
+    student, committee, batch = setup()
+    method = build_method(name, SMALL.get(name))
+    method.setup(student, committee, batch)
+    optimizer = DistillationTask(student, method, committee, TrainConfig()).configure_optimizers()
+    own = {n: p for n, p in method.named_parameters() if p.requires_grad}
+    reached = set()
+    before = committee.fingerprint()
+    torch.manual_seed(0)
+    for _ in range(3):
+        out = method(student, committee, batch)
+        assert out["loss"].requires_grad and torch.isfinite(out["loss"])
+        parts = [v for k, v in out.items() if k != "loss"]
+        assert all(torch.isfinite(v).all() and not v.requires_grad for v in parts)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+        reached |= {n for n, p in own.items() if p.grad is not None and p.grad.abs().sum() > 0}
+        optimizer.step()
+    assert reached == set(own)
+    assert committee.fingerprint() == before
+    assert all(p.grad is None for t in committee for m in t.modules() for p in m.parameters())
+    assert all(isinstance(v, float) for v in method.epoch_stats().values())
+
+
+# ---------------------------------------------------------------- build_method
+
+
+def test_build_method_fills_the_config_from_a_dict():
+    method = build_method("diversedistill", {"lam": 5, "importance_target": "binary"})
+    assert isinstance(method, DiverseDistill)
+    assert method.cfg == DiverseDistillConfig(lam=5.0, importance_target="binary")
+    assert build_method("mt", {"variant": "average_of_kd"}).cfg.variant == "average_of_kd"
+
+
+@pytest.mark.parametrize("name, values, words", [
+    ("ld", {"lamda": 1.0}, ["method 'ld'", "unknown key 'lamda'"]),
+    ("mt", {"variant": "median"}, ["method 'mt'", "variant must be one of"]),
+    ("student", {"lam": 1.0}, ["takes no options"]),
+    ("nope", {}, ["unknown method 'nope'"]),
+    ("fd", ["lam", 1.0], ["expected a mapping"]),
+])
+def test_build_method_names_the_bad_value(name, values, words):
+    with pytest.raises(ConfigError) as err:
+        build_method(name, values)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_unknown_teacher_name_fails_in_setup():
+    student, committee, batch = rating_setup()
+    for name in ("ld", "fd"):
+        with pytest.raises(ConfigError, match="not in the committee"):
+            build_method(name, {"teacher": "xl"}).setup(student, committee, batch)
+
+
+# ---------------------------------------------------------------- shared KD losses
+
+
+def test_kd_loss_for_ratings_is_the_squared_error_and_ignores_temperature():
+    s, t = torch.tensor([3.0, 4.0]), torch.tensor([4.0, 2.0])
+    assert kd_loss(s, t, temperature=4.0).item() == pytest.approx((1 + 4) / 2)
+    assert kd_loss(s, t, reduction="none").tolist() == [1.0, 4.0]
+
+
+def test_kd_loss_for_logits_is_t_squared_kl_per_row():
+    # teacher softened at T=2 to p = (3/4, 1/4); student uniform: KL = ¾ ln 1.5 + ¼ ln 0.5
+    teacher = torch.tensor([[2 * math.log(3.0), 0.0]])
+    student = torch.zeros(1, 2)
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert kd_loss(student, teacher, temperature=2.0).item() == pytest.approx(4 * kl, rel=1e-5)
+    # summed over classes, averaged over rows (not over all elements); a zero probability is fine
+    rows = torch.cat([teacher, torch.tensor([[0.0, -1e4]])])
+    per_row = kd_loss(torch.zeros(2, 2), rows, temperature=2.0, reduction="none")
+    assert per_row[0].item() == pytest.approx(4 * kl, rel=1e-5)
+    assert per_row[1].item() == pytest.approx(4 * math.log(2.0), rel=1e-5)
+    assert kd_loss(torch.zeros(2, 2), rows, 2.0).item() == pytest.approx(per_row.mean().item())
+
+
+# ---------------------------------------------------------------- LD and FD
+
+
+def test_ld_is_task_plus_lambda_squared_rating_gap():
+    student, batch = student_and_batch()
+    with torch.no_grad():
+        own = student.predict(batch)
+    teacher = FixedTeacher("t", own + 0.5)
+    method = build_method("ld", {"lam": 2.0})
+    method.setup(student, Committee([teacher]), batch)
+    out = method(student, Committee([teacher]), batch)
+    assert out["distill"].item() == pytest.approx(0.25, rel=1e-5)
+    expected = task_loss(own, batch["target"]).item() + 2.0 * 0.25
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ld_and_fd_distill_from_the_named_teacher_only():
+    student, batch = student_and_batch()
+    a = FixedTeacher("a", torch.zeros(16), torch.zeros(16, 3))
+    b = FixedTeacher("b", torch.zeros(16))
+    committee = Committee([a, b])
+    for name in ("ld", "fd"):
+        method = build_method(name, {"teacher": "b"})
+        method.setup(student, committee, batch)
+        method(student, committee, batch)
+    assert a.calls == 0 and b.calls == 2
+    assert len(method.proj) == 1 and method.proj[0].out_features == 3
+
+
+def test_fd_projects_z_to_the_teacher_width():
+    student, batch = student_and_batch()
+    target = torch.randn(16, 7)
+    committee = Committee([FixedTeacher("t", torch.zeros(16), target)])
+    method = build_method("fd", {"lam": 1.0, "reduction": "mean"})
+    method.setup(student, committee, batch)
+    with torch.no_grad():
+        z = student(batch).z
+        expected = (method.proj[0](z) - target).pow(2).mean()
+    distill = method(student, committee, batch)["distill"]
+    assert distill.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- MT
+
+
+def test_mt_variants_on_ratings_differ_by_the_teachers_variance_with_equal_gradients():
+    s = torch.tensor([3.0, 4.0], requires_grad=True)
+    teachers = [torch.tensor([2.0, 5.0]), torch.tensor([4.0, 2.0])]
+    to_average = mt_distill(s, teachers, variant="kd_to_average")  # t̄ = (3, 3.5)
+    of_kd = mt_distill(s, teachers, variant="average_of_kd")
+    assert to_average.item() == pytest.approx((0 + 0.25) / 2)
+    assert of_kd.item() == pytest.approx(((1 + 1) / 2 + (1 + 4) / 2) / 2)
+    variance = torch.stack(teachers).var(0, unbiased=False).mean()  # (1 + 2.25) / 2
+    assert (of_kd - to_average).item() == pytest.approx(variance.item())
+    g1, = torch.autograd.grad(to_average, s)
+    g2, = torch.autograd.grad(of_kd, s)
+    assert torch.allclose(g1, g2)
+
+
+def test_mt_variants_on_logits_differ_by_the_jensen_shannon_gap_and_what_is_averaged_matters():
+    s = torch.zeros(1, 2, requires_grad=True)
+    teachers = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])]
+    p = [torch.softmax(t, -1) for t in teachers]
+    p_mean = (p[0] + p[1]) / 2
+
+    def entropy(q):
+        return -(q * q.log()).sum()
+
+    to_average = mt_distill(s, teachers, variant="kd_to_average")
+    of_kd = mt_distill(s, teachers, variant="average_of_kd")
+    gap = entropy(p_mean) - (entropy(p[0]) + entropy(p[1])) / 2
+    assert (of_kd - to_average).item() == pytest.approx(gap.item(), rel=1e-5)
+    g1, = torch.autograd.grad(to_average, s)
+    g2, = torch.autograd.grad(of_kd, s)
+    assert torch.allclose(g1, g2)
+    assert torch.allclose(g1, torch.full((1, 2), 0.5) - p_mean)  # ∂/∂z_s = q − p̄ at T = 1
+    # softmax of the mean logit, (1, 0) -> (0.731, 0.269), is another target: another gradient
+    by_logits = mt_distill(s, teachers, variant="kd_to_average", average="logits")
+    g3, = torch.autograd.grad(by_logits, s)
+    sharper = torch.softmax(torch.tensor([[1.0, 0.0]]), -1)
+    assert torch.allclose(g3, torch.full((1, 2), 0.5) - sharper)
+    assert not torch.allclose(g1, g3)
+
+
