@@ -12,8 +12,10 @@ from diversedistill.errors import ConfigError
 from diversedistill.interface import Answer, HookedStudent, HookedTeacher, Teacher
 from diversedistill.losses import task_loss
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, build_method
+from diversedistill.methods.amtml import instance_weights, mixed_target
 from diversedistill.methods.common import kd_loss
 from diversedistill.methods.mt import mt_distill
+from diversedistill.methods.sckd import gate
 from diversedistill.training import DistillationTask, TrainConfig
 from tiny import tiny_batch, tiny_recommender
 
@@ -129,11 +131,14 @@ def test_build_method_fills_the_config_from_a_dict():
     assert isinstance(method, DiverseDistill)
     assert method.cfg == DiverseDistillConfig(lam=5.0, importance_target="binary")
     assert build_method("mt", {"variant": "average_of_kd"}).cfg.variant == "average_of_kd"
+    assert build_method("sckd", {"terms": ["logit"]}).cfg.terms == ["logit"]
+    assert build_method("amtml", {"lr": None}).cfg.lr is None
 
 
 @pytest.mark.parametrize("name, values, words", [
     ("ld", {"lamda": 1.0}, ["method 'ld'", "unknown key 'lamda'"]),
     ("mt", {"variant": "median"}, ["method 'mt'", "variant must be one of"]),
+    ("sckd", {"terms": ["logit", "attention"]}, ["method 'sckd'", "terms must be one of"]),
     ("student", {"lam": 1.0}, ["takes no options"]),
     ("nope", {}, ["unknown method 'nope'"]),
     ("fd", ["lam", 1.0], ["expected a mapping"]),
@@ -146,7 +151,7 @@ def test_build_method_names_the_bad_value(name, values, words):
 
 def test_unknown_teacher_name_fails_in_setup():
     student, committee, batch = rating_setup()
-    for name in ("ld", "fd"):
+    for name in ("ld", "fd", "sckd"):
         with pytest.raises(ConfigError, match="not in the committee"):
             build_method(name, {"teacher": "xl"}).setup(student, committee, batch)
 
@@ -216,6 +221,49 @@ def test_fd_projects_z_to_the_teacher_width():
     assert distill.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+# ---------------------------------------------------------------- SCKD
+
+
+def test_sckd_gate_opens_on_aligned_and_closes_on_opposed_gradients():
+    g = torch.tensor([1.0, -2.0, 0.5])
+    assert gate(g, 3 * g) and not gate(g, -g)
+    orthogonal = torch.tensor([2.0, 1.0, 0.0])
+    assert not gate(g, orthogonal, phi=0.0)  # cos = 0 is not > 0
+    assert gate(g, orthogonal, phi=-0.1)
+    assert not gate(g, torch.zeros(3))  # no gradient, no term
+
+
+@pytest.mark.parametrize("over", ["student", "z"])
+def test_sckd_drops_a_distillation_term_whose_gradient_opposes_the_task(over):
+    # a teacher that predicts 2ŷ − y, the mirror image of the target around the student's
+    # prediction: ∇(ŷ − t)² = −∇(ŷ − y)², exactly opposed to the task gradient
+    student, batch = student_and_batch()
+    with torch.no_grad():
+        own = student.predict(batch)
+    y = batch["target"]
+    for prediction, expect_open in ((2 * own - y, False), (y + 0.1 * (own - y), True)):
+        committee = Committee([FixedTeacher("t", prediction)])
+        method = build_method("sckd", {"terms": ["logit"], "gradients_over": over})
+        method.setup(student, committee, batch)
+        out = method(student, committee, batch)
+        assert bool(out["open/logit/t"]) is expect_open
+        task = task_loss(student.predict(batch), y)
+        if not expect_open:  # the term is gone: the student sees the task gradient only
+            assert torch.allclose(grad_vector(student, out["loss"]), grad_vector(student, task))
+
+
+def test_sckd_closed_gate_still_trains_the_projection():
+    student, batch = student_and_batch()
+    committee = Committee([FixedTeacher("t", batch["target"], torch.randn(16, 5))])
+    method = build_method("sckd", {"terms": ["feature"], "phi": 0.999999})
+    method.setup(student, committee, batch)
+    out = method(student, committee, batch)
+    assert not bool(out["open/feature/t"])
+    task = task_loss(student.predict(batch), batch["target"])
+    assert torch.allclose(grad_vector(student, out["loss"]), grad_vector(student, task))
+    assert grad_vector(method, out["loss"]).abs().sum() > 0
+
+
 # ---------------------------------------------------------------- MT
 
 
@@ -256,5 +304,40 @@ def test_mt_variants_on_logits_differ_by_the_jensen_shannon_gap_and_what_is_aver
     sharper = torch.softmax(torch.tensor([[1.0, 0.0]]), -1)
     assert torch.allclose(g3, torch.full((1, 2), 0.5) - sharper)
     assert not torch.allclose(g1, g3)
+
+
+# ---------------------------------------------------------------- AMTML
+
+
+def test_amtml_instance_weights_sum_to_one_per_sample():
+    torch.manual_seed(0)
+    mu = instance_weights(torch.randn(8, 4), torch.randn(3, 4), torch.randn(4))
+    assert mu.shape == (8, 3) and (mu > 0).all()
+    assert torch.allclose(mu.sum(1), torch.ones(8))
+    # by hand: a = (β ⊙ θ_k) · w = (2, 0) -> μ = (σ(2), 1 − σ(2))
+    mu = instance_weights(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 5.0]]),
+                          torch.tensor([1.0, 1.0]))
+    assert mu[0].tolist() == pytest.approx([1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))])
+
+
+def test_amtml_mixes_ratings_and_probabilities_by_the_weights():
+    mu = torch.tensor([[0.25, 0.75]])
+    assert mixed_target(mu, [torch.tensor([4.0]), torch.tensor([2.0])], 1.0).item() == 2.5
+    logits = [torch.tensor([[math.log(3.0), 0.0]]), torch.tensor([[0.0, 0.0]])]
+    mixed = mixed_target(mu, logits, 1.0)  # 0.25 (¾, ¼) + 0.75 (½, ½)
+    assert mixed[0].tolist() == pytest.approx([0.5625, 0.4375])
+
+
+def test_amtml_freezes_teacher_factors_in_stage_two():
+    student, committee, batch = rating_setup()
+    method = build_method("amtml", {"stage1_epochs": 1})
+    method.setup(student, committee, batch)
+    for epoch, trained in ((0, True), (1, False)):
+        method.zero_grad()
+        method.epoch = epoch
+        method(student, committee, batch)["loss"].backward()
+        for p in (method.theta, method.w):
+            assert bool(p.grad is not None and p.grad.abs().sum() > 0) is trained
+        assert method.proj[0].weight.grad.abs().sum() > 0  # hints keep training
 
 

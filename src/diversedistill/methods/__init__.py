@@ -5,14 +5,16 @@ Build one from plain data with :func:`build_method`, e.g.
 ``METHODS[name].config_class``.
 """
 
+from diversedistill.methods.amtml import AMTML, AMTMLConfig
 from diversedistill.methods.base import (METHODS, Method, build_method, method_class,
                                          register_method)
 from diversedistill.methods.diversedistill import DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.fd import FD, FDConfig
 from diversedistill.methods.ld import LD, LDConfig
 from diversedistill.methods.mt import MT, MTConfig
+from diversedistill.methods.sckd import SCKD, SCKDConfig
 from diversedistill.methods.student_only import StudentOnly
 
-__all__ = ["FD", "LD", "METHODS", "MT", "DiverseDistill", "DiverseDistillConfig", "FDConfig",
-           "LDConfig", "MTConfig", "Method", "StudentOnly", "build_method", "method_class",
-           "register_method"]
+__all__ = ["AMTML", "FD", "LD", "METHODS", "MT", "SCKD", "AMTMLConfig", "DiverseDistill",
+           "DiverseDistillConfig", "FDConfig", "LDConfig", "MTConfig", "Method", "SCKDConfig",
+           "StudentOnly", "build_method", "method_class", "register_method"]
