@@ -8,15 +8,22 @@ import torch
 from torch import nn
 
 from diversedistill.committee import Committee
+from diversedistill.data import load_movielens, make_split
 from diversedistill.errors import ConfigError
 from diversedistill.interface import Answer, HookedStudent, HookedTeacher, Teacher
 from diversedistill.losses import task_loss
-from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, build_method
+from diversedistill.methods import (METHODS, AutoSKD, DiverseDistill, DiverseDistillConfig,
+                                    build_method)
+from diversedistill.methods.aekd import (aekd_weights, min_norm_fista, min_norm_weights,
+                                         project_capped_simplex)
 from diversedistill.methods.amtml import instance_weights, mixed_target
+from diversedistill.methods.autoskd import (sample_teacher, sampling_probabilities,
+                                            select_effective, sswo_update)
 from diversedistill.methods.common import kd_loss
 from diversedistill.methods.mt import mt_distill
 from diversedistill.methods.sckd import gate
-from diversedistill.training import DistillationTask, TrainConfig
+from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
+from diversedistill.training import DistillationTask, TrainConfig, fit
 from tiny import tiny_batch, tiny_recommender
 
 # ---------------------------------------------------------------- tiny committees
@@ -123,6 +130,24 @@ def test_every_method_trains_the_student_and_its_own_parameters_never_the_teache
     assert all(isinstance(v, float) for v in method.epoch_stats().values())
 
 
+@pytest.mark.parametrize("name, values", [("amtml", {"stage1_epochs": 1}),
+                                          ("autoskd", {"phase1_epochs": 1})])
+def test_epoch_dependent_baselines_run_in_the_training_loop(name, values, ml100k_dir, tmp_path):
+    """Two epochs of the real loop (Lightning, early stopping, best-checkpoint restore),
+    across AMTML's stage and AutoSKD's phase boundary."""
+    ml = load_movielens(ml100k_dir)
+    split = make_split(ml, "random", 0)
+    committee = Committee([as_teacher(n, build(ml, split, STUDENT, s), mode="add")
+                           for n, s in (("a", 1), ("b", 2))])
+    before = committee.fingerprint()
+    train, val, test = loaders(ml, split, 64, 0)
+    fast = TrainConfig(max_epochs=2, patience=2, batch_size=64, progress=False)
+    result = fit(as_student(build(ml, split, STUDENT, 0)), build_method(name, values), committee,
+                 train, val, test, fast, tmp_path / name, clamp=ml.rating_scale)
+    assert result.epochs == 2 and 0 < result.test_mse < 4
+    assert committee.fingerprint() == before
+
+
 # ---------------------------------------------------------------- build_method
 
 
@@ -137,6 +162,7 @@ def test_build_method_fills_the_config_from_a_dict():
 
 @pytest.mark.parametrize("name, values, words", [
     ("ld", {"lamda": 1.0}, ["method 'ld'", "unknown key 'lamda'"]),
+    ("aekd", {"cap": "high"}, ["method 'aekd'.cap", "expected a number"]),
     ("mt", {"variant": "median"}, ["method 'mt'", "variant must be one of"]),
     ("sckd", {"terms": ["logit", "attention"]}, ["method 'sckd'", "terms must be one of"]),
     ("student", {"lam": 1.0}, ["takes no options"]),
@@ -341,3 +367,143 @@ def test_amtml_freezes_teacher_factors_in_stage_two():
         assert method.proj[0].weight.grad.abs().sum() > 0  # hints keep training
 
 
+# ---------------------------------------------------------------- AutoSKD
+
+
+def test_autoskd_sampling_frequencies_follow_the_weights():
+    logits = torch.tensor([0.7, 0.2, 0.1]).log()
+    alive = torch.ones(3, dtype=torch.bool)
+    p = sampling_probabilities(logits, alive)
+    assert p.tolist() == pytest.approx([0.7, 0.2, 0.1])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.tensor([sample_teacher(p, g) for _ in range(20000)])
+    frequencies = torch.bincount(draws, minlength=3).div(20000)
+    assert frequencies.tolist() == pytest.approx([0.7, 0.2, 0.1], abs=0.01)
+    # a dropped teacher is never drawn; its weight goes to the others in proportion
+    p = sampling_probabilities(logits, torch.tensor([True, False, True]))
+    assert p.tolist() == pytest.approx([0.875, 0.0, 0.125])
+    assert 1 not in {sample_teacher(p, g) for _ in range(2000)}
+
+
+def test_autoskd_method_draws_teachers_at_its_configured_weights():
+    student, committee, batch = rating_setup()
+    method = build_method("autoskd", {"learn": False, "weights": [3.0, 1.0]})
+    method.setup(student, committee, batch)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(200):
+            method(student, committee, batch)
+    stats = method.epoch_stats()
+    assert stats["p/m"] == pytest.approx(0.75) and stats["p/l"] == pytest.approx(0.25)
+    assert stats["sampled/m"] == pytest.approx(0.75, abs=0.08)  # 200 draws: σ ≈ 0.03
+
+
+def test_autoskd_single_weight_update_and_teacher_selection():
+    logits = torch.zeros(3)
+    assert sswo_update(logits, 1, torch.tensor(2.0), 0.1).tolist() == pytest.approx([0, 0.2, 0])
+    assert logits.tolist() == [0, 0, 0]  # a copy
+    keep = select_effective(torch.tensor([0.6, 0.35, 0.05]), torch.ones(3, dtype=torch.bool), 0.5)
+    assert keep.tolist() == [True, True, False]  # 0.05 < 0.5 / 3
+    keep = select_effective(torch.tensor([0.3, 0.3, 0.4]), torch.ones(3, dtype=torch.bool), 1.0)
+    assert keep.tolist() == [False, False, True]  # the most likely is always kept
+
+
+def test_autoskd_moves_only_the_previously_sampled_teachers_weight():
+    student, committee, batch = rating_setup()
+    method = build_method("autoskd", {"weight_lr": 0.5, "momentum": 0.5, "phase1_epochs": 5})
+    assert isinstance(method, AutoSKD)
+    method.setup(student, committee, batch)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    torch.manual_seed(0)
+    moved = 0
+    previous = None
+    for _ in range(12):
+        logits = method.logits.clone()
+        out = method(student, committee, batch)
+        changed = (method.logits != logits).nonzero().flatten().tolist()
+        assert changed in ([], [previous])  # only the teacher drawn at the step being credited
+        moved += bool(changed)
+        previous = method._pending[2]
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert moved > 0
+
+
+def test_autoskd_drops_ineffective_teachers_when_phase_one_ends():
+    student, committee, batch = rating_setup()
+    method = build_method("autoskd", {"weights": [0.9, 0.1], "phase1_epochs": 1, "drop_below": 0.5})
+    method.setup(student, committee, batch)
+    method.epoch = 1
+    with torch.no_grad():
+        method(student, committee, batch)
+    assert method.alive.tolist() == [True, False]
+    assert method.probabilities().tolist() == [1.0, 0.0]
+
+
+# ---------------------------------------------------------------- AEKD
+
+
+def test_capped_simplex_projection_by_hand_and_against_bisection():
+    for v, cap, expected in (([0.9, 0.1], 0.6, [0.6, 0.4]), ([2.0, 0.0, 0.0], 1.0, [1, 0, 0]),
+                             ([5.0, 5.0, 5.0], 0.6, [1 / 3] * 3)):
+        assert project_capped_simplex(torch.tensor(v), cap).tolist() == pytest.approx(expected)
+    g = torch.Generator().manual_seed(0)
+    for cap in (0.25, 0.4, 0.6, 1.0):
+        for _ in range(20):
+            v = torch.randn(4, generator=g, dtype=torch.float64) * 2
+            lo, hi = float(v.min()) - 1, float(v.max())
+            for _ in range(200):  # bisection on τ: Σ clip(v − τ, 0, cap) = 1
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if (v - mid).clamp(0, cap).sum() > 1 else (lo, mid)
+            x = project_capped_simplex(v, cap)
+            assert torch.allclose(x, (v - lo).clamp(0, cap), atol=1e-9)
+            assert x.sum().item() == pytest.approx(1.0) and x.max() <= cap + 1e-12
+
+
+@pytest.mark.parametrize("g1, g2, cap, expected", [
+    ([1.0, 0.0], [0.0, 1.0], 1.0, [0.5, 0.5]),  # orthogonal, equal: a² + (1 − a)²
+    ([2.0, 0.0], [0.0, 1.0], 1.0, [0.2, 0.8]),  # orthogonal: 4a² + (1 − a)² -> a = 1/5
+    ([2.0, 0.0], [0.0, 1.0], 0.6, [0.4, 0.6]),  # ... capped at C = 0.6
+    ([1.0, 0.0], [-1.0, 0.0], 1.0, [0.5, 0.5]),  # opposed, equal: they cancel
+    ([1.0, 0.0], [-3.0, 0.0], 1.0, [0.75, 0.25]),  # opposed: a − 3(1 − a) = 0
+    ([1.0, 0.0], [-3.0, 0.0], 0.6, [0.6, 0.4]),  # ... capped at C = 0.6
+])
+def test_aekd_min_norm_weights_by_hand(g1, g2, cap, expected):
+    grads = torch.tensor([g1, g2])
+    assert min_norm_weights(grads, cap).tolist() == pytest.approx(expected, abs=1e-5)  # closed form
+    gram = grads.double() @ grads.double().T
+    fista = min_norm_fista(gram / gram.diagonal().max(), cap)  # the solver for K ≥ 3
+    assert fista.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_aekd_three_teachers_and_degenerate_gradients():
+    alpha = min_norm_weights(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]), 0.6)
+    assert alpha.tolist() == pytest.approx([1 / 3] * 3, abs=1e-5)  # Σ α g = 0 there
+    # three orthogonal, norms 1, 2, 2: α ∝ 1/‖g‖² = (4, 1, 1)/6, then capped at 0.6
+    grads = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]])
+    assert min_norm_weights(grads, 1.0).tolist() == pytest.approx([4 / 6, 1 / 6, 1 / 6], abs=1e-5)
+    assert min_norm_weights(grads, 0.6).tolist() == pytest.approx([0.6, 0.2, 0.2], abs=1e-5)
+    for k in (2, 3):  # no gradient at all: every α is optimal; the uniform one is returned
+        assert min_norm_weights(torch.zeros(k, 3), 0.6).tolist() == pytest.approx([1 / k] * k)
+    assert min_norm_weights(torch.ones(1, 3), 1.0).tolist() == [1.0]
+
+
+def test_aekd_weights_from_autograd_gradients_of_rating_kd():
+    # residuals ŷ_s − t: teacher 1 says "higher" by 1, teacher 2 "lower" by 3; batch-mean
+    # gradients −1 and 3 cancel at a = 3/4, which the cap C = 0.6 clips
+    s = torch.tensor([3.0, 4.0], requires_grad=True)
+    losses = [kd_loss(s, s.detach() + 1), kd_loss(s, s.detach() - 3)]
+    grads = [torch.autograd.grad(loss, s, retain_graph=True)[0] for loss in losses]
+    assert aekd_weights(grads, cap=1.0).tolist() == pytest.approx([0.75, 0.25], abs=1e-5)
+    assert aekd_weights(grads, cap=0.6).tolist() == pytest.approx([0.6, 0.4], abs=1e-5)
+    # normalized (original code): solve on unit gradients (½, ½), map back by 1/‖g‖, renormalize
+    normalized = aekd_weights(grads, 1.0, normalize=True)
+    assert normalized.tolist() == pytest.approx([0.75, 0.25], abs=1e-5)
+
+
+def test_aekd_cap_must_be_feasible_for_the_committee():
+    student, batch = student_and_batch()
+    alone = Committee([FixedTeacher("t", torch.zeros(16))])
+    with pytest.raises(ConfigError, match="infeasible"):
+        build_method("aekd", {"cap": 0.6}).setup(student, alone, batch)

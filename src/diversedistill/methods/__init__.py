@@ -1,11 +1,13 @@
 """Distillation methods, one file each, found by name in :data:`METHODS`.
 
 Build one from plain data with :func:`build_method`, e.g.
-``build_method("mt", {"lam": 1.0, "variant": "average_of_kd"})``; its knobs are the fields of
+``build_method("aekd", {"lam": 1.0, "cap": 0.6})``; its knobs are the fields of
 ``METHODS[name].config_class``.
 """
 
+from diversedistill.methods.aekd import AEKD, AEKDConfig
 from diversedistill.methods.amtml import AMTML, AMTMLConfig
+from diversedistill.methods.autoskd import AutoSKD, AutoSKDConfig
 from diversedistill.methods.base import (METHODS, Method, build_method, method_class,
                                          register_method)
 from diversedistill.methods.diversedistill import DiverseDistill, DiverseDistillConfig
@@ -15,6 +17,7 @@ from diversedistill.methods.mt import MT, MTConfig
 from diversedistill.methods.sckd import SCKD, SCKDConfig
 from diversedistill.methods.student_only import StudentOnly
 
-__all__ = ["AMTML", "FD", "LD", "METHODS", "MT", "SCKD", "AMTMLConfig", "DiverseDistill",
-           "DiverseDistillConfig", "FDConfig", "LDConfig", "MTConfig", "Method", "SCKDConfig",
-           "StudentOnly", "build_method", "method_class", "register_method"]
+__all__ = ["AEKD", "AMTML", "FD", "LD", "METHODS", "MT", "SCKD", "AEKDConfig", "AMTMLConfig",
+           "AutoSKD", "AutoSKDConfig", "DiverseDistill", "DiverseDistillConfig", "FDConfig",
+           "LDConfig", "MTConfig", "Method", "SCKDConfig", "StudentOnly", "build_method",
+           "method_class", "register_method"]
