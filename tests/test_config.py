@@ -4,6 +4,7 @@ import pytest
 
 from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError
+from diversedistill.lm.prepare import LMConfig
 from diversedistill.methods import DiverseDistillConfig
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
@@ -12,8 +13,9 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     data = load_yaml(path)
-    assert set(data) <= {"diversedistill", "injection"}
+    assert set(data) <= {"diversedistill", "injection", "lm"}
     from_dict(DiverseDistillConfig, data.get("diversedistill"), str(path))
+    from_dict(LMConfig, data.get("lm"), str(path))
 
 
 def test_configs_exist():
@@ -36,3 +38,10 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     path.write_text("diversedistill:\n  lam: [1,\n")
     with pytest.raises(ConfigError, match=r"bad.yaml, line \d+: not valid YAML"):
         load_yaml(path)
+
+
+def test_lm_config_names_bad_values():
+    with pytest.raises(ConfigError, match="lm.epochs: expected an integer"):
+        from_dict(LMConfig, {"epochs": "three"}, "lm")
+    with pytest.raises(ConfigError, match="context_cache must be one of"):
+        from_dict(LMConfig, {"context_cache": "cloud"}, "lm")

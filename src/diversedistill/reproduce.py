@@ -1,9 +1,11 @@
 """``diversedistill reproduce movielens``: the paper's MovieLens experiment, end to end.
 
-One seeded 80/10/10 split; the MLP-M and MLP-L teachers trained on it once (then read
-from the cache); then per seed: the simple references, MLP-S alone, and DiverseDistill
-from each single teacher and from the committee MLP-M + MLP-L. Results are written after every run, so an
-interrupted reproduction keeps what it measured.
+One seeded 80/10/10 split; the MLP-M and MLP-L teachers trained on it once and the
+language-model teacher ("lm", all-MiniLM-L6-v2 by default) fine-tuned on it once (then
+read from the cache); then per seed: the simple references, MLP-S alone, DiverseDistill
+from each single teacher and from the committees MLP-M + MLP-L and LM + MLP-L, and the
+baselines of :data:`BASELINE_ROWS` that are registered. Results are written after every
+run, so an interrupted reproduction keeps what it measured.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
-from diversedistill.methods import DiverseDistill, DiverseDistillConfig
+from diversedistill.interface import Teacher
+from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
+from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig
 from diversedistill.recsys import (
     STUDENT, TEACHERS, as_student, as_teacher, build, loaders, reference_mse,
     train_alone, train_or_load_teacher,
@@ -24,6 +28,10 @@ from diversedistill.results import ResultRow, format_table, summarize, write_csv
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
+LM_COMMITTEES = (("lm",), ("lm", "mlp-l"))
+# Baselines run beside DiverseDistill (issue 4's rows; the full tables come with the
+# baselines): method name -> committees. A method not registered is skipped.
+BASELINE_ROWS = {"fd": (("lm",),), "ld": (("lm",),)}
 # Open-choice ablations (METHOD.md): each changes one choice of the default configuration.
 ABLATIONS = {
     "answers not detached": {"detach": False},
@@ -34,14 +42,22 @@ ABLATIONS = {
 }
 
 
+def committee_of(teachers: dict, names, injection: str) -> Committee:
+    """MLP teachers are hooked afresh (their injection mode may differ per run); a
+    prepared teacher object (the LM) is used as it is."""
+    return Committee([teachers[n] if isinstance(teachers[n], Teacher)
+                      else as_teacher(n, teachers[n], mode=injection) for n in names])
+
+
 def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, seed: int,
-                run_dir: Path, injection: str, progress: bool):
-    committee = Committee([as_teacher(n, teachers[n], mode=injection) for n in names])
+                run_dir: Path, injection: str, progress: bool, method=None):
+    committee = committee_of(teachers, names, injection)
     before = committee.fingerprint()
     student_model = build(ml, split, STUDENT, seed)
     train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
-    result = fit(as_student(student_model), DiverseDistill(cfg), committee, train, val, test,
-                 STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
+    result = fit(as_student(student_model), method or DiverseDistill(cfg), committee, train, val,
+                 test, STUDENT.train_config(seed, progress=progress), run_dir,
+                 clamp=ml.rating_scale)
     if committee.fingerprint() != before:  # cheap, and the whole method rests on it
         raise RuntimeError("a teacher's weights changed during distillation")
     return student_model, result
@@ -51,10 +67,13 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         split: str = "random", release: str = "ml-100k",
                         cfg: DiverseDistillConfig | None = None, injection: str = "add",
                         ablations: bool = False, cache: str | Path | None = None,
-                        progress: bool = True, split_seed: int = 0, log=print) -> list[ResultRow]:
+                        progress: bool = True, split_seed: int = 0, log=print,
+                        lm: LMConfig | None = None) -> list[ResultRow]:
+    """``lm=None`` leaves the language-model teacher and its rows out."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
+    lm_cache = Path(cache) / "lm" if cache else cache_dir() / "lm"
     ml = load_movielens(locate_movielens(release, data_dir))
     log(ml.summary())
     rows: list[ResultRow] = []
@@ -77,6 +96,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         model, metrics, _ = train_or_load_teacher(ml, part, name, recipe, split_seed,
                                                        cache_root, progress)
         teachers[name] = (model, metrics)
+    if lm is not None:
+        log(f"teacher lm: {lm.model} (fine-tuned once, then read from {lm_cache})")
+        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
     for seed in range(seeds):
@@ -94,7 +116,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             variants = {"diversedistill": ({}, COMMITTEES[-1:])}
             variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
         else:
-            variants = {"diversedistill": ({}, COMMITTEES)}
+            variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if lm else ()))}
         for label, (change, committees) in variants.items():
             change = dict(change)
             mode = change.pop("injection", injection)
@@ -104,6 +126,15 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                         seed, run_dir, mode, progress)
                 record(ResultRow(label, "+".join(names), seed, result.val_mse, result.test_mse,
                                  result.seconds))
+        for method_name, committees in ({} if ablations else BASELINE_ROWS).items():
+            for names in committees:
+                if method_name not in METHODS or any(n not in teacher_models for n in names):
+                    continue
+                run_dir = out / "runs" / f"{method_name}-{'+'.join(names)}-{seed}"
+                _, result = distill_run(ml, part, teacher_models, names, cfg, seed, run_dir,
+                                        injection, progress, method=METHODS[method_name]())
+                record(ResultRow(method_name, "+".join(names), seed, result.val_mse,
+                                 result.test_mse, result.seconds))
     summary, best = summarize(rows)
     write_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
