@@ -53,3 +53,22 @@ def test_reproduce_writes_results_and_summary(ml100k_dir, tmp_path, capsys):
     written = {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries}
     assert main(args) == 0  # ... and reused: the second run rewrites neither
     assert {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries} == written
+
+
+def test_seeds_spread_over_runs_are_summarized_together(ml100k_dir, tmp_path, capsys):
+    common = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--seeds", "1",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--hidden", "16",
+              "--lm", "none", "--committees", "mlp-l"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--out", str(tmp_path / "b"), "--first-seed", "1"]) == 0
+    capsys.readouterr()
+    with open(tmp_path / "b" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["seed"] for r in rows} == {"1"}
+    assert {(r["method"], r["teachers"]) for r in rows if r["method"] == "diversedistill"} == {
+        ("diversedistill", "mlp-l")}
+    assert main(["summarize", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 str(tmp_path / "all")]) == 0
+    assert "| diversedistill | mlp-l | 2 |" in capsys.readouterr().out
+    assert (tmp_path / "all" / "summary.csv").is_file()
+    assert main(["summarize", str(tmp_path / "nothing")]) == 2

@@ -20,7 +20,7 @@ from pathlib import Path
 from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
-COMMANDS = ("train-teacher", "distill", "export", "reproduce", "bench")
+COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "bench")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
     p.add_argument("experiment", choices=("movielens",))
     _add_data_args(p)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (run seeds on several processes, then 'summarize' them)")
+    p.add_argument("--committees", nargs="+", metavar="TEACHERS",
+                   help="only the rows of these committees, e.g. lm lm+mlp-l (default: all)")
     p.add_argument("--out", default="results/movielens", help="results directory")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--lm", metavar="MODEL",
@@ -123,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the open-choice ablations on the committee instead of the "
                         "single-teacher rows")
     _add_dd_args(p)
+
+    p = sub.add_parser("summarize", help="one table from the results.csv of one or more runs")
+    p.add_argument("results", nargs="+", help="results directories (or results.csv files)")
+    p.add_argument("--out", help="directory for the merged results.csv and summary.csv")
 
     p = sub.add_parser("bench", help="measure what distillation costs")
     p.add_argument("benchmark", choices=("lm",),
@@ -218,7 +226,25 @@ def cmd_reproduce(args) -> int:
     cfg, injection = _dd_config(args)
     reproduce_movielens(args.data_dir, args.seeds, args.out, args.split, args.release, cfg,
                         injection, args.ablations, args.cache_dir, not args.no_progress,
-                        split_seed=args.split_seed, lm=_lm_config(args))
+                        split_seed=args.split_seed, lm=_lm_config(args),
+                        first_seed=args.first_seed, committees=args.committees)
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from diversedistill.results import format_table, read_results, summarize, write_csv
+
+    rows = []
+    for where in args.results:
+        path = Path(where) / "results.csv" if Path(where).is_dir() else Path(where)
+        if not path.is_file():
+            raise ConfigError(f"{where}: no results.csv there")
+        rows += read_results(path)
+    summary, best = summarize(rows)
+    if args.out:
+        write_csv(Path(args.out) / "results.csv", rows)
+        write_csv(Path(args.out) / "summary.csv", summary)
+    print(format_table(summary, best))
     return 0
 
 
@@ -233,7 +259,7 @@ def cmd_bench(args) -> int:
 
 
 HANDLERS = {"train-teacher": cmd_train_teacher, "distill": cmd_distill, "export": cmd_export,
-            "reproduce": cmd_reproduce, "bench": cmd_bench}
+            "reproduce": cmd_reproduce, "summarize": cmd_summarize, "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

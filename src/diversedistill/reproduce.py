@@ -68,8 +68,12 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         cfg: DiverseDistillConfig | None = None, injection: str = "add",
                         ablations: bool = False, cache: str | Path | None = None,
                         progress: bool = True, split_seed: int = 0, log=print,
-                        lm: LMConfig | None = None) -> list[ResultRow]:
-    """``lm=None`` leaves the language-model teacher and its rows out."""
+                        lm: LMConfig | None = None, first_seed: int = 0,
+                        committees: list[str] | None = None) -> list[ResultRow]:
+    """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
+    ``first_seed`` (so that seeds can be spread over processes or machines and their
+    results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
+    only the rows whose teachers are one of them."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
@@ -101,7 +105,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
-    for seed in range(seeds):
+    def wanted(names) -> bool:
+        return committees is None or "+".join(names) in committees
+
+    for seed in range(first_seed, first_seed + seeds):
         for name, mse in references.items():
             record(ResultRow("reference", name, seed, float("nan"), mse, 0.0))
         for name, (_, metrics) in teachers.items():
@@ -117,17 +124,17 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
         else:
             variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if lm else ()))}
-        for label, (change, committees) in variants.items():
+        for label, (change, chosen) in variants.items():
             change = dict(change)
             mode = change.pop("injection", injection)
-            for names in committees:
+            for names in filter(wanted, chosen):
                 run_dir = out / "runs" / f"{label.replace(' ', '_')}-{'+'.join(names)}-{seed}"
                 _, result = distill_run(ml, part, teacher_models, names, replace(cfg, **change),
                                         seed, run_dir, mode, progress)
                 record(ResultRow(label, "+".join(names), seed, result.val_mse, result.test_mse,
                                  result.seconds))
-        for method_name, committees in ({} if ablations else BASELINE_ROWS).items():
-            for names in committees:
+        for method_name, chosen in ({} if ablations else BASELINE_ROWS).items():
+            for names in filter(wanted, chosen):
                 if method_name not in METHODS or any(n not in teacher_models for n in names):
                     continue
                 run_dir = out / "runs" / f"{method_name}-{'+'.join(names)}-{seed}"
