@@ -34,6 +34,40 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("training (defaults: the MovieLens recipe)")
+    group.add_argument("--max-epochs", type=int, help="upper bound on epochs (default 40)")
+    group.add_argument("--patience", type=int, help="epochs without a better validation MSE (default 4)")
+    group.add_argument("--batch-size", type=int, help="rows per optimizer step, over all processes")
+    group.add_argument("--checkpoint-every-n-steps", type=int,
+                       help="save checkpoints/last.ckpt every N steps and after every epoch "
+                            "(default 50; 0: after every epoch only)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the run directory's last checkpoint, if it has one")
+    group = p.add_argument_group("devices (see README: several GPUs)")
+    group.add_argument("--accelerator", help="cpu (default), gpu or auto")
+    group.add_argument("--devices", type=int, help="processes per node, one device each (default 1)")
+    group.add_argument("--num-nodes", type=int, help="machines taking part (default 1)")
+    group.add_argument("--strategy", help="auto (default: DDP when devices x nodes > 1) or ddp")
+
+
+def _train_overrides(args) -> dict:
+    names = ("max_epochs", "patience", "checkpoint_every_n_steps", "accelerator", "devices",
+             "num_nodes", "strategy")
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def _recipe(recipe, args):
+    """The recipe with the command line's batch size, if it gave one."""
+    from dataclasses import replace
+
+    if args.batch_size is None:
+        return recipe
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return replace(recipe, batch_size=args.batch_size)
+
+
 def _add_dd_args(p: argparse.ArgumentParser) -> None:
     from diversedistill.methods.diversedistill import DiverseDistillConfig
 
@@ -79,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--size", default="mlp-l", help="mlp-s, mlp-m or mlp-l")
     p.add_argument("--out", required=True, help="directory for the exported teacher")
+    _add_train_args(p)
 
     p = sub.add_parser("distill", help="distill a student from exported teachers")
     _add_data_args(p)
@@ -86,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an exported teacher (repeat for a committee)")
     p.add_argument("--method", default="diversedistill", help="distillation method")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, student/)")
+    _add_train_args(p)
     _add_dd_args(p)
 
     p = sub.add_parser("export", help="write the plain student of a distill run")
@@ -135,9 +171,13 @@ def cmd_train_teacher(args) -> int:
     recipe = TEACHERS.get(args.size) or (STUDENT if args.size == "mlp-s" else None)
     if recipe is None:
         raise ConfigError(f"unknown size {args.size!r}; choose mlp-s, mlp-m or mlp-l")
+    recipe = _recipe(recipe, args)
     model = build(ml, split, recipe, args.seed)
     result = train_alone(ml, split, model, recipe, args.seed, Path(args.out) / "run",
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, resume=args.resume,
+                         **_train_overrides(args))
+    if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
+        return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
     export_model(model, args.out, {"metrics": metrics, "recipe": asdict(recipe)})
     print(json.dumps(metrics))
@@ -157,11 +197,15 @@ def cmd_distill(args) -> int:
     method = cls(cfg) if args.method == "diversedistill" else cls()
     committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection)
                            for d in args.teacher])
-    student_model = build(ml, split, STUDENT, args.seed)
-    train, val, test = loaders(ml, split, STUDENT.batch_size, args.seed)
-    result = fit(as_student(student_model), method, committee, train, val, test,
-                 STUDENT.train_config(args.seed, progress=not args.no_progress), args.out,
-                 clamp=ml.rating_scale)
+    recipe = _recipe(STUDENT, args)
+    train_cfg = recipe.train_config(args.seed, progress=not args.no_progress,
+                                    **_train_overrides(args))
+    student_model = build(ml, split, recipe, args.seed)
+    train, val, test = loaders(ml, split, recipe.batch_size, args.seed)
+    result = fit(as_student(student_model), method, committee, train, val, test, train_cfg,
+                 args.out, clamp=ml.rating_scale, resume=args.resume)
+    if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
+        return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     export_model(student_model, Path(args.out) / "student",
