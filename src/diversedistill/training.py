@@ -229,7 +229,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-        num_nodes=cfg.num_nodes, strategy=_strategy(cfg),
+        num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
         plugins=[AtomicCheckpointIO()],
         callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps), *callbacks],
         logger=RunLogger(run_dir, keep_rows=keep_log_rows),
@@ -264,9 +264,9 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     )
 
 
-def _strategy(cfg: TrainConfig):
+def _strategy(cfg: TrainConfig, method: Method):
     if cfg.processes == 1 and cfg.strategy == "auto":
         return "auto"
-    # find_unused_parameters: a gated-off teacher leaves its answer MLP without a gradient
-    # on that step, which plain DDP treats as an error. Teachers are not in the wrapper.
-    return DDPStrategy(find_unused_parameters=True)
+    # DDP wraps the student and the method's parameters only (the committee is not in the
+    # module tree), so teachers get no gradient buckets and no synchronisation.
+    return DDPStrategy(find_unused_parameters=not method.uses_every_parameter())
