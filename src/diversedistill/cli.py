@@ -21,6 +21,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
 COMMANDS = ("train-teacher", "distill", "export", "reproduce")
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -98,9 +99,11 @@ def _dd_config(args):
         raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
                           "known: diversedistill, injection")
     values = dict(base.get("diversedistill") or {})
+    if args.config:  # the file alone first, so that its mistakes are blamed on it
+        from_dict(DiverseDistillConfig, values, args.config)
     values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
-    return from_dict(DiverseDistillConfig, values, args.config or "flags"), injection
+    return from_dict(DiverseDistillConfig, values, "command line"), injection
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="append", required=True, metavar="DIR",
                    help="an exported teacher (repeat for a committee)")
     p.add_argument("--method", default="diversedistill", help="distillation method")
+    p.add_argument("--teacher-device", metavar="DEVICE",
+                   help="run the teachers on another device than the student (cpu, cuda:1); "
+                        "default: beside the student")
+    p.add_argument("--teacher-dtype", choices=sorted(DTYPES),
+                   help="teacher precision (default float32); bfloat16 halves teacher memory")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, student/)")
     _add_train_args(p)
     _add_dd_args(p)
@@ -195,7 +203,9 @@ def cmd_distill(args) -> int:
     cfg, injection = _dd_config(args)
     cls = method_class(args.method)
     method = cls(cfg) if args.method == "diversedistill" else cls()
-    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection)
+    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection,
+                                      device=_teacher_device(args.teacher_device),
+                                      dtype=_teacher_dtype(args.teacher_dtype))
                            for d in args.teacher])
     recipe = _recipe(STUDENT, args)
     train_cfg = recipe.train_config(args.seed, progress=not args.no_progress,
@@ -213,6 +223,23 @@ def cmd_distill(args) -> int:
                   "distillation": asdict(cfg)})
     print(json.dumps(metrics))
     return 0
+
+
+def _teacher_device(text: str | None):
+    import torch
+
+    if text is None:
+        return None
+    try:
+        return torch.device(text)
+    except RuntimeError:
+        raise ConfigError(f"--teacher-device: {text!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+
+
+def _teacher_dtype(text: str | None):
+    import torch
+
+    return getattr(torch, DTYPES[text]) if text else None
 
 
 def cmd_export(args) -> int:

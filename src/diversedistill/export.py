@@ -73,7 +73,11 @@ def load_model(path: str | Path) -> nn.Module:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"{path / WEIGHTS}: cannot read weights ({err})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape than the config describes
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config ({first})") from None
     if missing or unexpected:
         raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -39,7 +39,7 @@ from diversedistill.checkpoints import (BEST, LAST, AtomicCheckpointIO, LastChec
 from diversedistill.committee import Committee
 from diversedistill.data.order import mix_seed
 from diversedistill.errors import ConfigError
-from diversedistill.interface import HookedStudent
+from diversedistill.interface import HookedStudent, check_prediction
 from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -197,8 +197,16 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     """
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
+    batch_size = getattr(train.sampler, "batch_size", train.batch_size)
+    if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
+        raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
+                          "processes; use a batch size of at least the number of processes")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     example = next(iter(train))
+    with torch.no_grad():  # in eval mode: no dropout, so no random number is drawn here
+        student.eval()
+        check_prediction("the student", student.predict(example), example["target"])
+        student.train()
     if method.needs_teachers:
         if committee is None or len(committee) == 0:
             raise ConfigError(f"method {method.name!r} needs at least one teacher")

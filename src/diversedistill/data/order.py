@@ -21,6 +21,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from diversedistill.errors import ConfigError
+
 
 def mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers, e.g. (seed, epoch): neighbouring inputs give unrelated
@@ -56,7 +58,11 @@ class EpochBatches(Sampler[list[int]]):
         return torch.randperm(self.n_rows, generator=generator)
 
     def _world(self) -> tuple[int, int]:
-        return process_rank_and_count() if self.shard else (0, 1)
+        rank, world = process_rank_and_count() if self.shard else (0, 1)
+        if world > self.batch_size:
+            raise ConfigError(f"a batch of {self.batch_size} rows cannot be shared by {world} "
+                              "processes; use a batch size of at least the number of processes")
+        return rank, world
 
     def __len__(self) -> int:
         full, rest = divmod(self.n_rows, self.batch_size)
