@@ -34,7 +34,6 @@ def cache(ml100k_dir, tmp_path, monkeypatch):
     return get, trained, messages
 
 
-
 def test_cache_entry_is_reused_only_while_key_and_checksum_match(cache, tmp_path):
     get, trained, messages = cache
     _, metrics, from_cache = get()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -104,32 +103,26 @@ def test_a_table_reads_only_when_every_line_has_the_right_field_count(lines):
 @FAST
 @given(n=st.integers(1, 60), batch=st.integers(1, 16), world=st.integers(1, 4),
        seed=st.integers(0, 10), epoch=st.integers(0, 5), data=st.data())
-def test_processes_together_see_each_row_once_and_resume_anywhere(n, batch, world, seed, epoch,
-                                                                  data, monkeypatch_module):
+def test_processes_together_see_each_row_once_and_resume_anywhere(n, batch, world, seed, epoch, data):
     if batch < world:  # a process would get no rows: refused (test_bad_input.py)
         return
     per_rank = []
     for rank in range(world):
-        monkeypatch_module.setattr(order, "process_rank_and_count", lambda r=rank: (r, world))
-        sampler = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
-        sampler.set_epoch(epoch)
-        per_rank.append(list(sampler))
-        cut = data.draw(st.integers(0, len(per_rank[-1])), label="resume after")
-        resumed = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
-        resumed.load_state_dict({"epoch": epoch, "batches_done": cut})
-        resumed.set_epoch(epoch)
-        assert per_rank[-1][:cut] + list(resumed) == per_rank[-1]
+        with pytest.MonkeyPatch.context() as mp:  # as if this were process `rank` of `world`
+            mp.setattr(order, "process_rank_and_count", lambda r=rank: (r, world))
+            sampler = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
+            sampler.set_epoch(epoch)
+            per_rank.append(list(sampler))
+            cut = data.draw(st.integers(0, len(per_rank[-1])), label="resume after")
+            resumed = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
+            resumed.load_state_dict({"epoch": epoch, "batches_done": cut})
+            resumed.set_epoch(epoch)
+            assert per_rank[-1][:cut] + list(resumed) == per_rank[-1]
     assert len({len(b) for b in per_rank}) == 1  # every process takes the same number of steps
     rows = [r for batches in per_rank for b in batches for r in b]
     assert len(rows) == len(set(rows)) and all(len(b) > 0 for bs in per_rank for b in bs)
     dropped = n % batch if 0 < n % batch < world else 0
     assert len(rows) == n - dropped
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 @FAST
