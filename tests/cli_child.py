@@ -29,7 +29,9 @@ from lightning.pytorch.callbacks import Callback
 
 
 def _pause(reason: str) -> None:
-    Path(os.environ["DD_TEST_MARKER"]).write_text(reason)
+    marker = Path(os.environ["DD_TEST_MARKER"])
+    marker.with_suffix(".tmp").write_text(reason)
+    os.replace(marker.with_suffix(".tmp"), marker)  # the parent never sees it half-written
     time.sleep(600)  # the parent kills us long before this ends
 
 

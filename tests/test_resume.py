@@ -62,19 +62,20 @@ def final_metrics(run: Path) -> dict:
 
 def kill_when_paused(args: list[str], marker: Path, **pause: str) -> str:
     """Start the CLI in a child process, wait until it pauses where asked, SIGKILL it."""
-    proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=child_env(DD_TEST_MARKER=str(marker), **pause))
+    log = marker.with_suffix(".log")
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=child_env(DD_TEST_MARKER=str(marker), **pause))
     deadline = time.monotonic() + 300
     while not marker.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"child ended before pausing:\n{proc.stdout.read().decode()}")
+            raise AssertionError(f"child ended before pausing:\n{log.read_text()}")
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("child never reached the pause")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     return marker.read_text()
 
