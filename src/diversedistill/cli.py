@@ -21,7 +21,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
 COMMANDS = ("train-teacher", "distill", "export", "reproduce")
-DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+TEACHER_DTYPES = ("bfloat16", "float16", "float32")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-device", metavar="DEVICE",
                    help="run the teachers on another device than the student (cpu, cuda:1); "
                         "default: beside the student")
-    p.add_argument("--teacher-dtype", choices=sorted(DTYPES),
+    p.add_argument("--teacher-dtype", choices=TEACHER_DTYPES,
                    help="teacher precision (default float32); bfloat16 halves teacher memory")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, student/)")
     _add_train_args(p)
@@ -203,9 +203,9 @@ def cmd_distill(args) -> int:
     cfg, injection = _dd_config(args)
     cls = method_class(args.method)
     method = cls(cfg) if args.method == "diversedistill" else cls()
-    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection,
-                                      device=_teacher_device(args.teacher_device),
-                                      dtype=_teacher_dtype(args.teacher_dtype))
+    device, dtype = _teacher_device(args.teacher_device), _teacher_dtype(args.teacher_dtype)
+    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection, device=device,
+                                      dtype=dtype)
                            for d in args.teacher])
     recipe = _recipe(STUDENT, args)
     train_cfg = recipe.train_config(args.seed, progress=not args.no_progress,
@@ -239,7 +239,7 @@ def _teacher_device(text: str | None):
 def _teacher_dtype(text: str | None):
     import torch
 
-    return getattr(torch, DTYPES[text]) if text else None
+    return getattr(torch, text) if text else None
 
 
 def cmd_export(args) -> int:
