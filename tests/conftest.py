@@ -9,6 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# One thread per test process. The models here are tiny, and on a busy 2-core machine (CI,
+# or the DDP test's two processes) a second OpenMP thread mostly spins: 20x slower runs.
+# Subprocesses inherit it through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 OCCUPATIONS = ["artist", "doctor", "engineer", "other", "student"]
 GENRES = ["unknown", "Action", "Comedy", "Drama"]
 
@@ -73,3 +81,32 @@ def shared_ml100k() -> Path:
     if not path or not (path / "u.data").is_file():
         pytest.skip("real MovieLens-100K not found in $DIVERSEDISTILL_DATA")
     return path
+
+
+def write_tiny_committee(root: Path) -> tuple[Path, list[Path]]:
+    """A tiny ML-100K directory and two small exported (untrained) MLP teachers of different
+    widths: enough to exercise a whole ``distill`` run in seconds."""
+    import torch
+
+    from diversedistill.data import global_mean, load_movielens, make_split
+    from diversedistill.export import export_model
+    from diversedistill.models.recommender import build_recommender
+
+    data = write_ml100k(root / "ml-100k")
+    ml = load_movielens(data)
+    mean = global_mean(make_split(ml, "random", 0).train)
+    teachers = []
+    for i, name in enumerate(("ta", "tb")):
+        torch.manual_seed(i + 1)
+        model = build_recommender(ml.fields, "mlp-s", mean, hidden=[32, 16 + 8 * i], embedding_dim=8)
+        teachers.append(export_model(model, root / name))
+    return data, teachers
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that must import this checkout's source."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env

@@ -44,15 +44,22 @@ def test_csv_release_reads_half_stars_and_quoted_titles(tmp_path):
     assert ml.genres.sum(1).tolist() == [2, 2, 0]  # "(no genres listed)" is no genre
 
 
-@pytest.mark.parametrize("line, message", [
-    ("1,2,3,880000000", "line 3: expected 4 tab-separated fields, found 1; is the separator tab?"),
-    ("1\t2\t3", "line 3: expected 4 tab-separated fields"),
-    ("1\t2\t3\t4\t5", "line 3: expected 4 tab-separated fields, found 5"),
-    ("1\tabc\t3\t880000000", "line 3: item must be an integer, found 'abc'"),
-    ("1\t2\t7\t880000000", "line 3: rating 7 is outside 1..5"),
-    ("1\t2\tnan\t880000000", "line 3: rating must be a number"),
-    ("1\t999\t3\t880000000", "line 3: unknown item id 999"),
-])
+# (replacement for line 3 of u.data, what the error says); test_bad_input.py runs the
+# same cases through the command line
+MALFORMED_RATING_LINES = {
+    "bad-separator": ("1,2,3,880000000",
+                      "line 3: expected 4 tab-separated fields, found 1; is the separator tab?"),
+    "missing-column": ("1\t2\t3", "line 3: expected 4 tab-separated fields"),
+    "extra-column": ("1\t2\t3\t4\t5", "line 3: expected 4 tab-separated fields, found 5"),
+    "non-integer-id": ("1\tabc\t3\t880000000", "line 3: item must be an integer, found 'abc'"),
+    "rating-out-of-range": ("1\t2\t7\t880000000", "line 3: rating 7 is outside 1..5"),
+    "half-star-in-ml100k": ("1\t2\t3.5\t880000000", "line 3: rating 3.5 is outside 1..5 in steps of 1"),
+    "nan-rating": ("1\t2\tnan\t880000000", "line 3: rating must be a number"),
+    "unknown-item-id": ("1\t999\t3\t880000000", "line 3: unknown item id 999"),
+}
+
+
+@pytest.mark.parametrize("line, message", MALFORMED_RATING_LINES.values(), ids=MALFORMED_RATING_LINES)
 def test_malformed_rating_line_names_file_and_line(ml100k_dir, line, message):
     path = ml100k_dir / "u.data"
     lines = path.read_text().splitlines()

@@ -81,3 +81,23 @@ def test_take_rows_handles_nested_contexts():
     ctx = {"a": torch.arange(5), "b": (torch.arange(5) * 2, None)}
     out = take_rows(ctx, torch.tensor([1, 3]))
     assert out["a"].tolist() == [1, 3] and out["b"][0].tolist() == [2, 6] and out["b"][1] is None
+
+
+def test_a_teacher_in_bfloat16_answers_in_the_students_precision_with_gradient():
+    """A teacher that does not fit beside the student can run in bfloat16 (or on another
+    device): its weights are converted once, its answers come back in float32 on the
+    question's device, and the question still gets a gradient through it."""
+    model = tiny_recommender(hidden=(16, 8), dim=6, seed=1)
+    full = HookedTeacher("f32", model, "embed", "head", mode="add")
+    half = HookedTeacher("bf16", tiny_recommender(hidden=(16, 8), dim=6, seed=1), "embed", "head",
+                         mode="add", device="cpu", dtype=torch.bfloat16)
+    batch = tiny_batch()
+    Committee([full, half]).to("cpu").probe(batch)
+    assert all(p.dtype == torch.bfloat16 for p in half.model.parameters())
+    q = torch.randn(16, half.question_width, requires_grad=True)
+    answer = half.answer(q, half.context(batch))
+    assert answer.hidden.dtype == answer.prediction.dtype == torch.float32
+    assert torch.allclose(answer.prediction, full.answer(q.detach(), batch).prediction, atol=0.1)
+    answer.prediction.sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.float32 and q.grad.abs().sum() > 0
+    assert half.predict(batch).dtype == torch.float32

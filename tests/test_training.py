@@ -78,6 +78,17 @@ def test_cli_train_distill_export(ml100k_dir, tmp_path, capsys):
     assert torch.equal(served(batch), trained(batch))
 
 
+def test_cli_distill_with_teachers_in_bfloat16_on_their_own_device(tmp_path, capsys):
+    from conftest import write_tiny_committee
+
+    data, teachers = write_tiny_committee(tmp_path)
+    assert main(["distill", "--teacher", str(teachers[0]), "--teacher", str(teachers[1]),
+                 "--data-dir", str(data), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--max-epochs", "1", "--teacher-device", "cpu", "--teacher-dtype", "bfloat16",
+                 "--d1", "4", "--hidden", "16"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_mse"] > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tau", "1.5"], "tau must be in [0, 1]"),
     (["--importance-target", "sometimes"], "importance_target must be one of"),

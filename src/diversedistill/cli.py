@@ -21,6 +21,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
 COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "bench")
+TEACHER_DTYPES = ("bfloat16", "float16", "float32")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,40 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the random split")
     p.add_argument("--seed", type=int, default=0, help="seed of initialization and shuffling")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("training (defaults: the MovieLens recipe)")
+    group.add_argument("--max-epochs", type=int, help="upper bound on epochs (default 40)")
+    group.add_argument("--patience", type=int, help="epochs without a better validation MSE (default 4)")
+    group.add_argument("--batch-size", type=int, help="rows per optimizer step, over all processes")
+    group.add_argument("--checkpoint-every-n-steps", type=int,
+                       help="save checkpoints/last.ckpt every N steps and after every epoch "
+                            "(default 50; 0: after every epoch only)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the run directory's last checkpoint, if it has one")
+    group = p.add_argument_group("devices (see README: several GPUs)")
+    group.add_argument("--accelerator", help="cpu (default), gpu or auto")
+    group.add_argument("--devices", type=int, help="processes per node, one device each (default 1)")
+    group.add_argument("--num-nodes", type=int, help="machines taking part (default 1)")
+    group.add_argument("--strategy", help="auto (default: DDP when devices x nodes > 1) or ddp")
+
+
+def _train_overrides(args) -> dict:
+    names = ("max_epochs", "patience", "checkpoint_every_n_steps", "accelerator", "devices",
+             "num_nodes", "strategy")
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def _recipe(recipe, args):
+    """The recipe with the command line's batch size, if it gave one."""
+    from dataclasses import replace
+
+    if args.batch_size is None:
+        return recipe
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return replace(recipe, batch_size=args.batch_size)
 
 
 def _add_dd_args(p: argparse.ArgumentParser) -> None:
@@ -60,9 +95,11 @@ def _dd_config(args):
 
     base = _yaml(args)
     values = dict(base.get("diversedistill") or {})
+    if args.config:  # the file alone first, so that its mistakes are blamed on it
+        from_dict(DiverseDistillConfig, values, args.config)
     values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
-    return from_dict(DiverseDistillConfig, values, args.config or "flags"), injection
+    return from_dict(DiverseDistillConfig, values, "command line"), injection
 
 
 def _yaml(args) -> dict:
@@ -96,13 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--size", default="mlp-l", help="mlp-s, mlp-m or mlp-l")
     p.add_argument("--out", required=True, help="directory for the exported teacher")
+    _add_train_args(p)
 
     p = sub.add_parser("distill", help="distill a student from exported teachers")
     _add_data_args(p)
     p.add_argument("--teacher", action="append", required=True, metavar="DIR",
                    help="an exported teacher (repeat for a committee)")
     p.add_argument("--method", default="diversedistill", help="distillation method")
+    p.add_argument("--teacher-device", metavar="DEVICE",
+                   help="run the teachers on another device than the student (cpu, cuda:1); "
+                        "default: beside the student")
+    p.add_argument("--teacher-dtype", choices=TEACHER_DTYPES,
+                   help="teacher precision (default float32); bfloat16 halves teacher memory")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, student/)")
+    _add_train_args(p)
     _add_dd_args(p)
 
     p = sub.add_parser("export", help="write the plain student of a distill run")
@@ -174,9 +218,13 @@ def cmd_train_teacher(args) -> int:
     recipe = TEACHERS.get(args.size) or (STUDENT if args.size == "mlp-s" else None)
     if recipe is None:
         raise ConfigError(f"unknown size {args.size!r}; choose mlp-s, mlp-m or mlp-l")
+    recipe = _recipe(recipe, args)
     model = build(ml, split, recipe, args.seed)
     result = train_alone(ml, split, model, recipe, args.seed, Path(args.out) / "run",
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, resume=args.resume,
+                         **_train_overrides(args))
+    if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
+        return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
     export_model(model, args.out, {"metrics": metrics, "recipe": asdict(recipe)})
     print(json.dumps(metrics))
@@ -194,13 +242,19 @@ def cmd_distill(args) -> int:
     cfg, injection = _dd_config(args)
     cls = method_class(args.method)
     method = cls(cfg) if args.method == "diversedistill" else cls()
-    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection)
+    device, dtype = _teacher_device(args.teacher_device), _teacher_dtype(args.teacher_dtype)
+    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection, device=device,
+                                      dtype=dtype)
                            for d in args.teacher])
-    student_model = build(ml, split, STUDENT, args.seed)
-    train, val, test = loaders(ml, split, STUDENT.batch_size, args.seed)
-    result = fit(as_student(student_model), method, committee, train, val, test,
-                 STUDENT.train_config(args.seed, progress=not args.no_progress), args.out,
-                 clamp=ml.rating_scale)
+    recipe = _recipe(STUDENT, args)
+    train_cfg = recipe.train_config(args.seed, progress=not args.no_progress,
+                                    **_train_overrides(args))
+    student_model = build(ml, split, recipe, args.seed)
+    train, val, test = loaders(ml, split, recipe.batch_size, args.seed)
+    result = fit(as_student(student_model), method, committee, train, val, test, train_cfg,
+                 args.out, clamp=ml.rating_scale, resume=args.resume)
+    if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
+        return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     export_model(student_model, Path(args.out) / "student",
@@ -208,6 +262,23 @@ def cmd_distill(args) -> int:
                   "distillation": asdict(cfg)})
     print(json.dumps(metrics))
     return 0
+
+
+def _teacher_device(text: str | None):
+    import torch
+
+    if text is None:
+        return None
+    try:
+        return torch.device(text)
+    except RuntimeError:
+        raise ConfigError(f"--teacher-device: {text!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+
+
+def _teacher_dtype(text: str | None):
+    import torch
+
+    return getattr(torch, text) if text else None
 
 
 def cmd_export(args) -> int:

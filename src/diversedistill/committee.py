@@ -36,9 +36,11 @@ class Committee:
             teacher.probe(batch)
 
     def to(self, device: torch.device | str) -> Committee:
+        """Move every teacher to ``device`` (the student's), or to its own ``device`` and
+        ``dtype`` when it has one (a teacher that does not fit beside the student)."""
         for teacher in self.teachers:
             for module in teacher.modules():
-                module.to(device)
+                module.to(device=teacher.device or device, dtype=teacher.dtype)
         self.freeze()
         return self
 

@@ -30,7 +30,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as err:  # a value out of range: say where it came from
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -2,19 +2,22 @@
 
 The export holds the student's own ``state_dict`` (not the training wrapper's), so no
 question augmenter, answer augmenter or teacher leaves a trace in the served model.
-Loading never unpickles anything: weights come from safetensors, the config from JSON.
+Loading never unpickles anything: weights come from safetensors, the config from JSON,
+and the config carries the SHA-256 of the weights file, so a file damaged or replaced
+after the export is refused instead of served.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import pickle
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diversedistill.atomic import atomic_path, write_text_atomic
+from diversedistill.checkpoints import read_checkpoint
 from diversedistill.errors import ModelError
 from diversedistill.models.recommender import MLPRecommender
 
@@ -28,11 +31,20 @@ def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None 
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file(weights, str(tmp))
+        checksum = file_sha256(tmp)
     # the config is written last: a directory with a config always has complete weights
     config = {"format": FORMAT, "architecture": "mlp-recommender", "model": model.describe(),
-              **(extra or {})}
+              **(extra or {}), "weights_sha256": checksum}
     write_text_atomic(out_dir / CONFIG, json.dumps(config, indent=2))
     return out_dir
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_config(path: str | Path) -> dict:
@@ -53,11 +65,19 @@ def load_model(path: str | Path) -> nn.Module:
     path = Path(path)
     config = read_config(path)
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
+    expected = config.get("weights_sha256")
+    if expected is not None and (path / WEIGHTS).is_file() and file_sha256(path / WEIGHTS) != expected:
+        raise ModelError(f"{path / WEIGHTS}: checksum differs from {CONFIG}; the file is corrupt "
+                         "or was replaced after the export")
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"{path / WEIGHTS}: cannot read weights ({err})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape than the config describes
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config ({first})") from None
     if missing or unexpected:
         raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -70,20 +90,16 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
     The checkpoint holds the training wrapper's state (student and distillation module);
     only the ``student.model.*`` entries are kept, rebuilt from the run's exported config.
     """
-    import torch
-
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
     if not checkpoint.is_file():
         raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; is it a 'distill' run directory?")
     config = read_config(run_dir / "student")
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
-    try:  # weights_only: a checkpoint that would run code when unpickled is refused
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ModelError(f"{checkpoint}: refused to load, it holds more than tensors ({first})") from None
+    # weights_only: a checkpoint that would run code when unpickled is refused
+    state = read_checkpoint(checkpoint)["state_dict"]
     prefix = "student.model."
     model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-    extra = {k: v for k, v in config.items() if k not in ("format", "architecture", "model")}
+    extra = {k: v for k, v in config.items()
+             if k not in ("format", "architecture", "model", "weights_sha256")}
     return export_model(model, out_dir, extra)

@@ -12,7 +12,11 @@ A **teacher** exposes
   ``question=None`` the teacher's own pass (its own state at the injection point), which
   is what feature- and logit-distillation baselines read;
 - ``predict(batch)``: its own prediction, no question involved;
-- ``question_width`` / ``answer_width``: the widths the distillation module must match.
+- ``question_width`` / ``answer_width``: the widths the distillation module must match;
+- ``device`` / ``dtype``: where its weights live and in which precision (``None``: beside
+  the student, as loaded). A teacher that does not fit beside the student runs on another
+  device or in bfloat16; its answers come back on the student's device in the student's
+  precision, and gradients still reach the question.
 
 :class:`HookedStudent` and :class:`HookedTeacher` satisfy the interface for an arbitrary
 module given dotted module paths, without editing it: a forward hook *replaces* (or adds
@@ -47,6 +51,29 @@ class StudentOutput:
 class Answer:
     hidden: torch.Tensor  # [b, d_t] the teacher's last hidden state, before its head
     prediction: torch.Tensor  # [b] or [b, C] its head applied to ``hidden``
+
+
+def check_prediction(who: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
+    """A regression model returns one number per row ([B]); a classifier [B, classes]."""
+    rows = target.shape[0]
+    if target.is_floating_point():
+        ok, want = tuple(prediction.shape) == (rows,), f"({rows},), one rating per row"
+    else:
+        ok, want = prediction.dim() == 2 and prediction.shape[0] == rows, f"({rows}, classes)"
+    if not ok:
+        raise ModelError(f"{who} returns predictions of shape {tuple(prediction.shape)}; "
+                         f"expected {want} for targets of shape {tuple(target.shape)}")
+
+
+def move_tensors(tree: Any, device: torch.device | str | None, dtype: torch.dtype | None) -> Any:
+    """Move every tensor of a (nested) batch; floating tensors also take ``dtype``."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device=device, dtype=dtype if dtype and tree.is_floating_point() else None)
+    if isinstance(tree, Mapping):
+        return {k: move_tensors(v, device, dtype) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(move_tensors(v, device, dtype) for v in tree)
+    return tree
 
 
 def get_submodule(model: nn.Module, path: str) -> nn.Module:
@@ -119,6 +146,8 @@ class Teacher:
     name: str
     question_width: int
     answer_width: int
+    device: torch.device | str | None = None  # None: the student's device
+    dtype: torch.dtype | None = None  # None: as loaded (float32)
 
     def modules(self) -> list[nn.Module]:
         """Every module holding this teacher's weights (the committee freezes them)."""
@@ -152,10 +181,14 @@ class HookedTeacher(Teacher):
     MODES = ("replace", "add")
 
     def __init__(self, name: str, model: nn.Module, inject_at: str, head: str,
-                 mode: str = "replace", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None):
+                 mode: str = "replace", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         if mode not in self.MODES:
             raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, got {mode!r}")
         self.name, self.model, self.mode = name, model, mode
+        self.device, self.dtype = device, dtype
+        if device is not None or dtype is not None:  # placed once, before the first pass
+            model.to(device=device, dtype=dtype)
         self.inject_at, self.head_path = inject_at, head
         self._inject_module = get_submodule(model, inject_at)
         self.head = get_submodule(model, head)
@@ -180,7 +213,8 @@ class HookedTeacher(Teacher):
                     f"teacher {self.name!r}: the question has shape {tuple(question.shape)} but "
                     f"{self.inject_at!r} outputs {tuple(own.shape)}"
                 )
-            return question if self.mode == "replace" else own + question
+            question_here = question.to(own.device, own.dtype)  # differentiable: grads flow back
+            return question_here if self.mode == "replace" else own + question_here
 
         hooks = [
             self._inject_module.register_forward_hook(inject),
@@ -192,19 +226,38 @@ class HookedTeacher(Teacher):
             for hook in hooks:
                 hook.remove()
 
+    def _run(self, batch: Batch) -> torch.Tensor:
+        """The model on its own device and precision; the result comes back to the batch's
+        device in the default precision (the student's)."""
+        if self.device is not None or self.dtype is not None:
+            batch = move_tensors(batch, self.device, self.dtype)
+        return self._call(self.model, batch)
+
+    def _home(self, tensor: torch.Tensor, like: Batch) -> torch.Tensor:
+        device = next((v.device for v in like.values() if isinstance(v, torch.Tensor)), None)
+        return tensor.to(device, torch.get_default_dtype() if tensor.is_floating_point() else None)
+
     def answer(self, question: torch.Tensor | None, context: Batch) -> Answer:
         seen: dict[str, torch.Tensor] = {}
         with self._hooks(question, seen):
-            prediction = self._call(self.model, context)
-        return Answer(seen["t"], prediction)
+            prediction = self._run(context)
+        return Answer(self._home(seen["t"], context), self._home(prediction, context))
 
     def predict(self, batch: Batch) -> torch.Tensor:
-        return self._call(self.model, batch)
+        return self._home(self._run(batch), batch)
 
     def probe(self, batch: Batch) -> None:
         seen: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), self._hooks(None, seen):
-            self._call(self.model, batch)
+        try:
+            with torch.no_grad(), self._hooks(None, seen):
+                prediction = self._run(batch)
+        except (IndexError, RuntimeError, KeyError, TypeError) as err:
+            # e.g. a teacher trained on another release: its embedding tables are too small
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"teacher {self.name!r} cannot run on a batch of this data "
+                             f"({type(err).__name__}: {first})") from None
+        if "target" in batch:
+            check_prediction(f"teacher {self.name!r}", prediction, batch["target"])
         if "own" not in seen:
             raise ModelError(f"teacher {self.name!r}: module {self.inject_at!r} never ran in a forward pass")
         if "t" not in seen:

@@ -21,6 +21,9 @@ from diversedistill.models.recommender import MLPRecommender, build_recommender
 from diversedistill.training import FitResult, TrainConfig, fit
 
 EVAL_BATCH = 8192
+# Part of every teacher-cache key. Bump it when a change to training alters what a cached
+# teacher would be (2: batch order from (seed, epoch), per-step random streams).
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -64,9 +67,11 @@ def as_student(model: MLPRecommender) -> HookedStudent:
     return HookedStudent(model, question_at="embed", head="head")
 
 
-def as_teacher(name: str, model: MLPRecommender, mode: str = "replace") -> HookedTeacher:
+def as_teacher(name: str, model: MLPRecommender, mode: str = "replace", device=None,
+               dtype=None) -> HookedTeacher:
     # injection point: right after the embedding tables (METHOD.md, MLP recommender teacher)
-    return HookedTeacher(name, model, inject_at="embed", head="head", mode=mode)
+    return HookedTeacher(name, model, inject_at="embed", head="head", mode=mode, device=device,
+                         dtype=dtype)
 
 
 def split_fingerprint(ml: MovieLens, split: RatingSplit) -> str:
@@ -78,19 +83,26 @@ def split_fingerprint(ml: MovieLens, split: RatingSplit) -> str:
 
 
 def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: ModelRecipe,
-                          seed: int, cache_root: Path, progress: bool = False):
-    """Return (model, metrics) for a teacher trained on ``split.train``, reusing the cache
-    entry whose key covers the data, split, recipe and seed."""
-    key_data = {"data": split_fingerprint(ml, split), "recipe": asdict(recipe), "seed": seed}
+                          seed: int, cache_root: Path, progress: bool = False, log=print):
+    """Return (model, metrics, from_cache) for a teacher trained on ``split.train``.
+
+    A cache entry is reused only when its key (data, split, recipe, seed, cache format)
+    matches and its weights match the checksum in its config; otherwise it is trained
+    again and overwritten, and ``log`` says why. Weights and config are each written
+    atomically, config last, so a killed write is a missing or mismatched entry, never a
+    half one."""
+    key_data = {"format": CACHE_FORMAT, "data": split_fingerprint(ml, split),
+                "recipe": asdict(recipe), "seed": seed}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     entry = cache_root / f"{name}-{key}"
     if (entry / "config.json").is_file():
         try:
             config = read_config(entry)
-            if config.get("cache_key") == key:
-                return load_model(entry), config["metrics"], True
-        except ModelError:
-            pass  # stale or corrupt: retrain and overwrite
+            if config.get("cache_key") != key:
+                raise ModelError(f"{entry}: its key {config.get('cache_key')!r} is not {key!r}")
+            return load_model(entry), config["metrics"], True
+        except (ModelError, KeyError) as err:
+            log(f"teacher cache entry not used, training again: {err}")
     model = build(ml, split, recipe, seed)
     result = train_alone(ml, split, model, recipe, seed, entry / "run", progress)
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
@@ -99,10 +111,11 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
 
 
 def train_alone(ml, split, model, recipe: ModelRecipe, seed: int, run_dir: Path,
-                progress: bool = False) -> FitResult:
+                progress: bool = False, resume: bool = False, **train_overrides) -> FitResult:
     train, val, test = loaders(ml, split, recipe.batch_size, seed)
-    return fit(as_student(model), StudentOnly(), None, train, val, test,
-               recipe.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
+    cfg = recipe.train_config(seed, progress=progress, **train_overrides)
+    return fit(as_student(model), StudentOnly(), None, train, val, test, cfg, run_dir,
+               clamp=ml.rating_scale, resume=resume)
 
 
 # --------------------------------------------------------------------------- references

@@ -98,7 +98,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     for name, recipe in TEACHERS.items():
         log(f"teacher {name}: training (or reading it from {cache_root})")
         model, metrics, _ = train_or_load_teacher(ml, part, name, recipe, split_seed,
-                                                       cache_root, progress)
+                                                  cache_root, progress, log=log)
         teachers[name] = (model, metrics)
     if lm is not None:
         log(f"teacher lm: {lm.model} (fine-tuned once, then read from {lm_cache})")

@@ -5,29 +5,45 @@ devices. A method only computes its loss dict; the loop backpropagates ``loss``,
 rest, stops early on validation MSE and restores the best epoch's weights.
 
 The committee is held outside the module tree (a plain attribute, not a submodule), so
-checkpoints and the optimizer see only what is trained: the student and the method's own
-parameters.
+checkpoints, the optimizer and DDP see only what is trained: the student and the method's
+own parameters. Each process moves its own committee to its own device.
+
+Resuming (``fit(..., resume=True)``) continues from ``checkpoints/last.ckpt`` and ends with
+the same weights and metrics as a run that was never interrupted: the batch order is a
+function of (seed, epoch) and its position is in the checkpoint (``data/order.py``), and
+the random numbers of every training step (dropout, exploration) come from a generator
+seeded with (seed, step, process), so nothing depends on what happened before the kill.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import os
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 
+from diversedistill.checkpoints import (BEST, LAST, AtomicCheckpointIO, LastCheckpoint, RunLogger,
+                                        check_same_settings, read_checkpoint)
 from diversedistill.committee import Committee
+from diversedistill.data.order import mix_seed
 from diversedistill.errors import ConfigError
-from diversedistill.interface import HookedStudent
+from diversedistill.interface import HookedStudent, check_prediction
 from diversedistill.methods.base import Method
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes > 1
 
 
 @dataclass
@@ -39,15 +55,32 @@ class TrainConfig:
     weight_decay: float = 1e-4  # AdamW decoupled weight decay of the student
     seed: int = 0
     accelerator: str = "cpu"  # "cpu", "gpu", "auto"
-    devices: int = 1
+    devices: int = 1  # processes (one device each) per node
+    num_nodes: int = 1
+    strategy: str = "auto"  # "auto" or "ddp"
+    checkpoint_every_n_steps: int = 50  # checkpoints/last.ckpt; 0: only at the end of epochs
     progress: bool = True  # Lightning's progress bar
 
+    # settings that may change between a run and its resume (where and how it runs)
+    PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "checkpoint_every_n_steps",
+                 "progress")
+
     def __post_init__(self):
-        for name in ("max_epochs", "batch_size", "devices"):
+        for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.patience < 0 or self.checkpoint_every_n_steps < 0:
+            raise ConfigError("patience and checkpoint_every_n_steps must not be negative")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"unknown accelerator {self.accelerator!r}; choose one of {ACCELERATORS}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
+
+    @property
+    def processes(self) -> int:
+        return self.devices * self.num_nodes
 
 
 @dataclass
@@ -58,6 +91,7 @@ class FitResult:
     epochs: int  # epochs run
     best_epoch: int
     run_dir: Path
+    rank: int = 0  # under DDP only rank 0 evaluates and reports; other ranks get NaNs
 
 
 class DistillationTask(L.LightningModule):
@@ -66,26 +100,35 @@ class DistillationTask(L.LightningModule):
         super().__init__()
         self.student, self.method, self.cfg, self.clamp = student, method, cfg, clamp
         self.__dict__["committee"] = committee  # not a submodule: never checkpointed or synced
+        self.settings: dict = {}  # what a resumed run must share with this one (run_settings)
 
     def on_fit_start(self) -> None:
-        if self.committee is not None:
+        if self.committee is not None:  # in every process, to that process's device
             self.committee.to(self.device)
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Set per step, not per epoch: a run resumed mid-epoch never sees an epoch start.
         self.method.epoch = self.current_epoch
+        # The step's random numbers depend on (seed, step, process) only, so a resumed run
+        # draws what the uninterrupted run drew, and DDP processes draw different masks.
+        torch.manual_seed(mix_seed(self.cfg.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch, batch_idx):
         out = self.method(self.student, self.committee, batch)
         size = batch["target"].shape[0]
+        # sync_dist: under DDP the logged figure is the mean over processes (logging only)
         self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"},
-                      on_step=False, on_epoch=True, batch_size=size)
+                      on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         self.log("train/loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=size,
-                 prog_bar=True)
+                 prog_bar=True, sync_dist=True)
         return out["loss"]
 
     def on_train_epoch_end(self) -> None:
         for name, value in self.method.epoch_stats().items():
-            self.log(f"train/{name}", value)
+            self.log(f"train/{name}", value, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["run_settings"] = self.settings
 
     def predict_ratings(self, batch) -> torch.Tensor:
         prediction = self.student.predict(batch)
@@ -93,7 +136,10 @@ class DistillationTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         error = (self.predict_ratings(batch) - batch["target"]).pow(2).mean()
-        self.log("val_mse", error, on_epoch=True, batch_size=batch["target"].shape[0], prog_bar=True)
+        # every process scores the whole validation set (it is not sharded), so the mean
+        # over processes is the same number: early stopping agrees everywhere
+        self.log("val_mse", error, on_epoch=True, batch_size=batch["target"].shape[0], prog_bar=True,
+                 sync_dist=True)
 
     def configure_optimizers(self):
         groups = [{"params": list(self.student.parameters()), "lr": self.cfg.lr,
@@ -117,31 +163,86 @@ def evaluate_mse(task: DistillationTask, loader: DataLoader) -> float:
     return total / count
 
 
+def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
+                 train: DataLoader, val: DataLoader) -> dict:
+    """Everything that decides a run's result; a checkpoint resumes only a run that matches."""
+    settings = {f"train.{k}": v for k, v in dataclasses.asdict(cfg).items()
+                if k not in TrainConfig.PLACEMENT}
+    settings.update({"method": method.name, "teachers": "+".join(committee.names) if committee else "",
+                     "train rows": len(train.dataset),
+                     "train batch": getattr(train.sampler, "batch_size", train.batch_size),
+                     "val rows": len(val.dataset)})
+    method_cfg = getattr(method, "cfg", None)
+    if dataclasses.is_dataclass(method_cfg):
+        settings.update({f"{method.name}.{k}": v for k, v in dataclasses.asdict(method_cfg).items()})
+    return settings
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of the whole job, judged from the launcher's environment: a DDP process
+    started by Lightning or torchrun has a rank in it before any process group exists."""
+    return all(int(os.environ.get(k, "0")) == 0
+               for k in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def fit(student: HookedStudent, method: Method, committee: Committee | None,
         train: DataLoader, val: DataLoader, test: DataLoader | None, cfg: TrainConfig,
-        run_dir: str | Path, clamp: tuple[float, float] | None = None) -> FitResult:
+        run_dir: str | Path, clamp: tuple[float, float] | None = None, resume: bool = False,
+        callbacks: Sequence[Callback] = ()) -> FitResult:
     """Train ``student`` with ``method`` until validation MSE stops improving; restore the
-    best epoch; report validation and test MSE."""
+    best epoch; report validation and test MSE.
+
+    ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` when there is one (a fresh
+    start otherwise). Without it, a run in an old directory starts from nothing.
+    """
     run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    batch_size = getattr(train.sampler, "batch_size", train.batch_size)
+    if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
+        raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
+                          "processes; use a batch size of at least the number of processes")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     example = next(iter(train))
+    with torch.no_grad():  # in eval mode: no dropout, so no random number is drawn here
+        student.eval()
+        check_prediction("the student", student.predict(example), example["target"])
+        student.train()
     if method.needs_teachers:
         if committee is None or len(committee) == 0:
             raise ConfigError(f"method {method.name!r} needs at least one teacher")
         committee.probe(example)
     method.setup(student, committee, example)
     task = DistillationTask(student, method, committee, cfg, clamp)
-    # a new run in an old directory starts from nothing (no stale best checkpoint or log)
-    for stale in (run_dir / "checkpoints", run_dir / "logs"):
-        shutil.rmtree(stale, ignore_errors=True)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val_mse", mode="min", save_top_k=1)
+    task.settings = run_settings(cfg, method, committee, train, val)
+
+    last = checkpoints / LAST
+    resume_from = last if resume and last.is_file() else None
+    keep_log_rows = None
+    if resume_from is not None:  # checked before anything is written
+        saved = read_checkpoint(resume_from)
+        check_same_settings(resume_from, saved.get("run_settings"), task.settings)
+        keep_log_rows = int(saved.get("log_rows", 0))
+        del saved
+    if is_global_zero():  # the other DDP processes never write here
+        if resume_from is None:  # a new run in an old directory starts from nothing
+            for stale in (checkpoints, run_dir / "logs"):
+                shutil.rmtree(stale, ignore_errors=True)
+        for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill
+            partial.unlink(missing_ok=True)
+
+    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
+                           monitor="val_mse", mode="min", save_top_k=1)
     stopper = EarlyStopping(monitor="val_mse", mode="min", patience=cfg.patience)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-        callbacks=[checkpoint, stopper], logger=CSVLogger(run_dir, name="logs", version=""),
+        num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps), *callbacks],
+        logger=RunLogger(run_dir, keep_rows=keep_log_rows),
+        # every process walks its own shard of each batch (data/order.py): no sampler swap
+        use_distributed_sampler=False,
         enable_progress_bar=cfg.progress, enable_model_summary=False, deterministic=True,
         num_sanity_val_steps=0, log_every_n_steps=50,
     )
@@ -150,13 +251,30 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # Lightning 2.6 still calls a torch pytree API that torch 2.13 deprecates
         warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
-        trainer.fit(task, train_dataloaders=train, val_dataloaders=val)
+        # a resumed run's directory holds its own checkpoints (a fresh run's was emptied)
+        warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+        trainer.fit(task, train_dataloaders=train, val_dataloaders=val,
+                    ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
-    best = torch.load(checkpoint.best_model_path, map_location=task.device, weights_only=True)
-    task.load_state_dict(best["state_dict"])
+    # epochs trained: counted from the loop's progress, which a resumed run restores even
+    # when it has nothing left to train (``current_epoch`` would be one short then)
+    epochs = trainer.fit_loop.epoch_progress.current.processed
+    if trainer.global_rank != 0:  # rank 0 evaluates and reports; it may be the only one
+        nan = math.nan            # that can read the checkpoints (multi-node, local disks)
+        return FitResult(nan, nan, seconds, epochs, -1, run_dir, trainer.global_rank)
+    best_state = read_checkpoint(best.best_model_path, map_location=task.device)
+    task.load_state_dict(best_state["state_dict"])
     return FitResult(
         val_mse=evaluate_mse(task, val),
         test_mse=evaluate_mse(task, test) if test is not None else None,
-        seconds=seconds, epochs=trainer.current_epoch, best_epoch=int(best["epoch"]),
+        seconds=seconds, epochs=epochs, best_epoch=int(best_state["epoch"]),
         run_dir=run_dir,
     )
+
+
+def _strategy(cfg: TrainConfig, method: Method):
+    if cfg.processes == 1 and cfg.strategy == "auto":
+        return "auto"
+    # DDP wraps the student and the method's parameters only (the committee is not in the
+    # module tree), so teachers get no gradient buckets and no synchronisation.
+    return DDPStrategy(find_unused_parameters=not method.uses_every_parameter())

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset
 
 from diversedistill.data.movielens import MovieLens, Ratings
+from diversedistill.data.order import EpochBatches, ResumableLoader
 
 
 class RatingBatches(Dataset):
@@ -45,16 +46,13 @@ class RatingBatches(Dataset):
 
 def rating_loader(
     ratings: Ratings, ml: MovieLens, batch_size: int, shuffle: bool, seed: int = 0
-) -> DataLoader:
+) -> ResumableLoader:
+    """A training loader (``shuffle=True``: seeded order, sharded across DDP processes,
+    resumable mid-epoch) or an evaluation loader (file order, whole set in every process)."""
     data = RatingBatches(ratings, ml)
-    if shuffle:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(data)
-    return DataLoader(
-        data, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
-        num_workers=0,
-    )
+    batches = EpochBatches(len(data), batch_size, shuffle=shuffle, seed=seed, shard=shuffle)
+    # batch_size=None: the sampler yields whole batches of rows, gathered in one call
+    return ResumableLoader(data, sampler=batches, batch_size=None, num_workers=0)
 
 
 def global_mean(ratings: Ratings) -> float:

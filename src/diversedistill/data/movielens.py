@@ -261,8 +261,10 @@ def _assemble(
     user_ids = np.asarray(user_ids, dtype=np.int64)
     item_ids = np.asarray(item_ids, dtype=np.int64)
     for kind, ids in (("user", user_ids), ("item", item_ids)):
-        if len(np.unique(ids)) != len(ids):
-            raise DataError(f"{path}: the {kind} table lists some {kind} id more than once")
+        values, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise DataError(f"{path}: the {kind} table lists {kind} id "
+                            f"{values[counts > 1][0]} more than once")
     triples = encode_ratings(ratings, ratings_file, user_ids, item_ids)
     years = pd.Series(titles).str.extract(_YEAR, expand=False)
     item_side = {"year": _codes(years.fillna(""), unknown="")}

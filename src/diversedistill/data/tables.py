@@ -51,24 +51,31 @@ def read_table(
     # inside MovieLens titles, so map it to a control character the C engine can split on.
     if len(sep) > 1:
         text = text.replace(sep, "\x1f")
+    sep_char = "\x1f" if len(sep) > 1 else sep
+    # Blank lines are skipped, here and only here (pandas' own notion of blank differs: a
+    # line of separators only is a row to it). A line holding a separator is never blank.
+    all_lines = text.splitlines()
+    kept = [i for i, ln in enumerate(all_lines, start=1) if ln.strip() or sep_char in ln]
+    if len(kept) != len(all_lines):
+        text = "\n".join(all_lines[i - 1] for i in kept) + "\n"
+    data_lines = kept[1:] if header else kept
     if not quoted:  # pandas pads short lines silently, so count the fields first
-        _check_field_counts(path, text, sep, columns, 2 if header else 1)
+        _check_field_counts(path, [all_lines[i - 1] for i in data_lines], data_lines, sep, columns)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
-            sep="\x1f" if len(sep) > 1 else sep,
+            sep=sep_char,
             header=0 if header else None,
             names=columns if not header else None,
             dtype=str,
             keep_default_na=False,
             na_values=[],
             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
-            skip_blank_lines=True,
+            skip_blank_lines=False,
             engine="c",
         )
     except pd.errors.ParserError as err:
         raise DataError(f"{path}: {_parser_message(err, sep, len(columns))}") from None
-    first_line = 2 if header else 1
     if header:
         got = [c.strip() for c in frame.columns]
         if got[: len(columns)] != columns or len(got) != len(columns):
@@ -76,26 +83,23 @@ def read_table(
                 f"{path}, line 1: expected the header {','.join(columns)}, found {','.join(got)}"
             )
         frame.columns = columns
-    # Line numbers: pandas drops blank lines, so count them back in from the raw text.
-    kept = [i for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
-    frame["_line"] = np.asarray(kept[first_line - 1 :][: len(frame)], dtype=np.int64)
+    # line numbers in the file, blank lines counted
+    frame["_line"] = np.asarray(data_lines[: len(frame)], dtype=np.int64)
     return frame
 
 
-def _check_field_counts(path: Path, text: str, sep: str, columns: list[str], first: int) -> None:
+def _check_field_counts(path: Path, lines: list[str], numbers: list[int], sep: str,
+                        columns: list[str]) -> None:
     """Every line must have exactly len(columns) fields (pandas pads short lines silently)."""
-    lines = pd.Series(text.splitlines())
-    numbers = np.arange(1, len(lines) + 1)
-    keep = (lines.str.strip() != "").to_numpy() & (numbers >= first)
     sep_char = "\x1f" if len(sep) > 1 else sep
-    counts = lines[keep].str.count(re.escape(sep_char)).to_numpy() + 1
+    counts = pd.Series(lines, dtype=object).str.count(re.escape(sep_char)).to_numpy() + 1
     bad = counts != len(columns)
     if bad.any():
         row = int(np.argmax(bad))
         name = _SEP_NAMES.get(sep, repr(sep))
         hint = f"; is the separator {name}?" if counts[row] == 1 else ""
         raise DataError(
-            f"{path}, line {numbers[keep][row]}: expected {len(columns)} {name}-separated fields, "
+            f"{path}, line {numbers[row]}: expected {len(columns)} {name}-separated fields, "
             f"found {counts[row]}{hint} (columns: {', '.join(columns)})"
         )
 

@@ -78,6 +78,11 @@ class Method(nn.Module):
         """The method's own learning rate, or None to use the student's."""
         return None
 
+    def uses_every_parameter(self) -> bool:
+        """Whether every step gives every parameter a gradient. DDP must otherwise look for
+        the unused ones on each step (slower), or it stops with an error."""
+        return True
+
     def epoch_stats(self) -> dict[str, float]:
         """Figures to log once per epoch (and then reset)."""
         return {}

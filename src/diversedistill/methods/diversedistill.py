@@ -102,6 +102,11 @@ class DiverseDistill(Method):
     def learning_rate(self) -> float:
         return self.cfg.module_lr
 
+    def uses_every_parameter(self) -> bool:
+        # gating skips whole teachers (their answer MLPs get no gradient on that step);
+        # importance "none" never uses the importance projection
+        return self.cfg.tau <= 0 and self.cfg.importance_target != "none"
+
     def gate(self, alpha: torch.Tensor) -> torch.Tensor:
         """Boolean [B] mask of the rows a teacher is asked, from its importance α [B]."""
         cfg = self.cfg

@@ -1,0 +1,153 @@
+"""Checkpoints: written atomically, read without running code, resumed where a run died.
+
+- :class:`AtomicCheckpointIO` writes every Lightning checkpoint to a temporary file and
+  renames it over the target, so a SIGKILL at any moment leaves the previous complete
+  checkpoint (Lightning's own writer opens the target file directly).
+- :func:`read_checkpoint` is the only way a checkpoint is loaded: ``weights_only=True``, so
+  a file that would run code when unpickled is refused, and a truncated one is named.
+- :class:`LastCheckpoint` saves ``last.ckpt`` every N optimizer steps and after every epoch.
+  The epoch-end save runs after early stopping and the best checkpoint have updated
+  their state, so the file carries it (and whether the run has decided to stop).
+- :class:`RunLogger` is Lightning's CSV logger, except that on resume it keeps the rows
+  written before the checkpoint instead of deleting the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from diversedistill.atomic import atomic_path, write_text_atomic
+from diversedistill.errors import ConfigError, ModelError
+
+LAST, BEST = "last.ckpt", "best.ckpt"
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint as plain tensors and containers; anything else is refused."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelError(f"{path}: refused to load, it holds more than tensors ({first})") from None
+    except FileNotFoundError:
+        raise ModelError(f"{path}: checkpoint not found") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:  # truncated or not a checkpoint
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: not a readable checkpoint ({first})") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        # weights_only whatever the caller asks: Lightning's strategies do not all pass it on
+        return read_checkpoint(path, map_location or "cpu")
+
+
+class LastCheckpoint(Checkpoint):
+    def __init__(self, path: str | Path, every_n_steps: int):
+        self.path, self.every_n_steps = Path(path), every_n_steps
+        self._trainer = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # the last batch of an epoch is saved a moment later, after validation
+        if (self.every_n_steps and trainer.global_step % self.every_n_steps == 0
+                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer) -> None:
+        for logger in trainer.loggers:  # the rows the checkpoint counts are on disk first
+            logger.save()
+        trainer.save_checkpoint(self.path)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["log_rows"] = getattr(trainer.logger, "rows_written", 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Lightning does not save its stop decision: a run resumed from its final checkpoint
+        # would otherwise train one epoch more than the run that was not interrupted
+        return {"should_stop": bool(self._trainer is not None and self._trainer.should_stop)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("should_stop") and self._trainer is not None:
+            self._trainer.should_stop = True
+
+
+def check_same_settings(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """A checkpoint resumes only the run that wrote it: same data, method, teachers, recipe."""
+    if saved is None:
+        raise ConfigError(f"{path}: not written by diversedistill; cannot resume from it")
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise ConfigError(
+                f"{path}: cannot resume, the run was started with {key}={saved.get(key)!r} and "
+                f"this command has {key}={current.get(key)!r}; repeat the original command with "
+                "--resume, or leave out --resume to start afresh")
+
+
+class _Writer(ExperimentWriter):
+    """Lightning's CSV writer, counting the rows it has written; on resume it keeps the
+    first ``keep_rows`` rows of the old file instead of deleting it."""
+
+    def __init__(self, log_dir: str, keep_rows: int | None):
+        self.keep_rows, self.rows_written = keep_rows, 0
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if self.keep_rows is None or not path.is_file():
+            return super()._check_log_dir_exists()
+        # rows after the checkpoint are logged again by the replay, so they are dropped here
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames or []), list(reader)[:self.keep_rows]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, out.getvalue())
+        self.metrics_keys, self.rows_written = header, len(rows)
+
+    def save(self) -> None:
+        self.rows_written += len(self.metrics)
+        super().save()
+
+
+class RunLogger(CSVLogger):
+    """``run_dir/logs/metrics.csv``; ``keep_rows`` (from the checkpoint) when resuming."""
+
+    def __init__(self, run_dir: str | Path, keep_rows: int | None = None):
+        super().__init__(run_dir, name="logs", version="")
+        self.keep_rows = keep_rows
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _Writer(self.log_dir, self.keep_rows)
+        return self._experiment
+
+    @property
+    def rows_written(self) -> int:
+        return self._experiment.rows_written if isinstance(self._experiment, _Writer) else 0

@@ -1,0 +1,39 @@
+"""Pretrained Hugging Face models (from the Hub or a local copy): weights only, never code.
+
+Every Hugging Face teacher or student is loaded through :func:`load_pretrained`, which
+- never runs code shipped with a model: ``trust_remote_code=False``, and a caller asking
+  for ``True`` is refused (a model that needs its own code is not loaded at all);
+- reads model weights from safetensors files only (``use_safetensors=True``): a model
+  published only as a pickled ``pytorch_model.bin`` is refused, since unpickling can run
+  code.
+``tests/test_safe_loading.py`` scans the source tree so that no other ``from_pretrained``
+call, and no ``torch.load`` without ``weights_only=True``, slips in.
+
+    from transformers import AutoModel, AutoTokenizer
+    model = load_pretrained(AutoModel, "google-t5/t5-small")
+    tokenizer = load_pretrained(AutoTokenizer, "google-t5/t5-small", weights=False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diversedistill.errors import ModelError
+
+
+def load_pretrained(loader: Any, name_or_path: str, *, weights: bool = True, **kwargs: Any) -> Any:
+    """``loader.from_pretrained(name_or_path, **kwargs)`` without remote code; ``weights``:
+    the loader reads model weights (configs and tokenizers have none)."""
+    if kwargs.pop("trust_remote_code", False):
+        raise ModelError(f"{name_or_path}: trust_remote_code=True is refused; diversedistill "
+                         "never runs code shipped with a model")
+    if weights:
+        if kwargs.get("use_safetensors") is False:
+            raise ModelError(f"{name_or_path}: use_safetensors=False is refused; pickled "
+                             "weights can run code when loaded")
+        kwargs["use_safetensors"] = True
+    try:
+        return loader.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError) as err:  # what transformers raises for both refusals
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{name_or_path}: not loaded ({first})") from None

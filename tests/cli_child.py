@@ -1,0 +1,116 @@
+"""The ``diversedistill`` command line, run in a child process with test-only additions.
+
+    python tests/cli_child.py distill --teacher ... --out ...
+
+Lightning's DDP launcher starts the other processes with this same command line and
+environment, so every process gets the same additions. Environment variables:
+
+- ``DD_TEST_PAUSE_AT_STEP=k``: after optimizer step ``k`` create ``$DD_TEST_MARKER`` and
+  sleep, so that the parent can SIGKILL the process at a known point.
+- ``DD_TEST_PAUSE_IN_SAVE=k``: the same inside the ``k``-th write of ``last.ckpt``, after
+  the temporary file is complete and before it is renamed over the old checkpoint.
+- ``DD_TEST_NO_DROPOUT=1``: a student without dropout. DDP processes draw different
+  dropout masks by design, so only a run without dropout can be compared number for
+  number with a single process.
+- ``DD_TEST_REPORT_DIR=dir``: every process writes ``rank-N.json``: what the DDP wrapper
+  holds, where the teachers are, and whether any teacher parameter got a gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+
+def _pause(reason: str) -> None:
+    marker = Path(os.environ["DD_TEST_MARKER"])
+    marker.with_suffix(".tmp").write_text(reason)
+    os.replace(marker.with_suffix(".tmp"), marker)  # the parent never sees it half-written
+    time.sleep(600)  # the parent kills us long before this ends
+
+
+class PauseAtStep(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            _pause(f"step {self.step}, epoch {trainer.current_epoch}, batch {batch_idx}")
+
+
+class ReportWrapping(Callback):
+    """What DDP wraps, seen from inside each training process."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = Path(out_dir)
+        self.report: dict = {}
+
+    def _teacher_parameters(self, pl_module):
+        committee = pl_module.committee or []
+        return [p for t in committee for m in t.modules() for p in m.parameters()]
+
+    def on_train_start(self, trainer, pl_module):
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapper = trainer.strategy.model
+        wrapped = {id(p) for p in wrapper.parameters()}
+        teachers = self._teacher_parameters(pl_module)
+        self.report = {
+            "rank": trainer.global_rank, "world_size": trainer.world_size,
+            "ddp": isinstance(wrapper, DistributedDataParallel),
+            "wrapped_parameters": len(wrapped), "teacher_parameters": len(teachers),
+            "teacher_parameters_in_wrapper": sum(id(p) in wrapped for p in teachers),
+            "teacher_devices": sorted({str(p.device) for p in teachers}),
+            "student_device": str(pl_module.device),
+        }
+
+    def on_train_end(self, trainer, pl_module):
+        teachers = self._teacher_parameters(pl_module)
+        self.report["teacher_parameters_with_grad"] = sum(p.grad is not None for p in teachers)
+        self.report["steps"] = trainer.global_step
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"rank-{trainer.global_rank}.json").write_text(json.dumps(self.report))
+
+
+def _pause_inside_last_checkpoint_write(k: int) -> None:
+    import diversedistill.atomic as atomic
+
+    real_replace, count = atomic.os.replace, [0]
+
+    def replace(src, dst):
+        if Path(dst).name == "last.ckpt":
+            count[0] += 1
+            if count[0] == k:
+                _pause(f"inside write {k} of last.ckpt, temporary file {Path(src).name}")
+        return real_replace(src, dst)
+
+    atomic.os.replace = replace
+
+
+def main() -> int:
+    import diversedistill.recsys as recsys
+    import diversedistill.training as training
+    from diversedistill.cli import main as cli_main
+
+    callbacks = []
+    if os.environ.get("DD_TEST_PAUSE_AT_STEP"):
+        callbacks.append(PauseAtStep(int(os.environ["DD_TEST_PAUSE_AT_STEP"])))
+    if os.environ.get("DD_TEST_PAUSE_IN_SAVE"):
+        _pause_inside_last_checkpoint_write(int(os.environ["DD_TEST_PAUSE_IN_SAVE"]))
+    if os.environ.get("DD_TEST_REPORT_DIR"):
+        callbacks.append(ReportWrapping(os.environ["DD_TEST_REPORT_DIR"]))
+    if os.environ.get("DD_TEST_NO_DROPOUT"):
+        recsys.STUDENT = recsys.ModelRecipe("mlp-s", {"dropout": 0.0})
+    fit = functools.partial(training.fit, callbacks=callbacks)
+    training.fit = recsys.fit = fit  # the CLI looks both up when it runs
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
