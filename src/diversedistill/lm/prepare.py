@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.data import MovieLens, RatingSplit, global_mean
+from diversedistill.data.order import EpochBatches, ResumableLoader
 from diversedistill.data.text import render_texts
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent
@@ -118,12 +119,11 @@ class StateBatches(Dataset):
         return batch
 
 
-def _loader(lower, rows, targets, batch_size, shuffle, seed=0) -> DataLoader:
+def _loader(lower, rows, targets, batch_size, shuffle, seed=0) -> ResumableLoader:
+    # the same seeded, resumable batch order as every other training run (data/order.py)
     data = StateBatches(lower, rows, targets)
-    sampler = (RandomSampler(data, generator=torch.Generator().manual_seed(seed)) if shuffle
-               else SequentialSampler(data))
-    return DataLoader(data, sampler=BatchSampler(sampler, batch_size, drop_last=False),
-                      batch_size=None, num_workers=0)
+    batches = EpochBatches(len(data), batch_size, shuffle=shuffle, seed=seed, shard=shuffle)
+    return ResumableLoader(data, sampler=batches, batch_size=None, num_workers=0)
 
 
 def _set_trainable(rater: nn.Module, start: int) -> list[str]:
