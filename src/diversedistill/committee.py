@@ -59,5 +59,6 @@ class Committee:
             for module in teacher.modules():
                 for name, tensor in module.state_dict().items():
                     digest.update(name.encode())
-                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                    flat = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim ones too (a logit scale)
+                    digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
