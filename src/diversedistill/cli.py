@@ -4,6 +4,7 @@
     diversedistill distill --teacher teachers/mlp-m --teacher teachers/mlp-l --out runs/dd
     diversedistill export runs/dd --out student/
     diversedistill reproduce movielens --data-dir ../shared/data/ml-100k --seeds 3
+    diversedistill reproduce cifar10 --data-dir ../shared/data/cifar10 --seeds 3
 
 Every user error (bad data, bad config, widths that do not fit) prints one line and
 exits with status 2; anything else is a bug and keeps its traceback.
@@ -93,14 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for model.safetensors + config.json")
 
     p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
-    p.add_argument("experiment", choices=("movielens",))
+    p.add_argument("experiment", choices=("movielens", "cifar10", "cifar100"))
     _add_data_args(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
-    p.add_argument("--out", default="results/movielens", help="results directory")
+    p.add_argument("--out", help="results directory (default results/<experiment>)")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--ablations", action="store_true",
                    help="run the open-choice ablations on the committee instead of the "
                         "single-teacher rows")
+    p.add_argument("--train-size", type=int,
+                   help="cifar: use only this many training images (smoke runs)")
     _add_dd_args(p)
     return parser
 
@@ -184,8 +187,13 @@ def cmd_reproduce(args) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.experiment != "movielens":  # cifar10, cifar100: the config file is an experiment's
+        from diversedistill.reproduce_vision import cmd_reproduce_vision
+
+        return cmd_reproduce_vision(args)
     cfg, injection = _dd_config(args)
-    reproduce_movielens(args.data_dir, args.seeds, args.out, args.split, args.release, cfg,
+    reproduce_movielens(args.data_dir, args.seeds, args.out or "results/movielens", args.split,
+                        args.release, cfg,
                         injection, args.ablations, args.cache_dir, not args.no_progress,
                         split_seed=args.split_seed)
     return 0
