@@ -29,6 +29,8 @@ from vision_tiny import (
     write_python_batches,
 )
 
+pytest.importorskip("transformers")  # the vision extra; nothing above imports it
+
 PROMPTS = [f"a photo of a {c}." for c in CLASSES]
 
 
@@ -159,12 +161,15 @@ def test_teacher_weights_never_change_during_distillation(vit_teacher, clip_teac
     train = torch.utils.data.DataLoader(ImageBatches(data, 0), batch_size=None,
                                         sampler=torch.utils.data.BatchSampler(
                                             torch.utils.data.SequentialSampler(data), 8, False))
-    cfg = TrainConfig(max_epochs=2, batch_size=8, progress=False, schedule="cosine", warmup_epochs=0.5)
-    result = fit(ViTStudent(tiny_vit(seed=2).train()), DiverseDistill(DiverseDistillConfig(hidden=16, d2=8)),
-                 committee, train, train, train, cfg, tmp_path / "run", metric="accuracy")
+    cfg = TrainConfig(max_epochs=2, batch_size=8, progress=False, schedule="cosine",
+                      warmup_epochs=0.5)
+    method = DiverseDistill(DiverseDistillConfig(hidden=16, d2=8))
+    result = fit(ViTStudent(tiny_vit(seed=2).train()), method, committee, train, train, train,
+                 cfg, tmp_path / "run", metric="accuracy")
     assert committee.fingerprint() == before
     assert 0 <= result.test_accuracy <= 1 and result.epochs == 2
-    keys = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    keys = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert all(k.startswith(("student.model.", "method.module.")) for k in keys)
     with pytest.raises(AttributeError, match="reports accuracy"):
         result.val_mse
@@ -197,7 +202,8 @@ def test_npz_and_official_batches_read_the_same_way(tmp_path):
     folder = load_cifar(write_python_batches(tmp_path / "py"))
     archive = load_cifar(write_python_batches(tmp_path / "tar", archive=True))
     assert len(folder.train) == 50 and folder.class_names[0] == "c0"
-    assert torch.equal(folder.train.x, archive.train.x) and torch.equal(folder.test.y, archive.test.y)
+    assert torch.equal(folder.train.x, archive.train.x)
+    assert torch.equal(folder.test.y, archive.test.y)
 
 
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
@@ -238,10 +244,12 @@ def test_augmentation_translates_and_flips_with_torch_ops():
     # every output is the input shifted by at most 2 pixels, maybe mirrored: its centre
     # (4x4) is somewhere in the input or the mirrored input
     for a, b in zip(out, x):
-        crops = [c[:, i:i + 4, j:j + 4] for c in (b, b.flip(-1)) for i in range(5) for j in range(5)]
+        crops = [c[:, i:i + 4, j:j + 4]
+                 for c in (b, b.flip(-1)) for i in range(5) for j in range(5)]
         assert any(torch.equal(a[:, 2:6, 2:6], c) for c in crops)
     assert not torch.equal(out, x)
-    batch = ImageBatches(Images((x * 255).to(torch.uint8), torch.zeros(64, dtype=torch.long)))[[0, 1]]
+    images = Images((x * 255).to(torch.uint8), torch.zeros(64, dtype=torch.long))
+    batch = ImageBatches(images)[[0, 1]]
     assert batch["image"].dtype == torch.float32 and batch["image"].max() <= 1
 
 
@@ -318,13 +326,15 @@ def test_reproduce_cifar_writes_accuracy_rows_and_reuses_cached_teachers(tmp_pat
     assert "| diversedistill | vit-b+clip | 1 |" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["method", "teachers", "seed", "val_accuracy", "test_accuracy", "seconds"]
+    assert list(rows[0]) == ["method", "teachers", "seed", "val_accuracy", "test_accuracy",
+                             "seconds"]
     assert {(r["method"], r["teachers"]) for r in rows} == {
         ("teacher alone", "vit-b"), ("teacher alone", "clip"), ("student alone", "vit-t"),
         ("diversedistill", "vit-b+clip")}
     assert all(0 <= float(r["test_accuracy"]) <= 1 for r in rows)
     with open(out / "summary.csv") as f:
-        assert {"test_accuracy_mean", "test_accuracy_std", "gap_recovered"} <= set(next(csv.DictReader(f)))
+        header = set(next(csv.DictReader(f)))
+    assert {"test_accuracy_mean", "test_accuracy_std", "gap_recovered"} <= header
     entries = sorted(p for p in cache.iterdir() if p.name != "text")
     assert [p.name.split("-")[0] for p in entries] == ["clip", "vit"]
     assert len(list((cache / "text").glob("*.safetensors"))) == 1  # prompts embedded once

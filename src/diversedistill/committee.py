@@ -59,6 +59,7 @@ class Committee:
             for module in teacher.modules():
                 for name, tensor in module.state_dict().items():
                     digest.update(name.encode())
-                    flat = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim ones too (a logit scale)
+                    # reshape: 0-dim weights too (CLIP's logit scale)
+                    flat = tensor.detach().cpu().contiguous().reshape(-1)
                     digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()

@@ -24,7 +24,9 @@ from diversedistill.data.cifar import load_cifar, locate_cifar
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, method_class
-from diversedistill.results import ACCURACY, AccuracyRow, format_table, summarize, write_csv, write_summary_csv
+from diversedistill.results import (
+    ACCURACY, AccuracyRow, format_table, summarize, write_csv, write_summary_csv,
+)
 from diversedistill.training import fit
 from diversedistill.vision import (
     CPU_EXPERIMENT, VisionExperiment, as_student, build_vit, committees_for, describe,
@@ -78,8 +80,8 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
         teacher, metrics, cached = train_or_load_teacher(parts, exp, name, recipe, split_seed,
                                                          cache_root, progress)
         teachers[name], teacher_metrics[name] = teacher, metrics
-        log(f"  {'cached' if cached else 'trained'}: {metrics['parameters'] / 1e6:.2f}M parameters, "
-            f"val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}")
+        log(f"  {'cached' if cached else 'trained'}: {metrics['parameters'] / 1e6:.2f}M "
+            f"parameters, val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}")
     methods = [m for m in exp.methods if m in METHODS]
     for missing in [m for m in exp.methods if m not in METHODS]:
         log(f"method {missing!r} is not registered in diversedistill.methods.METHODS: skipped")

@@ -160,7 +160,8 @@ class DistillationTask(L.LightningModule):
             return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 @torch.no_grad()

@@ -35,7 +35,8 @@ from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
 from diversedistill.models.vision import (
-    CLIP_MEAN, CLIP_STD, DEFAULT_PROMPT, CLIPTeacher, ImageSpec, ViTStudent, ViTTeacher,
+    DEFAULT_PROMPT, VIT_MEAN, VIT_STD, CLIPTeacher, ImageSpec, ViTStudent,
+    ViTTeacher,
     ZeroShotHead, cached_text_embeddings, clip_spec, find_layers, load_clip_teacher, load_vit,
     middle, sentence_embeddings,
 )
@@ -109,11 +110,14 @@ class VisionExperiment:
     def __post_init__(self):
         for name in self.teachers:
             if not isinstance(self.teachers[name], ModelRecipe):
-                self.teachers[name] = from_dict(ModelRecipe, self.teachers[name], f"teachers.{name}")
+                self.teachers[name] = from_dict(ModelRecipe, self.teachers[name],
+                                                f"teachers.{name}")
         if not isinstance(self.student, ModelRecipe):
             self.student = from_dict(ModelRecipe, self.student, "student")
         if self.student.kind != "vit":
             raise ConfigError("the student must be a vit")
+        if self.train_size is not None and self.train_size < 1:
+            raise ConfigError(f"train_size must be at least 1, got {self.train_size}")
         if not self.teachers:
             raise ConfigError("an experiment needs at least one teacher")
         self.committees = [list(c) for c in (self.committees or
@@ -248,8 +252,17 @@ def build_clip_tower(recipe: ModelRecipe, class_names, seed: int,
     return ZeroShotTower(tower, ZeroShotHead(texts, recipe.logit_scale), clip_spec(tower.config))
 
 
+def vit_image_spec(model: nn.Module, recipe: ModelRecipe) -> ImageSpec:
+    """The checkpoint's own statistics when it is a local directory with a
+    ``preprocessor_config.json``; otherwise the google/vit-* ones (0.5 / 0.5)."""
+    size = model.config.image_size
+    if recipe.pretrained:
+        return ImageSpec.from_pretrained(recipe.pretrained, size, VIT_MEAN, VIT_STD)
+    return ImageSpec(int(size), VIT_MEAN, VIT_STD)
+
+
 def as_student(model: nn.Module, recipe: ModelRecipe) -> HookedStudent:
-    return ViTStudent(model, layer=recipe.layer)
+    return ViTStudent(model, layer=recipe.layer, spec=vit_image_spec(model, recipe))
 
 
 def tower_student(model: ZeroShotTower, layer: int | None) -> HookedStudent:
@@ -267,7 +280,7 @@ def as_teacher(name: str, model: nn.Module, recipe: ModelRecipe) -> Teacher:
                            layer=recipe.layer, spec=model.spec, owner=model.tower)
     if isinstance(model, CLIPTeacher):
         return model
-    return ViTTeacher(name, model, layer=recipe.layer)
+    return ViTTeacher(name, model, layer=recipe.layer, spec=vit_image_spec(model, recipe))
 
 
 # --------------------------------------------------------------------------- loaders, training
@@ -430,7 +443,8 @@ def _load_trained(entry: Path, recipe: ModelRecipe) -> nn.Module:
                                  clip_spec(tower.config)).eval()
         return ViTForImageClassification.from_pretrained(entry / "model").eval()
     except (OSError, ValueError, KeyError) as err:
-        raise ModelError(f"{entry}: cached teacher cannot be read ({err}); delete it to retrain") from None
+        raise ModelError(f"{entry}: cached teacher cannot be read ({err}); "
+                         "delete it to retrain") from None
 
 
 def describe(recipe: ModelRecipe) -> str:

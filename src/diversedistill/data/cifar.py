@@ -134,7 +134,8 @@ def _read_batches(name: str, read) -> tuple[Images, Images, tuple[str, ...]]:
         for member in files:
             batch = _unpickle(read(member), member)
             if b"data" not in batch or label_key not in batch:
-                raise DataError(f"{member}: no {b'data'!r} / {label_key!r} entry; not a {name} batch")
+                raise DataError(
+                    f"{member}: no {b'data'!r} / {label_key!r} entry; not a {name} batch")
             parts.append(_as_images(batch[b"data"], batch[label_key], member))
         return Images(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
 
@@ -204,7 +205,8 @@ def read_npz(path: str | Path, name: str | None = None) -> ImageDataset:
 def _checked(name, train, test, classes, source) -> ImageDataset:
     n_classes = int(max(train.y.max(), test.y.max())) + 1
     if not classes:
-        classes = CIFAR10_CLASSES if n_classes <= 10 else tuple(f"class {i}" for i in range(n_classes))
+        classes = (CIFAR10_CLASSES if n_classes <= 10
+                   else tuple(f"class {i}" for i in range(n_classes)))
     if int(min(train.y.min(), test.y.min())) < 0 or n_classes > len(classes):
         raise DataError(f"{source}: labels outside 0..{len(classes) - 1}")
     return ImageDataset(name, train, test, tuple(classes), source)

@@ -62,7 +62,8 @@ class ImageSpec:
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] floats in [0, 1] -> resized (bicubic) and normalized model input."""
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ModelError(f"expected images [batch, 3, height, width], got {tuple(images.shape)}")
+            raise ModelError(
+                f"expected images [batch, 3, height, width], got {tuple(images.shape)}")
         if images.shape[-2:] != (self.size, self.size):
             images = F.interpolate(images, size=(self.size, self.size), mode="bicubic",
                                    align_corners=False, antialias=images.shape[-1] > self.size)
@@ -118,7 +119,8 @@ def middle(num_layers: int) -> int:
 def _check_layer(layer: int | None, num_layers: int, who: str) -> int:
     layer = middle(num_layers) if layer is None else int(layer)
     if not 1 <= layer <= num_layers:
-        raise ModelError(f"{who}: the question point must be after layer 1..{num_layers}, got {layer}")
+        raise ModelError(
+            f"{who}: the question point must be after layer 1..{num_layers}, got {layer}")
     return layer
 
 
@@ -157,7 +159,8 @@ class _TowerTeacher(Teacher):
         finally:
             hook.remove()
         if "states" not in seen:
-            raise ModelError(f"teacher {self.name!r}: layer {self.layer} never ran in a forward pass")
+            raise ModelError(
+                f"teacher {self.name!r}: layer {self.layer} never ran in a forward pass")
         return seen["states"]
 
     def answer(self, question: torch.Tensor | None, context: torch.Tensor) -> Answer:
@@ -165,8 +168,8 @@ class _TowerTeacher(Teacher):
         if question is not None:
             if question.shape != (context.shape[0], context.shape[-1]):
                 raise ModelError(
-                    f"teacher {self.name!r}: the question has shape {tuple(question.shape)} but its "
-                    f"[CLS] state after layer {self.layer} has shape "
+                    f"teacher {self.name!r}: the question has shape {tuple(question.shape)} "
+                    f"but its [CLS] state after layer {self.layer} has shape "
                     f"{(context.shape[0], context.shape[-1])}")
             hidden = torch.cat([question.unsqueeze(1).to(context.dtype), context[:, 1:]], dim=1)
         for layer in self.layers[self.layer:]:
@@ -216,7 +219,8 @@ class ZeroShotHead(nn.Module):
 
     def __init__(self, text_embeddings: torch.Tensor, logit_scale: float):
         super().__init__()
-        self.register_buffer("text_embeddings", F.normalize(text_embeddings.detach().float(), dim=-1))
+        self.register_buffer("text_embeddings",
+                             F.normalize(text_embeddings.detach().float(), dim=-1))
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
 
     def forward(self, image_embeddings: torch.Tensor) -> torch.Tensor:
@@ -261,7 +265,8 @@ class CLIPTeacher(_TowerTeacher):
     @classmethod
     def from_clip(cls, name: str, clip: nn.Module, tokenizer, class_names: Sequence[str],
                   prompt: str = DEFAULT_PROMPT, layer: int | None = None,
-                  spec: ImageSpec | None = None, cache_dir: str | Path | None = None) -> CLIPTeacher:
+                  spec: ImageSpec | None = None,
+                  cache_dir: str | Path | None = None) -> CLIPTeacher:
         """A ``CLIPModel``: prompts ``prompt.format(class)`` through its text tower, once
         (and, with ``cache_dir``, once per model and prompt set on disk)."""
         prompts = [prompt.format(c) for c in class_names]
@@ -270,8 +275,8 @@ class CLIPTeacher(_TowerTeacher):
             identity=f"clip:{module_fingerprint(clip.text_model, clip.text_projection)}",
             cache_dir=cache_dir)
         return cls(name, clip.vision_model, clip.visual_projection, texts,
-                   float(clip.logit_scale.detach().exp()), layer, spec or clip_spec(clip.config.vision_config),
-                   owner=clip)
+                   float(clip.logit_scale.detach().exp()), layer,
+                   spec or clip_spec(clip.config.vision_config), owner=clip)
 
 
 class ViTStudent(HookedStudent):
