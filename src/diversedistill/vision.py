@@ -382,7 +382,8 @@ def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe
     device = _device(exp.accelerator)
     metrics = {"val_accuracy": teacher_accuracy(teacher, parts.val, exp.eval_batch_size, device),
                "test_accuracy": teacher_accuracy(teacher, parts.test, exp.eval_batch_size, device),
-               "parameters": sum(p.numel() for m in teacher.modules() for p in m.parameters()),
+               "parameters": sum({id(p): p.numel() for m in teacher.modules()
+                                  for p in m.parameters()}.values()),
                "seconds": seconds}
     write_text_atomic(marker, json.dumps({"cache_key": key, "key": key_data, "metrics": metrics},
                                          indent=2))
