@@ -36,8 +36,7 @@ from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
 from diversedistill.models.vision import (
     DEFAULT_PROMPT, VIT_MEAN, VIT_STD, CLIPTeacher, ImageSpec, ViTStudent,
-    ViTTeacher,
-    ZeroShotHead, cached_text_embeddings, clip_spec, find_layers, load_clip_teacher, load_vit,
+    ViTTeacher, ZeroShotHead, cached_text_embeddings, class_prompts, clip_spec, find_layers, load_clip_teacher, load_vit,
     middle, sentence_embeddings,
 )
 from diversedistill.training import FitResult, TrainConfig, fit
@@ -232,7 +231,7 @@ class ZeroShotTower(nn.Module):
 
 def prompt_embeddings(recipe: ModelRecipe, class_names, cache_dir: Path | None) -> torch.Tensor:
     """The text model's embeddings of the class prompts, computed once (cached on disk)."""
-    prompts = [recipe.prompt.format(c) for c in class_names]
+    prompts = class_prompts(recipe.prompt, class_names)
     path = resolve_text_model(recipe.text_model)
     return cached_text_embeddings(lambda: sentence_embeddings(path, prompts), prompts,
                                   identity=f"sentence:{recipe.text_model}", cache_dir=cache_dir)

@@ -42,6 +42,17 @@ from diversedistill.errors import DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
+# CIFAR-100's fine labels in the official order (alphabetical), for files that carry no
+# names (Keras' cifar100.load_data() arrays)
+CIFAR100_CLASSES = tuple("""
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
+crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper
+snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television
+tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
 # the official archives (https://www.cs.toronto.edu/~kriz/cifar.html) and their md5
 OFFICIAL = {
     "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -205,7 +216,7 @@ def read_npz(path: str | Path, name: str | None = None) -> ImageDataset:
 def _checked(name, train, test, classes, source) -> ImageDataset:
     n_classes = int(max(train.y.max(), test.y.max())) + 1
     if not classes:
-        classes = (CIFAR10_CLASSES if n_classes <= 10
+        classes = (CIFAR10_CLASSES if n_classes <= 10 else CIFAR100_CLASSES if n_classes <= 100
                    else tuple(f"class {i}" for i in range(n_classes)))
     if int(min(train.y.min(), test.y.min())) < 0 or n_classes > len(classes):
         raise DataError(f"{source}: labels outside 0..{len(classes) - 1}")

@@ -269,7 +269,7 @@ class CLIPTeacher(_TowerTeacher):
                   cache_dir: str | Path | None = None) -> CLIPTeacher:
         """A ``CLIPModel``: prompts ``prompt.format(class)`` through its text tower, once
         (and, with ``cache_dir``, once per model and prompt set on disk)."""
-        prompts = [prompt.format(c) for c in class_names]
+        prompts = class_prompts(prompt, class_names)
         texts = cached_text_embeddings(
             lambda: clip_text_embeddings(clip, tokenizer, prompts), prompts,
             identity=f"clip:{module_fingerprint(clip.text_model, clip.text_projection)}",
@@ -277,6 +277,11 @@ class CLIPTeacher(_TowerTeacher):
         return cls(name, clip.vision_model, clip.visual_projection, texts,
                    float(clip.logit_scale.detach().exp()), layer,
                    spec or clip_spec(clip.config.vision_config), owner=clip)
+
+
+def class_prompts(prompt: str, class_names: Sequence[str]) -> list[str]:
+    """``prompt`` with each class name, written as words ("aquarium_fish" -> "aquarium fish")."""
+    return [prompt.format(str(c).replace("_", " ")) for c in class_names]
 
 
 class ViTStudent(HookedStudent):
