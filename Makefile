@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
 SEEDS ?= 3
 
-.PHONY: setup run test clean
+.PHONY: setup run cifar test clean
 
 $(BIN)/diversedistill: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ setup: $(BIN)/diversedistill
 
 run: setup
 	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --out results/movielens
+
+cifar: setup
+	$(BIN)/pip install --quiet -e ".[vision]"
+	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds $(SEEDS) --out results/cifar10
 
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q

@@ -4,6 +4,7 @@
     diversedistill distill --teacher teachers/mlp-m --teacher teachers/mlp-l --out runs/dd
     diversedistill export runs/dd --out student/
     diversedistill reproduce movielens --data-dir ../shared/data/ml-100k --seeds 3
+    diversedistill reproduce cifar10 --data-dir ../shared/data/cifar10 --seeds 3
 
 Every user error (bad data, bad config, widths that do not fit) prints one line and
 exits with status 2; anything else is a bug and keeps its traceback.
@@ -154,14 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for model.safetensors + config.json")
 
     p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
-    p.add_argument("experiment", choices=("movielens",))
+    p.add_argument("experiment", choices=("movielens", "cifar10", "cifar100"))
     _add_data_args(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds")
     p.add_argument("--first-seed", type=int, default=0,
                    help="first seed (run seeds on several processes, then 'summarize' them)")
     p.add_argument("--committees", nargs="+", metavar="TEACHERS",
                    help="only the rows of these committees, e.g. lm lm+mlp-l (default: all)")
-    p.add_argument("--out", default="results/movielens", help="results directory")
+    p.add_argument("--out", help="results directory (default results/<experiment>)")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--lm", metavar="MODEL",
                    help="language-model teacher: a hub name or local path (default "
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true",
                    help="run the open-choice ablations on the committee instead of the "
                         "single-teacher rows")
+    p.add_argument("--train-size", type=int,
+                   help="cifar: use only this many training images (smoke runs)")
     _add_dd_args(p)
 
     p = sub.add_parser("summarize", help="one table from the results.csv of one or more runs")
@@ -294,16 +297,22 @@ def cmd_reproduce(args) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.experiment != "movielens":  # cifar10, cifar100: the config file is an experiment's
+        from diversedistill.reproduce_vision import cmd_reproduce_vision
+
+        return cmd_reproduce_vision(args)
     cfg, injection = _dd_config(args)
-    reproduce_movielens(args.data_dir, args.seeds, args.out, args.split, args.release, cfg,
-                        injection, args.ablations, args.cache_dir, not args.no_progress,
+    reproduce_movielens(args.data_dir, args.seeds, args.out or "results/movielens", args.split,
+                        args.release, cfg, injection, args.ablations, args.cache_dir,
+                        not args.no_progress,
                         split_seed=args.split_seed, lm=_lm_config(args),
                         first_seed=args.first_seed, committees=args.committees)
     return 0
 
 
 def cmd_summarize(args) -> int:
-    from diversedistill.results import format_table, read_results, summarize, write_csv
+    from diversedistill.results import (format_table, read_results, summarize, write_csv,
+                                        write_summary_csv)
 
     rows = []
     for where in args.results:
@@ -314,7 +323,7 @@ def cmd_summarize(args) -> int:
     summary, best = summarize(rows)
     if args.out:
         write_csv(Path(args.out) / "results.csv", rows)
-        write_csv(Path(args.out) / "summary.csv", summary)
+        write_summary_csv(Path(args.out) / "summary.csv", summary)
     print(format_table(summary, best))
     return 0
 

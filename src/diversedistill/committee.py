@@ -61,5 +61,7 @@ class Committee:
             for module in teacher.modules():
                 for name, tensor in module.state_dict().items():
                     digest.update(name.encode())
-                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                    # reshape: 0-dim weights too (CLIP's logit scale)
+                    flat = tensor.detach().cpu().contiguous().reshape(-1)
+                    digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()

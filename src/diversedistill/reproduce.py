@@ -24,7 +24,7 @@ from diversedistill.recsys import (
     STUDENT, TEACHERS, as_student, as_teacher, build, loaders, reference_mse,
     train_alone, train_or_load_teacher,
 )
-from diversedistill.results import ResultRow, format_table, summarize, write_csv
+from diversedistill.results import ResultRow, format_table, summarize, write_csv, write_summary_csv
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -143,6 +143,6 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                 record(ResultRow(method_name, "+".join(names), seed, result.val_mse,
                                  result.test_mse, result.seconds))
     summary, best = summarize(rows)
-    write_csv(out / "summary.csv", summary)
+    write_summary_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
     return rows

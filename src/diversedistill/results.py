@@ -1,4 +1,10 @@
-"""Result rows, per-method summaries (mean ± std over seeds, gap recovered) and tables."""
+"""Result rows, per-method summaries (mean ± std over seeds, gap recovered) and tables.
+
+A :class:`Metric` says what a row's score is called and which way is better: test MSE for
+MovieLens (:class:`ResultRow`, lower is better), test accuracy for image classification
+(:class:`AccuracyRow`, higher is better). Summaries and tables take the metric as an
+argument; its default keeps the MovieLens files and tables exactly as they were.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +29,36 @@ class ResultRow:
 
 
 @dataclass
+class AccuracyRow:
+    """A result row of a classification experiment (fractions in [0, 1])."""
+
+    method: str
+    teachers: str
+    seed: int
+    val_accuracy: float
+    test_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the rows' field is ``test_<name>``
+    label: str  # in the table header
+    higher_is_better: bool
+    row: type = ResultRow
+
+
+MSE = Metric("mse", "test MSE", False, ResultRow)
+ACCURACY = Metric("accuracy", "test accuracy", True, AccuracyRow)
+
+
+@dataclass
 class SummaryRow:
     method: str
     teachers: str
     seeds: int
-    test_mse_mean: float
-    test_mse_std: float
+    test_mean: float  # the metric's mean over seeds (CSV column ``test_<metric>_mean``)
+    test_std: float
     gap_recovered: float | None  # from the means; None for the references themselves
     gap_recovered_std: float | None  # spread of the per-seed gap recovered
 
@@ -46,15 +76,17 @@ def gap_recovered(distilled: float, student: float, teacher: float) -> float:
     return (distilled - student) / (teacher - student)
 
 
-def summarize(rows: list[ResultRow], student_key=("student alone", "mlp-s"),
-              teacher_method: str = "teacher alone") -> tuple[list[SummaryRow], str | None]:
+def summarize(rows: list, student_key=("student alone", "mlp-s"),
+              teacher_method: str = "teacher alone",
+              metric: Metric = MSE) -> tuple[list[SummaryRow], str | None]:
     """Group rows by (method, teachers); gap recovered is measured against the student
-    alone and the best teacher alone (lowest mean test MSE)."""
+    alone and the best teacher alone (best mean test score: lowest MSE, highest accuracy)."""
     groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for r in rows:
-        groups[(r.method, r.teachers)][r.seed] = r.test_mse
+        groups[(r.method, r.teachers)][r.seed] = getattr(r, f"test_{metric.name}")
     teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items() if k[0] == teacher_method}
-    best = min(teachers, key=teachers.get) if teachers else None
+    pick = max if metric.higher_is_better else min
+    best = pick(teachers, key=teachers.get) if teachers else None
     student = groups.get(student_key)
     out = []
     for (method, names), by_seed in groups.items():
@@ -81,15 +113,27 @@ def write_csv(path: str | Path, rows: list) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
+def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metric = MSE) -> None:
+    """The summary as CSV, its score columns named after the metric (``test_mse_mean``,
+    ``test_accuracy_mean``, ...)."""
+    buffer = io.StringIO()
+    names = [f.name.replace("test_", f"test_{metric.name}_") for f in fields(SummaryRow)]
+    writer = csv.writer(buffer)
+    writer.writerow(names)
+    for row in summary:
+        writer.writerow(["" if v is None else v for v in asdict(row).values()])
+    write_text_atomic(path, buffer.getvalue())
+
+
 def read_results(path: str | Path) -> list[ResultRow]:
     with open(path, newline="", encoding="utf-8") as f:
         return [ResultRow(r["method"], r["teachers"], int(r["seed"]), float(r["val_mse"]),
                           float(r["test_mse"]), float(r["seconds"])) for r in csv.DictReader(f)]
 
 
-def format_table(summary: list[SummaryRow], best_teacher: str | None) -> str:
+def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Metric = MSE) -> str:
     """A Markdown table: one line per method × committee."""
-    lines = ["| method | teachers | seeds | test MSE (mean ± std) | gap recovered |",
+    lines = [f"| method | teachers | seeds | {metric.label} (mean ± std) | gap recovered |",
              "|---|---|---|---|---|"]
     for r in summary:
         # "+ 0.0" turns the student's own -0.0 into 0.0
@@ -97,7 +141,7 @@ def format_table(summary: list[SummaryRow], best_teacher: str | None) -> str:
         if r.gap_recovered_std is not None and gap:
             gap += f" ± {100 * r.gap_recovered_std:.1f}"
         lines.append(f"| {r.method} | {r.teachers} | {r.seeds} | "
-                     f"{r.test_mse_mean:.4f} ± {r.test_mse_std:.4f} | {gap} |")
+                     f"{r.test_mean:.4f} ± {r.test_std:.4f} | {gap} |")
     if best_teacher:
         lines.append(f"\nGap recovered: against the student alone and the best teacher alone "
                      f"({best_teacher}); 100% = as good as that teacher.")

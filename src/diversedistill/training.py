@@ -2,7 +2,8 @@
 
 Lightning's Trainer supplies the progress bar, checkpointing, loggers, early stopping and
 devices. A method only computes its loss dict; the loop backpropagates ``loss``, logs the
-rest, stops early on validation MSE and restores the best epoch's weights.
+rest, stops early on the task's validation metric (``val_mse`` for ratings,
+``val_accuracy`` for classes: :data:`METRICS`) and restores the best epoch's weights.
 
 The committee is held outside the module tree (a plain attribute, not a submodule), so
 checkpoints, the optimizer and DDP see only what is trained: the student and the method's
@@ -24,7 +25,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class TrainConfig:
     strategy: str = "auto"  # "auto" or "ddp"
     checkpoint_every_n_steps: int = 50  # checkpoints/last.ckpt; 0: only at the end of epochs
     progress: bool = True  # Lightning's progress bar
+    schedule: str = "constant"  # learning rate per step: "constant", or "cosine" decay to 0
+    warmup_epochs: float = 0.0  # linear warm-up before the schedule (in epochs)
 
     # settings that may change between a run and its resume (where and how it runs)
     PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "checkpoint_every_n_steps",
@@ -78,26 +81,64 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
 
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be non-negative, got {self.warmup_epochs}")
+
     @property
     def processes(self) -> int:
         return self.devices * self.num_nodes
 
 
+# name -> (better, per-row score of predictions against targets). The loop monitors
+# ``val_<name>``; "mse" is for ratings (predictions [B]), "accuracy" for classes (logits [B, C]).
+METRICS: dict[str, tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "mse": ("min", lambda prediction, target: (prediction - target).pow(2)),
+    "accuracy": ("max", lambda prediction, target: (prediction.argmax(-1) == target).float()),
+}
+
+
 @dataclass
 class FitResult:
-    val_mse: float
-    test_mse: float | None
+    val: float  # the metric on the validation part, at the best epoch
+    test: float | None
     seconds: float  # wall time of training (all epochs, validation included)
     epochs: int  # epochs run
     best_epoch: int
     run_dir: Path
     rank: int = 0  # under DDP only rank 0 evaluates and reports; other ranks get NaNs
+    metric: str = "mse"
+
+    def _named(self, name: str, value):
+        if self.metric != name:
+            raise AttributeError(f"this run reports {self.metric}, not {name}")
+        return value
+
+    @property
+    def val_mse(self) -> float:
+        return self._named("mse", self.val)
+
+    @property
+    def test_mse(self) -> float | None:
+        return self._named("mse", self.test)
+
+    @property
+    def val_accuracy(self) -> float:
+        return self._named("accuracy", self.val)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self._named("accuracy", self.test)
 
 
 class DistillationTask(L.LightningModule):
     def __init__(self, student: HookedStudent, method: Method, committee: Committee | None,
-                 cfg: TrainConfig, clamp: tuple[float, float] | None = None):
+                 cfg: TrainConfig, clamp: tuple[float, float] | None = None, metric: str = "mse"):
         super().__init__()
+        if metric not in METRICS:
+            raise ConfigError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+        self.metric = metric
         self.student, self.method, self.cfg, self.clamp = student, method, cfg, clamp
         self.__dict__["committee"] = committee  # not a submodule: never checkpointed or synced
         self.settings: dict = {}  # what a resumed run must share with this one (run_settings)
@@ -135,11 +176,11 @@ class DistillationTask(L.LightningModule):
         return prediction.clamp(*self.clamp) if self.clamp else prediction
 
     def validation_step(self, batch, batch_idx):
-        error = (self.predict_ratings(batch) - batch["target"]).pow(2).mean()
+        score = METRICS[self.metric][1](self.predict_ratings(batch), batch["target"]).mean()
         # every process scores the whole validation set (it is not sharded), so the mean
         # over processes is the same number: early stopping agrees everywhere
-        self.log("val_mse", error, on_epoch=True, batch_size=batch["target"].shape[0], prog_bar=True,
-                 sync_dist=True)
+        self.log(f"val_{self.metric}", score, on_epoch=True, batch_size=batch["target"].shape[0],
+                 prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         groups = [{"params": list(self.student.parameters()), "lr": self.cfg.lr,
@@ -148,19 +189,43 @@ class DistillationTask(L.LightningModule):
         if own:
             groups.append({"params": own, "lr": self.method.learning_rate() or self.cfg.lr,
                            "weight_decay": 0.0})
-        return torch.optim.AdamW(groups)
+        optimizer = torch.optim.AdamW(groups)
+        if self.cfg.schedule == "constant" and not self.cfg.warmup_epochs:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.cfg.warmup_epochs * total / self.cfg.max_epochs)
+        cosine = self.cfg.schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 @torch.no_grad()
-def evaluate_mse(task: DistillationTask, loader: DataLoader) -> float:
-    """Mean squared error of the (clamped) student predictions over a whole loader."""
+def evaluate(task: DistillationTask, loader: DataLoader) -> float:
+    """The task's metric (mean over rows) of the student's predictions over a whole loader."""
     task.eval()
+    score = METRICS[task.metric][1]
     total, count = 0.0, 0
     for batch in loader:
         batch = {k: v.to(task.device) for k, v in batch.items()}
-        total += float((task.predict_ratings(batch) - batch["target"]).pow(2).sum())
+        total += float(score(task.predict_ratings(batch), batch["target"]).sum())
         count += batch["target"].shape[0]
     return total / count
+
+
+def evaluate_mse(task: DistillationTask, loader: DataLoader) -> float:
+    """Mean squared error of the (clamped) student predictions over a whole loader."""
+    if task.metric != "mse":
+        raise ConfigError(f"this task reports {task.metric}, not mse")
+    return evaluate(task, loader)
 
 
 def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
@@ -188,9 +253,9 @@ def is_global_zero() -> bool:
 def fit(student: HookedStudent, method: Method, committee: Committee | None,
         train: DataLoader, val: DataLoader, test: DataLoader | None, cfg: TrainConfig,
         run_dir: str | Path, clamp: tuple[float, float] | None = None, resume: bool = False,
-        callbacks: Sequence[Callback] = ()) -> FitResult:
-    """Train ``student`` with ``method`` until validation MSE stops improving; restore the
-    best epoch; report validation and test MSE.
+        callbacks: Sequence[Callback] = (), metric: str = "mse") -> FitResult:
+    """Train ``student`` with ``method`` until the validation ``metric`` (:data:`METRICS`)
+    stops improving; restore the best epoch; report the metric on validation and test.
 
     ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` when there is one (a fresh
     start otherwise). Without it, a run in an old directory starts from nothing.
@@ -212,7 +277,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             raise ConfigError(f"method {method.name!r} needs at least one teacher")
         committee.probe(example)
     method.setup(student, committee, example)
-    task = DistillationTask(student, method, committee, cfg, clamp)
+    task = DistillationTask(student, method, committee, cfg, clamp, metric)
+    monitor, mode = f"val_{metric}", METRICS[metric][0]
     task.settings = run_settings(cfg, method, committee, train, val)
 
     last = checkpoints / LAST
@@ -231,8 +297,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             partial.unlink(missing_ok=True)
 
     best = ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
-                           monitor="val_mse", mode="min", save_top_k=1)
-    stopper = EarlyStopping(monitor="val_mse", mode="min", patience=cfg.patience)
+                           monitor=monitor, mode=mode, save_top_k=1)
+    stopper = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
@@ -261,14 +327,14 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     epochs = trainer.fit_loop.epoch_progress.current.processed
     if trainer.global_rank != 0:  # rank 0 evaluates and reports; it may be the only one
         nan = math.nan            # that can read the checkpoints (multi-node, local disks)
-        return FitResult(nan, nan, seconds, epochs, -1, run_dir, trainer.global_rank)
+        return FitResult(nan, nan, seconds, epochs, -1, run_dir, trainer.global_rank, metric)
     best_state = read_checkpoint(best.best_model_path, map_location=task.device)
     task.load_state_dict(best_state["state_dict"])
     return FitResult(
-        val_mse=evaluate_mse(task, val),
-        test_mse=evaluate_mse(task, test) if test is not None else None,
+        val=evaluate(task, val),
+        test=evaluate(task, test) if test is not None else None,
         seconds=seconds, epochs=epochs, best_epoch=int(best_state["epoch"]),
-        run_dir=run_dir,
+        run_dir=run_dir, metric=metric,
     )
 
 
