@@ -22,7 +22,6 @@ run: setup
 	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --out results/movielens
 
 cifar: setup
-	$(BIN)/pip install --quiet -e ".[vision]"
 	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds $(SEEDS) --out results/cifar10
 
 test: setup

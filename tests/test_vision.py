@@ -29,7 +29,7 @@ from vision_tiny import (
     write_python_batches,
 )
 
-pytest.importorskip("transformers")  # the vision extra; nothing above imports it
+pytest.importorskip("transformers")  # a core dependency; the skip is for a trimmed install
 
 PROMPTS = [f"a photo of a {c}." for c in CLASSES]
 

@@ -32,6 +32,7 @@ from diversedistill.atomic import write_text_atomic
 from diversedistill.config import from_dict
 from diversedistill.data.cifar import ImageDataset, Images, fingerprint, image_loader
 from diversedistill.errors import ConfigError, ModelError
+from diversedistill.hub import load_pretrained
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
 from diversedistill.models.vision import (
@@ -256,7 +257,7 @@ def vit_image_spec(model: nn.Module, recipe: ModelRecipe) -> ImageSpec:
     ``preprocessor_config.json``; otherwise the google/vit-* ones (0.5 / 0.5)."""
     size = model.config.image_size
     if recipe.pretrained:
-        return ImageSpec.from_pretrained(recipe.pretrained, size, VIT_MEAN, VIT_STD)
+        return ImageSpec.of_checkpoint(recipe.pretrained, size, VIT_MEAN, VIT_STD)
     return ImageSpec(int(size), VIT_MEAN, VIT_STD)
 
 
@@ -436,13 +437,13 @@ def _load_trained(entry: Path, recipe: ModelRecipe) -> nn.Module:
 
     try:
         if recipe.kind == "clip":
-            tower = CLIPVisionModelWithProjection.from_pretrained(entry / "tower")
+            tower = load_pretrained(CLIPVisionModelWithProjection, str(entry / "tower"))
             head = load_file(str(entry / "zero_shot_head.safetensors"))
             return ZeroShotTower(tower, ZeroShotHead(head["text_embeddings"],
                                                      float(head["logit_scale"][0])),
                                  clip_spec(tower.config)).eval()
-        return ViTForImageClassification.from_pretrained(entry / "model").eval()
-    except (OSError, ValueError, KeyError) as err:
+        return load_pretrained(ViTForImageClassification, str(entry / "model")).eval()
+    except (OSError, ValueError, KeyError, ModelError) as err:
         raise ModelError(f"{entry}: cached teacher cannot be read ({err}); "
                          "delete it to retrain") from None
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diversedistill.errors import ModelError
+from diversedistill.hub import load_pretrained
 
 ENCODER_TYPES = ("bert", "roberta")
 T5_TYPES = ("t5", "mt5")
@@ -256,17 +257,16 @@ def load_rater(name_or_path: str | Path, rating_mean: float, scale: tuple[float,
 
     where = str(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(where, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
-    except (OSError, ValueError) as err:
+        config = load_pretrained(AutoConfig, where, weights=False)
+        tokenizer = load_pretrained(AutoTokenizer, where, weights=False)
+    except ModelError as err:
         raise ModelError(f"language model {where!r}: cannot load its config or tokenizer "
-                         f"(offline? set HF_HUB_OFFLINE=1 and pass a local path): "
-                         f"{str(err).splitlines()[0]}") from None
+                         f"(offline? set HF_HUB_OFFLINE=1 and pass a local path): {err}") from None
     if config.model_type in ENCODER_TYPES:
-        encoder = AutoModel.from_pretrained(where, trust_remote_code=False, add_pooling_layer=False)
+        encoder = load_pretrained(AutoModel, where, add_pooling_layer=False)
         return EncoderRater(encoder, rating_mean, inject, question_mode, injection), tokenizer
     if config.model_type in T5_TYPES:
-        model = T5ForConditionalGeneration.from_pretrained(where, trust_remote_code=False)
+        model = load_pretrained(T5ForConditionalGeneration, where)
         return T5Rater(model, rating_token_ids(tokenizer, scale), scale, injection), tokenizer
     raise ModelError(f"language model {where!r} is a {config.model_type!r} model; supported: "
                      f"encoder-only {ENCODER_TYPES} and encoder-decoder {T5_TYPES}")

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diversedistill.errors import ModelError
+from diversedistill.hub import load_pretrained
 from diversedistill.interface import Answer, Batch, HookedStudent, StudentOutput, Teacher
 
 # Normalization constants of the published checkpoints (their preprocessor_config.json).
@@ -72,7 +73,7 @@ class ImageSpec:
         return (images - mean) / std
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, size: int, mean, std) -> ImageSpec:
+    def of_checkpoint(cls, path: str | Path, size: int, mean, std) -> ImageSpec:
         """Read ``preprocessor_config.json`` beside a local checkpoint when there is one;
         otherwise the defaults given (the model config's resolution, the family's stats)."""
         file = Path(path) / "preprocessor_config.json"
@@ -318,8 +319,7 @@ def load_vit(name_or_path: str, num_labels: int | None = None, **kw) -> nn.Modul
     from transformers import ViTForImageClassification
 
     extra = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if num_labels else {}
-    return ViTForImageClassification.from_pretrained(name_or_path, trust_remote_code=False,
-                                                     **extra, **kw)
+    return load_pretrained(ViTForImageClassification, name_or_path, **extra, **kw)
 
 
 def load_clip_teacher(name: str, name_or_path: str, class_names: Sequence[str],
@@ -328,9 +328,9 @@ def load_clip_teacher(name: str, name_or_path: str, class_names: Sequence[str],
     """A pretrained CLIP (e.g. ``openai/clip-vit-base-patch32``) as a zero-shot teacher."""
     from transformers import AutoTokenizer, CLIPModel
 
-    clip = CLIPModel.from_pretrained(name_or_path, trust_remote_code=False).eval()
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
-    spec = ImageSpec.from_pretrained(name_or_path, clip.config.vision_config.image_size,
+    clip = load_pretrained(CLIPModel, name_or_path).eval()
+    tokenizer = load_pretrained(AutoTokenizer, name_or_path, weights=False)
+    spec = ImageSpec.of_checkpoint(name_or_path, clip.config.vision_config.image_size,
                                      CLIP_MEAN, CLIP_STD)
     return CLIPTeacher.from_clip(name, clip, tokenizer, class_names, prompt, layer, spec, cache_dir)
 
@@ -363,8 +363,8 @@ def sentence_embeddings(model_path: str | Path, prompts: Sequence[str]) -> torch
     local model directory, e.g. all-MiniLM-L6-v2, with plain transformers."""
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=False)
-    model = AutoModel.from_pretrained(str(model_path), trust_remote_code=False).eval()
+    tokenizer = load_pretrained(AutoTokenizer, str(model_path), weights=False)
+    model = load_pretrained(AutoModel, str(model_path)).eval()
     inputs = tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt")
     states = model(**inputs).last_hidden_state
     mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)
