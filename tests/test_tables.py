@@ -1,7 +1,10 @@
-"""The comparison tables (issue 5): the own-pass cache."""
+"""The comparison tables (issue 5): tables and claims from hand-made results, the
+validation search and the own-pass cache."""
 
 from __future__ import annotations
 
+import csv
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -10,15 +13,232 @@ import torch
 from conftest import write_ml100k
 from tiny_lm import tiny_bert_dir
 from diversedistill.cached_teacher import CachedOwnPass
+from diversedistill.claims import FAILS, HOLDS, Spread, compare, decide_claims
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, make_split, rating_loader
-from diversedistill.errors import ModelError
+from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import take_rows
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import LD, DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.common import own_answers
 from diversedistill.recsys import STUDENT, as_student, as_teacher, build
+from diversedistill.results import ResultRow
+from diversedistill.search import GRIDS, TableProtocol, TablesConfig, choose
+from diversedistill.tables import SearchRow, build_tables, table_cells
 from diversedistill.training import TrainConfig, fit
+
+# ----------------------------------------------------------------------------- hand-made rows
+
+STUDENT_MSE, BEST_TEACHER_MSE = 0.90, 0.80  # the gap is 0.10: MSE 0.85 recovers 50%
+
+
+def rows_for(cells: dict, seeds: int = 3) -> list[ResultRow]:
+    """Reference rows plus ``cells``: (method, committee) -> mean test MSE, spread ±0.001
+    per seed (seeds at mean − 0.001, mean, mean + 0.001: std 0.001)."""
+    rows = []
+    for s in range(seeds):
+        rows.append(ResultRow("student alone", "mlp-s", s, 0.91, STUDENT_MSE, 1.0))
+        rows.append(ResultRow("teacher alone", "mlp-l", s, 0.81, BEST_TEACHER_MSE, 1.0))
+        rows.append(ResultRow("teacher alone", "lm", s, 0.83, 0.82, 1.0))
+        rows.append(ResultRow("reference", "global mean", s, float("nan"), 1.27, 0.0))
+        for (method, teachers), mean in cells.items():
+            rows.append(ResultRow(method, teachers, s, mean, mean + 0.001 * (s - 1), 1.0))
+    return rows
+
+
+# DiverseDistill best everywhere, the committee best, AMTML below the best single baseline
+GOOD = {("ld", "lm"): 0.86, ("fd", "lm"): 0.87, ("sckd", "lm"): 0.865,
+        ("diversedistill", "lm"): 0.85, ("ld", "mlp-l"): 0.84, ("fd", "mlp-l"): 0.86,
+        ("sckd", "mlp-l"): 0.845, ("diversedistill", "mlp-l"): 0.83,
+        ("mt", "lm+mlp-l"): 0.835, ("amtml", "lm+mlp-l"): 0.88, ("autoskd", "lm+mlp-l"): 0.838,
+        ("aekd", "lm+mlp-l"): 0.85, ("diversedistill", "lm+mlp-l"): 0.79,
+        ("diversedistill", "mlp-m+mlp-l"): 0.81}
+
+
+def verdicts(cells: dict, seeds: int = 3) -> dict[int, str]:
+    files = build_tables(rows_for(cells, seeds))
+    claims = files["claims.md"]
+    return {n: claims.split(f"## Claim {n}: ")[1].split("\n")[0] for n in (1, 2, 3, 4)}
+
+
+def test_tables_cover_every_cell_once_in_table_order():
+    cells = table_cells()
+    assert len(cells) == len(set(cells)) == 14
+    assert set(cells) == set(GOOD)
+
+
+def test_table_cells_show_gap_recovered_with_the_test_mse_behind_it():
+    files = build_tables(rows_for(GOOD))
+    with_csv = list(csv.DictReader(files["table3.csv"].splitlines()))
+    ld_lm = next(r for r in with_csv if r["method"] == "ld" and r["setting"] == "lm")
+    assert float(ld_lm["test_mse_mean"]) == pytest.approx(0.86)
+    assert float(ld_lm["test_mse_std"]) == pytest.approx(0.001)
+    assert float(ld_lm["gap_recovered"]) == pytest.approx(0.4)  # (0.86-0.90)/(0.80-0.90)
+    assert int(ld_lm["seeds"]) == 3
+    table4 = files["table4.md"]
+    # the committee's DiverseDistill beats the best teacher: above 100%, and bold in its line
+    assert "**110.0% ± 1.0 (0.7900 ± 0.0010)**" in table4
+    assert "| LM + MLP-L |" in table4 and "AutoSKD" in table4
+    assert "| MLP-M + MLP-L | 90.0% ± 1.0 (0.8100 ± 0.0010) |" in files["table5.md"]
+    assert "Best teacher alone: MLP-L, 0.8000" in table4
+    raw = files["raw.md"]
+    assert "| ld | lm | 0.8590 | 0.8600 | 0.8610 |" in raw
+    assert "| reference | global mean | 1.2700 | 1.2700 | 1.2700 |" in raw
+    assert files["raw.csv"].splitlines()[0] == "method,teachers,seed 0,seed 1,seed 2"
+
+
+def test_a_cell_not_run_is_a_dash_and_leaves_its_claims_undecided():
+    cells = {k: v for k, v in GOOD.items() if k[1] not in ("lm", "lm+mlp-l")}
+    files = build_tables(rows_for(cells))
+    assert "| LM | — | — | — | — |" in files["table3.md"]
+    rows = list(csv.DictReader(files["table4.csv"].splitlines()))
+    assert all(r["seeds"] == "0" and r["test_mse_mean"] == "" for r in rows)
+    v = verdicts(cells)
+    assert v[1] == ("not decided (not run: DiverseDistill from LM + MLP-L, "
+                    "DiverseDistill from LM)")
+    assert v[4] == "not decided (not run: DiverseDistill from LM + MLP-L)"
+    assert v[2].startswith("not decided (not run: MT from LM + MLP-L, AMTML from LM + MLP-L")
+    assert v[3].startswith("not decided (not run: DiverseDistill from LM, LD from LM")
+
+
+def test_claims_hold_when_every_spread_is_clear():
+    assert verdicts(GOOD) == {1: HOLDS, 2: HOLDS, 3: HOLDS, 4: HOLDS}
+
+
+def test_claims_do_not_hold_when_the_opposite_is_clear():
+    bad = dict(GOOD)
+    bad[("diversedistill", "lm+mlp-l")] = 0.86  # worse than DD from LM alone (0.85), ...
+    bad[("diversedistill", "mlp-m+mlp-l")] = 0.80  # ... than the similar committee, ...
+    for mixing in ("mt", "amtml", "autoskd", "aekd"):  # ... and mixing beats the best single
+        bad[(mixing, "lm+mlp-l")] = 0.83
+    v = verdicts(bad)
+    assert v == {1: FAILS, 2: FAILS, 3: FAILS, 4: FAILS}
+
+
+def test_overlapping_spreads_leave_a_claim_undecided_with_the_numbers():
+    close = dict(GOOD)
+    close[("diversedistill", "lm+mlp-l")] = 0.8515  # 0.8505..0.8525 against 0.849..0.851
+    close[("amtml", "lm+mlp-l")] = 0.8415  # within the best single baseline's spread
+    close[("aekd", "lm+mlp-l")] = 0.841
+    close[("mt", "lm+mlp-l")] = 0.8405
+    close[("autoskd", "lm+mlp-l")] = 0.841
+    files = build_tables(rows_for(close))
+    v = verdicts(close)
+    assert v[1] == "not decided (spreads overlap)"
+    assert v[2] == "not decided (spreads overlap)"
+    assert "DiverseDistill from LM + MLP-L 0.8515 ± 0.0010 (3 seeds) against DiverseDistill " \
+           "from LM 0.8500 ± 0.0010 (3 seeds): spreads overlap" in files["claims.md"]
+    assert "best single-teacher baseline: LD from MLP-L" in files["claims.md"]
+
+
+def test_claim_3_is_decided_per_setting_and_fails_on_one_clear_loss():
+    one_loss = dict(GOOD)
+    one_loss[("sckd", "mlp-l")] = 0.82  # beats DiverseDistill from MLP-L (0.83) clearly
+    files = build_tables(rows_for(one_loss))
+    claims = files["claims.md"]
+    assert "## Claim 3: does not hold" in claims
+    assert "setting MLP-L: does not hold" in claims and "setting LM: holds" in claims
+
+
+def test_one_seed_has_no_spread_so_nothing_is_decided():
+    v = verdicts(GOOD, seeds=1)
+    assert all(text == "not decided (fewer than 2 seeds)" for text in v.values())
+    assert compare(Spread(0.8, 0.0, 1), Spread(0.9, 0.0, 1)) == "no spread"
+    assert compare(Spread(0.8, 0.05, 2), Spread(0.9, 0.05, 2)) == "overlap"  # touching
+
+
+def test_claim_1_quotes_the_lm_teacher_alone_for_context():
+    claims = decide_claims({("diversedistill", "lm+mlp-l"): Spread(0.8, 0.001, 5),
+                            ("diversedistill", "lm"): Spread(0.9, 0.001, 5)},
+                           lm_alone=Spread(0.85, 0.0, 5))
+    assert claims[0].verdict == HOLDS
+    assert claims[0].evidence[-1] == "for context, the LM teacher alone: 0.8500"
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def test_choose_takes_the_lowest_validation_mse_first_on_ties_never_nan():
+    def trials(*vals):
+        return [SearchRow("ld", "lm", 0, k, "{}", v, 1.0, False) for k, v in enumerate(vals)]
+
+    assert choose(trials(0.9, 0.8, 0.85)) == 1
+    assert choose(trials(0.8, 0.8)) == 0
+    assert choose(trials(float("nan"), 0.95)) == 1
+
+
+def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tmp_path):
+    """A fake run: validation MSE set by λ (best at λ = 3 for LD, λ = 10 for DiverseDistill),
+    test MSE by λ and seed; nothing trains."""
+    calls = []
+
+    def run(names, method, seed, run_dir):
+        calls.append((method.name, names, method.cfg.lam, seed))
+        val = {1.0: 0.85, 3.0: 0.84, 10.0: 0.83}[method.cfg.lam]
+        return SimpleNamespace(val_mse=val, test_mse=val + 0.01 + 0.001 * seed, seconds=2.0)
+
+    cells = [("ld", "lm"), ("diversedistill", "lm+mlp-l")]
+    grids = {"ld": [{"lam": 1.0}, {"lam": 3.0}], "diversedistill": [{"lam": 10.0}, {"lam": 1.0}]}
+    recorded = []
+    protocol = TableProtocol(run, DiverseDistillConfig(hidden=8), 3, tmp_path, grids, cells,
+                             log=lambda *_: None)
+    assert protocol.total_runs == 4 + 2 * 2
+    for seed in range(3):
+        protocol.run_seed(seed, recorded.append)
+    assert len(calls) == protocol.total_runs  # the chosen search run is seed 0's: not rerun
+    assert protocol.chosen == {("ld", "lm"): {"lam": 3.0},
+                               ("diversedistill", "lm+mlp-l"): {"lam": 10.0}}
+    assert [c for c in calls if c[3] > 0] == [
+        ("ld", ("lm",), 3.0, 1), ("diversedistill", ("lm", "mlp-l"), 10.0, 1),
+        ("ld", ("lm",), 3.0, 2), ("diversedistill", ("lm", "mlp-l"), 10.0, 2)]
+    ld = [r for r in recorded if r.method == "ld"]
+    assert [(r.seed, r.val_mse, r.test_mse) for r in ld] == [
+        (0, 0.84, pytest.approx(0.85)), (1, 0.84, pytest.approx(0.851)),
+        (2, 0.84, pytest.approx(0.852))]
+    with open(tmp_path / "search.csv") as f:
+        search = list(csv.DictReader(f))
+    assert [(r["method"], json.loads(r["config"]), r["val_mse"], r["chosen"]) for r in search] == [
+        ("ld", {"lam": 1.0}, "0.85", "False"), ("ld", {"lam": 3.0}, "0.84", "True"),
+        ("diversedistill", {"lam": 10.0}, "0.83", "True"),
+        ("diversedistill", {"lam": 1.0}, "0.85", "False")]
+    assert "test" not in ",".join(search[0])  # a search run's test MSE is never written
+
+
+def test_diversedistill_grid_values_change_the_run_configuration_only_where_given(tmp_path):
+    seen = []
+
+    def run(names, method, seed, run_dir):
+        seen.append(method.cfg)
+        return SimpleNamespace(val_mse=0.8, test_mse=0.8, seconds=0.0)
+
+    protocol = TableProtocol(run, DiverseDistillConfig(hidden=8, tau=0.6), 1, tmp_path,
+                             {"diversedistill": [{"lam": 3.0}]}, [("diversedistill", "lm")],
+                             log=lambda *_: None)
+    protocol.run_seed(0, lambda row: None)
+    assert (seen[0].lam, seen[0].hidden, seen[0].tau) == (3.0, 8, 0.6)
+
+
+def test_default_grids_build_and_a_bad_grid_fails_before_anything_runs(tmp_path):
+    assert set(GRIDS) >= {m for m, _ in table_cells()}
+    TableProtocol(None, DiverseDistillConfig(), 5, tmp_path, log=lambda *_: None)
+    assert all(len(grid) >= 2 for grid in GRIDS.values())  # a search, not a single value
+    with pytest.raises(ConfigError, match=r"tables.grids.ld\[1\].*unknown key 'lamda'"):
+        TablesConfig({"ld": [{"lam": 1.0}, {"lamda": 3.0}]})
+    with pytest.raises(ConfigError, match="not a method of the tables"):
+        TablesConfig({"kd": [{"lam": 1.0}]})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        TablesConfig({"ld": []})
+    merged = TablesConfig({"ld": [{"lam": 9.0}]}).merged()
+    assert merged["ld"] == [{"lam": 9.0}] and merged["mt"] == GRIDS["mt"]
+
+
+def test_cells_whose_teacher_is_missing_are_skipped(tmp_path):
+    protocol = TableProtocol(None, DiverseDistillConfig(), 5, tmp_path, log=lambda *_: None,
+                             teachers={"mlp-m": object(), "mlp-l": object()})
+    assert protocol.cells == [("ld", "mlp-l"), ("fd", "mlp-l"), ("sckd", "mlp-l"),
+                              ("diversedistill", "mlp-l"), ("diversedistill", "mlp-m+mlp-l")]
+    assert "skipped, a teacher missing: LD from LM" in protocol.describe()
+
 
 # ----------------------------------------------------------------------------- own-pass cache
 
