@@ -1,10 +1,12 @@
 """The comparison tables (issue 5): tables and claims from hand-made results, the
-validation search and the own-pass cache."""
+validation search, the own-pass cache, and one tiny ``reproduce movielens --tables``."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+from dataclasses import asdict, replace
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +14,10 @@ import torch
 
 from conftest import write_ml100k
 from tiny_lm import tiny_bert_dir
+from diversedistill import reproduce
 from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.claims import FAILS, HOLDS, Spread, compare, decide_claims
+from diversedistill.cli import main
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, make_split, rating_loader
 from diversedistill.errors import ConfigError, ModelError
@@ -21,10 +25,11 @@ from diversedistill.interface import take_rows
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import LD, DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.common import own_answers
-from diversedistill.recsys import STUDENT, as_student, as_teacher, build
-from diversedistill.results import ResultRow
+from diversedistill.recsys import STUDENT, TEACHERS, ModelRecipe, as_student, as_teacher, build
+from diversedistill.results import ResultRow, write_csv
 from diversedistill.search import GRIDS, TableProtocol, TablesConfig, choose
-from diversedistill.tables import SearchRow, build_tables, table_cells
+from diversedistill.tables import TABLES, SearchRow, build_tables, table_cells
+from diversedistill.tables import main as tables_main
 from diversedistill.training import TrainConfig, fit
 
 # ----------------------------------------------------------------------------- hand-made rows
@@ -342,3 +347,79 @@ def test_a_batch_without_row_keys_is_one_clear_error():
     cached = CachedOwnPass(SimpleNamespace(name="t"))
     with pytest.raises(ModelError, match="identifies rows by .'user', 'item'.*no 'user'"):
         cached.context({"x": torch.zeros(2)})
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+class ShortRecipe(ModelRecipe):
+    """A recipe whose runs stop after 3 epochs: one step per epoch on the tiny data would
+    otherwise run all 40 for every one of the ~30 runs."""
+
+    def train_config(self, seed: int, **kw) -> TrainConfig:
+        return replace(super().train_config(seed, **kw), max_epochs=3)
+
+
+def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "STUDENT", ShortRecipe(**asdict(STUDENT)))
+    monkeypatch.setattr(reproduce, "TEACHERS", {k: ShortRecipe(**asdict(v))
+                                                for k, v in TEACHERS.items()})
+    data = write_ml100k(tmp_path / "ml-100k")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    config = tmp_path / "tables.yaml"
+    # one value per method (two for LD, so that something is searched): a fast test
+    grids = {m: [grid[0]] for m, grid in GRIDS.items()} | {"ld": GRIDS["ld"]}
+    config.write_text(json.dumps({"lm": {"epochs": 1}, "tables": {"grids": grids}}))
+    args = ["reproduce", "movielens", "--data-dir", str(data), "--tables", "--table-seeds", "2",
+            "--out", str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16",
+            "--lm", str(tiny_bert_dir(tmp_path / "bert")), "--config", str(config)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "16 runs (1/2 values per method" in printed  # the estimate, up front
+    assert "own-pass cache lm:" in printed
+    written = {p.name for p in out.iterdir() if p.is_file()}
+    tables = {f"{t.name}.{x}" for t in TABLES for x in ("md", "csv")}
+    assert written >= tables | {"results.csv", "summary.csv", "search.csv", "search.md",
+                                "claims.md", "raw.md", "raw.csv"}
+    with open(out / "results.csv") as f:
+        results = list(csv.DictReader(f))
+    for method, teachers in table_cells():
+        seeds = sorted(r["seed"] for r in results
+                       if r["method"] == method and r["teachers"] == teachers)
+        assert seeds == ["0", "1"], (method, teachers)
+    claims = (out / "claims.md").read_text()
+    assert claims.count("## Claim ") == 4
+    for n in (1, 2, 3, 4):
+        assert claims.split(f"## Claim {n}: ")[1].split()[0] in ("holds", "does", "not")
+    assert "—" not in (out / "table3.md").read_text()  # every cell ran
+    assert "Chosen on validation (search seed): LD from LM: lam=" in (out / "table3.md").read_text()
+    # rebuilt from the saved results alone, the tables come out the same
+    before = {name: (out / name).read_text() for name in written if name.startswith("table")}
+    for name in before:
+        (out / name).unlink()
+    assert tables_main([str(out)]) == 0
+    assert {name: (out / name).read_text() for name in before} == before
+    assert not math.isnan(float(results[0]["test_mse"]))
+
+
+def test_tables_and_ablations_are_refused_together(tmp_path, capsys):
+    args = ["reproduce", "movielens", "--data-dir", str(tmp_path), "--tables", "--ablations"]
+    assert main(args) == 2
+    assert "--tables and --ablations" in capsys.readouterr().err
+
+
+def test_a_bad_grid_in_the_yaml_fails_before_any_data_is_read(tmp_path, capsys):
+    config = tmp_path / "t.yaml"
+    config.write_text("tables:\n  grids:\n    mt:\n      - {lam: 1.0, varient: x}\n")
+    args = ["reproduce", "movielens", "--data-dir", str(tmp_path / "nowhere"), "--tables",
+            "--config", str(config)]
+    assert main(args) == 2
+    assert "tables.grids.mt[0]: unknown key 'varient'" in capsys.readouterr().err
+
+
+def test_rebuilding_without_results_is_one_clear_error(tmp_path, capsys):
+    assert tables_main([str(tmp_path)]) == 2
+    assert "no results.csv" in capsys.readouterr().err
+    write_csv(tmp_path / "results.csv", rows_for(GOOD))
+    assert tables_main([str(tmp_path)]) == 0
+    assert (tmp_path / "claims.md").is_file() and not (tmp_path / "search.md").exists()

@@ -67,10 +67,10 @@ def _dd_config(args):
 
 def _yaml(args) -> dict:
     base = load_yaml(args.config) if getattr(args, "config", None) else {}
-    unknown = set(base) - {"diversedistill", "injection", "lm"}
+    unknown = set(base) - {"diversedistill", "injection", "lm", "tables"}
     if unknown:
         raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "known: diversedistill, injection, lm")
+                          "known: diversedistill, injection, lm, tables")
     return base
 
 
@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true",
                    help="run the open-choice ablations on the committee instead of the "
                         "single-teacher rows")
+    p.add_argument("--tables", action="store_true",
+                   help="the paper's comparison tables (Tables 3-5, claims 1-4): a validation "
+                        "search per method on seed 0, then --table-seeds seeds; writes "
+                        "table3..5.md/.csv, raw.md/.csv, claims.md, search.csv/.md")
+    p.add_argument("--table-seeds", type=int, default=5,
+                   help="seeds of --tables (used instead of --seeds; default 5)")
     _add_dd_args(p)
 
     p = sub.add_parser("bench", help="measure what distillation costs")
@@ -215,11 +221,29 @@ def cmd_reproduce(args) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    tables = _tables_config(args)
     cfg, injection = _dd_config(args)
-    reproduce_movielens(args.data_dir, args.seeds, args.out, args.split, args.release, cfg,
+    seeds = args.table_seeds if tables else args.seeds
+    reproduce_movielens(args.data_dir, seeds, args.out, args.split, args.release, cfg,
                         injection, args.ablations, args.cache_dir, not args.no_progress,
-                        split_seed=args.split_seed, lm=_lm_config(args))
+                        split_seed=args.split_seed, lm=_lm_config(args), tables=tables)
     return 0
+
+
+def _tables_config(args):
+    """--tables with the YAML 'tables:' section (its grids replace the default ones)."""
+    from diversedistill.search import TablesConfig
+
+    if not args.tables:
+        return None
+    if args.ablations:
+        raise ConfigError("--tables and --ablations are separate runs: choose one")
+    if args.table_seeds < 1:
+        raise ConfigError(f"--table-seeds must be at least 1, got {args.table_seeds}")
+    values = _yaml(args).get("tables") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{args.config}: tables: expected a mapping, got {values!r}")
+    return from_dict(TablesConfig, values, f"{args.config}: tables" if args.config else "tables")
 
 
 def cmd_bench(args) -> int:
