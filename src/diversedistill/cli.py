@@ -105,10 +105,10 @@ def _dd_config(args):
 
 def _yaml(args) -> dict:
     base = load_yaml(args.config) if getattr(args, "config", None) else {}
-    unknown = set(base) - {"diversedistill", "injection", "lm"}
+    unknown = set(base) - {"diversedistill", "injection", "lm", "tables"}
     if unknown:
         raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "known: diversedistill, injection, lm")
+                          "known: diversedistill, injection, lm, tables")
     return base
 
 
@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "single-teacher rows")
     p.add_argument("--train-size", type=int,
                    help="cifar: use only this many training images (smoke runs)")
+    p.add_argument("--tables", action="store_true",
+                   help="the paper's comparison tables (Tables 3-5, claims 1-4): a validation "
+                        "search per method on seed 0, then --table-seeds seeds; writes "
+                        "table3..5.md/.csv, raw.md/.csv, claims.md, search.csv/.md")
+    p.add_argument("--table-seeds", type=int, default=5,
+                   help="seeds of --tables (used instead of --seeds; default 5)")
     _add_dd_args(p)
 
     p = sub.add_parser("summarize", help="one table from the results.csv of one or more runs")
@@ -301,12 +307,13 @@ def cmd_reproduce(args) -> int:
         from diversedistill.reproduce_vision import cmd_reproduce_vision
 
         return cmd_reproduce_vision(args)
+    tables = _tables_config(args)
     cfg, injection = _dd_config(args)
-    reproduce_movielens(args.data_dir, args.seeds, args.out or "results/movielens", args.split,
+    seeds = args.table_seeds if tables else args.seeds
+    reproduce_movielens(args.data_dir, seeds, args.out or "results/movielens", args.split,
                         args.release, cfg, injection, args.ablations, args.cache_dir,
-                        not args.no_progress,
-                        split_seed=args.split_seed, lm=_lm_config(args),
-                        first_seed=args.first_seed, committees=args.committees)
+                        not args.no_progress, split_seed=args.split_seed, lm=_lm_config(args),
+                        first_seed=args.first_seed, committees=args.committees, tables=tables)
     return 0
 
 
@@ -326,6 +333,22 @@ def cmd_summarize(args) -> int:
         write_summary_csv(Path(args.out) / "summary.csv", summary)
     print(format_table(summary, best))
     return 0
+
+
+def _tables_config(args):
+    """--tables with the YAML 'tables:' section (its grids replace the default ones)."""
+    from diversedistill.search import TablesConfig
+
+    if not args.tables:
+        return None
+    if args.ablations:
+        raise ConfigError("--tables and --ablations are separate runs: choose one")
+    if args.table_seeds < 1:
+        raise ConfigError(f"--table-seeds must be at least 1, got {args.table_seeds}")
+    values = _yaml(args).get("tables") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{args.config}: tables: expected a mapping, got {values!r}")
+    return from_dict(TablesConfig, values, f"{args.config}: tables" if args.config else "tables")
 
 
 def cmd_bench(args) -> int:

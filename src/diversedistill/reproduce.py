@@ -14,6 +14,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
@@ -25,6 +26,8 @@ from diversedistill.recsys import (
     train_alone, train_or_load_teacher,
 )
 from diversedistill.results import ResultRow, format_table, summarize, write_csv, write_summary_csv
+from diversedistill.search import TableProtocol, TablesConfig
+from diversedistill.tables import write_tables
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -69,11 +72,14 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         ablations: bool = False, cache: str | Path | None = None,
                         progress: bool = True, split_seed: int = 0, log=print,
                         lm: LMConfig | None = None, first_seed: int = 0,
-                        committees: list[str] | None = None) -> list[ResultRow]:
+                        committees: list[str] | None = None,
+                        tables: TablesConfig | None = None) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
-    only the rows whose teachers are one of them."""
+    only the rows whose teachers are one of them. ``tables`` runs the comparison tables'
+    protocol (:mod:`diversedistill.search`) instead of those rows and writes the tables
+    (:mod:`diversedistill.tables`)."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
@@ -104,7 +110,17 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         log(f"teacher lm: {lm.model} (fine-tuned once, then read from {lm_cache})")
         teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
+    protocol = None
+    if tables is not None:  # frozen teachers: their own passes are computed once, then reused
+        cached = {n: CachedOwnPass(m if isinstance(m, Teacher) else as_teacher(n, m, injection))
+                  for n, m in teacher_models.items()}
+        protocol = TableProtocol(
+            lambda names, method, seed, run_dir: distill_run(
+                ml, part, cached, names, cfg, seed, run_dir, injection, progress, method)[1],
+            cfg, seeds, out, tables.merged(), log=log, teachers=cached)
+        log(protocol.describe())
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
+
     def wanted(names) -> bool:
         return committees is None or "+".join(names) in committees
 
@@ -119,6 +135,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                              progress)
         record(ResultRow("student alone", "mlp-s", seed, result.val_mse, result.test_mse,
                          result.seconds))
+        if protocol is not None:
+            protocol.run_seed(seed, record)
+            continue
         if ablations:  # the committee only: the default, then one change at a time
             variants = {"diversedistill": ({}, COMMITTEES[-1:])}
             variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
@@ -145,4 +164,6 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     summary, best = summarize(rows)
     write_summary_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
+    if protocol is not None:
+        log("\n" + write_tables(out))
     return rows

@@ -103,14 +103,19 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
     return out, (best[1] if best else None)
 
 
-def write_csv(path: str | Path, rows: list) -> None:
+def csv_text(rows: list) -> str:
+    """Dataclass rows as CSV text: a header of the field names, None as an empty value."""
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(rows[0])])
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: list) -> None:
+    write_text_atomic(path, csv_text(rows))
 
 
 def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metric = MSE) -> None:
