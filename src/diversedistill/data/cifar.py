@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from diversedistill.data.locate import ENV_VAR, cache_dir
+from diversedistill.data.locate import ENV_VAR, data_root
 from diversedistill.errors import DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -251,12 +251,7 @@ def locate_cifar(name: str = "cifar10", data_dir: str | Path | None = None,
     directory or archive, either directly or under ``{name}/``. A file may be given directly."""
     if name not in OFFICIAL:
         raise DataError(f"unknown data set {name!r}; known: {', '.join(OFFICIAL)}")
-    if data_dir is not None:
-        root, origin = Path(data_dir), "--data-dir"
-    elif os.environ.get(ENV_VAR):
-        root, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
-    else:
-        root, origin = cache_dir(), "the cache directory"
+    root, origin = data_root(data_dir)
     found = find_cifar(root, name)
     if found:
         return found

@@ -46,15 +46,20 @@ def find_release(root: Path, release: str) -> Path | None:
     return None
 
 
+def data_root(data_dir: str | Path | None) -> tuple[Path, str]:
+    """Where data sets are looked for, and what said so: ``--data-dir``, else
+    ``$DIVERSEDISTILL_DATA``, else the user cache (the only place downloads go)."""
+    if data_dir is not None:
+        return Path(data_dir), "--data-dir"
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    return cache_dir(), "the cache directory"
+
+
 def locate_movielens(release: str = "ml-100k", data_dir: str | Path | None = None,
                      download: bool = True) -> Path:
     """Return the directory holding ``release``, downloading it into the cache if needed."""
-    if data_dir is not None:
-        root, origin = Path(data_dir), "--data-dir"
-    elif os.environ.get(ENV_VAR):
-        root, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
-    else:
-        root, origin = cache_dir(), "the cache directory"
+    root, origin = data_root(data_dir)
     found = find_release(root, release)
     if found:
         return found
