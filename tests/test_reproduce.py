@@ -34,24 +34,28 @@ def test_reproduce_writes_results_and_summary(ml100k_dir, tmp_path, capsys):
     args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--seeds", "2", "--out",
             str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16",
             "--lm", str(lm), "--config", str(config)]
-    assert main(args) == 0
+    # every kind of row once: an MLP committee, the LM committee, FD from the LM alone
+    assert main(args + ["--committees", "mlp-m+mlp-l", "lm+mlp-l", "lm"]) == 0
     printed = capsys.readouterr().out
     assert "| diversedistill | mlp-m+mlp-l | 2 |" in printed
     assert "| diversedistill | lm+mlp-l | 2 |" in printed
+    assert "| fd | lm | 2 |" in printed
     assert "| teacher alone | lm | 2 |" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["method", "teachers", "seed", "val_mse", "test_mse", "seconds"]
     methods = {(r["method"], r["teachers"]) for r in rows}
-    assert {("student alone", "mlp-s"), ("teacher alone", "mlp-l"), ("diversedistill", "mlp-m"),
+    assert {("student alone", "mlp-s"), ("teacher alone", "mlp-l"), ("diversedistill", "lm"),
             ("diversedistill", "mlp-m+mlp-l"), ("reference", "user + item biases")} <= methods
+    assert ("diversedistill", "mlp-m") not in methods  # left out by --committees
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert {"test_mse_mean", "test_mse_std", "gap_recovered"} <= set(summary[0])
     entries = sorted(p for p in cache.iterdir() if (p / "model.safetensors").is_file())
     assert [p.name.split("-")[1] for p in entries] == ["l", "m"]  # both teachers cached ...
     written = {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries}
-    assert main(args) == 0  # ... and reused: the second run rewrites neither
+    assert main(args + ["--seeds", "1", "--committees", "mlp-l"]) == 0  # ... and reused:
+    # the second run rewrites neither
     assert {p: (p / "model.safetensors").stat().st_mtime_ns for p in entries} == written
 
 
