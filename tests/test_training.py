@@ -168,3 +168,21 @@ def test_a_malicious_checkpoint_is_refused(tmp_path, data):
     with pytest.raises(ModelError, match="refused to load"):
         export_from_checkpoint(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_distills_with_a_baseline_configured_from_its_yaml_section(tmp_path, capsys):
+    from conftest import write_tiny_committee
+
+    data, teachers = write_tiny_committee(tmp_path)
+    config = tmp_path / "fd.yaml"
+    config.write_text("fd:\n  lam: 0.5\n  reduction: mean\n")
+    args = ["distill", "--teacher", str(teachers[0]), "--teacher", str(teachers[1]),
+            "--data-dir", str(data), "--out", str(tmp_path / "run"), "--no-progress",
+            "--max-epochs", "1", "--method", "fd", "--config", str(config)]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_mse"] > 0
+    exported = json.loads((tmp_path / "run" / "student" / "config.json").read_text())
+    assert exported["method"] == "fd" and exported["distillation"]["lam"] == 0.5
+    config.write_text("fd:\n  lamda: 0.5\n")
+    assert main(args) == 2
+    assert "fd.yaml: fd: unknown key 'lamda'" in capsys.readouterr().err

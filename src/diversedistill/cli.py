@@ -104,11 +104,16 @@ def _dd_config(args):
 
 
 def _yaml(args) -> dict:
+    from diversedistill.methods import METHODS
+
     base = load_yaml(args.config) if getattr(args, "config", None) else {}
-    unknown = set(base) - {"diversedistill", "injection", "lm", "tables"}
+    # a baseline's options sit under its own name (e.g. "fd:"), DiverseDistill's under its own
+    known = ["diversedistill", "injection", "lm", "tables",
+             *sorted(set(METHODS) - {"diversedistill", "student"})]
+    unknown = set(base) - set(known)
     if unknown:
         raise ConfigError(f"{args.config}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "known: diversedistill, injection, lm, tables")
+                          f"known: {', '.join(known)}")
     return base
 
 
@@ -243,14 +248,17 @@ def cmd_train_teacher(args) -> int:
 def cmd_distill(args) -> int:
     from diversedistill.committee import Committee
     from diversedistill.export import export_model, load_model
-    from diversedistill.methods import method_class
+    from diversedistill.methods import build_method
     from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
     from diversedistill.training import fit
 
     ml, split = _load_data(args)
     cfg, injection = _dd_config(args)
-    cls = method_class(args.method)
-    method = cls(cfg) if args.method == "diversedistill" else cls()
+    if args.method == "diversedistill":
+        method = build_method("diversedistill", asdict(cfg))
+    else:  # a baseline: its options from the YAML section named after it
+        method = build_method(args.method, _yaml(args).get(args.method),
+                              f"{args.config}: {args.method}" if args.config else None)
     device, dtype = _teacher_device(args.teacher_device), _teacher_dtype(args.teacher_dtype)
     committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection, device=device,
                                       dtype=dtype)
@@ -268,7 +276,7 @@ def cmd_distill(args) -> int:
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     export_model(student_model, Path(args.out) / "student",
                  {"metrics": metrics, "method": args.method, "teachers": committee.names,
-                  "distillation": asdict(cfg)})
+                  "distillation": asdict(method.cfg) if hasattr(method, "cfg") else {}})
     print(json.dumps(metrics))
     return 0
 
