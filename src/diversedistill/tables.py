@@ -112,7 +112,7 @@ def _gap(r: SummaryRow) -> str:
 def _cell_text(r: SummaryRow | None, bold: bool) -> str:
     if r is None:
         return "—"
-    mse = f"{r.test_mse_mean:.4f} ± {r.test_mse_std:.4f}"
+    mse = f"{r.test_mean:.4f} ± {r.test_std:.4f}"
     text = f"{_gap(r)} ({mse})" if r.gap_recovered is not None else mse
     return f"**{text}**" if bold else text
 
@@ -125,8 +125,8 @@ def table_rows(spec: TableSpec, summary: dict[Cell, SummaryRow]) -> list[TableRo
             if r is None:
                 out.append(TableRow(spec.name, setting, method, 0, None, None, None, None))
             else:
-                out.append(TableRow(spec.name, setting, method, r.seeds, r.test_mse_mean,
-                                    r.test_mse_std, r.gap_recovered, r.gap_recovered_std))
+                out.append(TableRow(spec.name, setting, method, r.seeds, r.test_mean,
+                                    r.test_std, r.gap_recovered, r.gap_recovered_std))
     return out
 
 
@@ -142,7 +142,7 @@ def format_table(spec: TableSpec, summary: dict[Cell, SummaryRow], seeds: int,
     for setting in spec.settings:
         found = {m: summary.get((m, setting)) for m in spec.methods}
         ran = [m for m, r in found.items() if r is not None]
-        best = min(ran, key=lambda m: found[m].test_mse_mean) if len(ran) > 1 else None
+        best = min(ran, key=lambda m: found[m].test_mean) if len(ran) > 1 else None
         cells = [_cell_text(found[m], m == best) for m in spec.methods]
         lines.append(f"| {committee_label(setting)} | " + " | ".join(cells) + " |")
     picks = [f"{LABELS.get(m, m)} from {committee_label(s)}: {chosen[(m, s)]}"
@@ -156,12 +156,12 @@ def _reference_note(summary: dict[Cell, SummaryRow], best_teacher: str | None) -
     student = summary.get(("student alone", "mlp-s"))
     parts = []
     if student:
-        parts.append(f"Student alone (MLP-S): {student.test_mse_mean:.4f} ± "
-                     f"{student.test_mse_std:.4f}.")
+        parts.append(f"Student alone (MLP-S): {student.test_mean:.4f} ± "
+                     f"{student.test_std:.4f}.")
     if best_teacher:
         teacher = summary[("teacher alone", best_teacher)]
         parts.append(f"Best teacher alone: {committee_label(best_teacher)}, "
-                     f"{teacher.test_mse_mean:.4f}.")
+                     f"{teacher.test_mean:.4f}.")
     parts.append("Gap recovered = (M(distilled) − M(student alone)) / (M(best teacher alone) − "
                  "M(student alone)), test MSE; 100% = as good as the best teacher.")
     return " ".join(parts) + "\n"
@@ -226,10 +226,10 @@ def build_tables(rows: list[ResultRow], search: list[SearchRow] | None = None,
         files[f"{spec.name}.csv"] = csv_text(table_rows(spec, summary))
     files["raw.md"] = format_raw(rows)
     files["raw.csv"] = _csv_text(*raw_rows(rows))
-    spreads = {cell: Spread(r.test_mse_mean, r.test_mse_std, r.seeds)
+    spreads = {cell: Spread(r.test_mean, r.test_std, r.seeds)
                for cell, r in summary.items()}
     lm = summary.get(("teacher alone", "lm"))
-    lm_alone = Spread(lm.test_mse_mean, lm.test_mse_std, lm.seeds) if lm else None
+    lm_alone = Spread(lm.test_mean, lm.test_std, lm.seeds) if lm else None
     files["claims.md"] = format_claims(decide_claims(spreads, lm_alone), seeds)
     if search:
         files["search.md"] = format_search(search)
