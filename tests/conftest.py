@@ -110,3 +110,10 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
+
+
+def distill_command(committee: tuple[Path, list[Path]], out: Path, *extra: str) -> list[str]:
+    """``diversedistill distill`` arguments for a tiny committee from write_tiny_committee."""
+    data, teachers = committee
+    return ["distill", *(a for t in teachers for a in ("--teacher", str(t))),
+            "--data-dir", str(data), "--out", str(out), *extra]

@@ -18,7 +18,7 @@ import pytest
 
 import diversedistill.recsys as recsys
 from cli_child import ReportWrapping
-from conftest import child_env, write_tiny_committee
+from conftest import child_env, distill_command, write_tiny_committee
 from diversedistill.cli import main
 
 CHILD = Path(__file__).resolve().parent / "cli_child.py"
@@ -33,9 +33,7 @@ def committee(tmp_path_factory):
 
 
 def distill_args(committee, out: Path, *extra: str) -> list[str]:
-    data, teachers = committee
-    return ["distill", *(a for t in teachers for a in ("--teacher", str(t))),
-            "--data-dir", str(data), "--out", str(out), *RUN, *extra]
+    return distill_command(committee, out, *RUN, *extra)
 
 
 @pytest.fixture

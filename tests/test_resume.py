@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import child_env, write_tiny_committee
+from conftest import child_env, distill_command, write_tiny_committee
 from diversedistill.cli import main
 from diversedistill.data.order import EpochBatches
 
@@ -32,9 +32,7 @@ def committee(tmp_path_factory):
 
 
 def distill_args(committee, out: Path, *extra: str) -> list[str]:
-    data, teachers = committee
-    return ["distill", *(a for t in teachers for a in ("--teacher", str(t))),
-            "--data-dir", str(data), "--out", str(out), *RUN, *extra]
+    return distill_command(committee, out, *RUN, *extra)
 
 
 def run_in_process(args, capsys) -> dict:
