@@ -138,14 +138,15 @@ class EncoderRater(nn.Module):
         if question is not None and self.injection == "add":
             question = own + question
         if self.question_mode == "full":
-            states = context["states"]
+            states = context["states"].to(self.head.weight.dtype)  # caches may be float16
             if question is not None:
                 states = torch.cat([question[:, None].to(states.dtype), states[:, 1:]], 1)
             return self.upper(states, mask, self.inject)
         x = (own if question is None else question)[:, None]  # [b, 1, d]
+        x = x.to(self.head.weight.dtype)
         for k, layer in enumerate(self.layers[self.inject:]):
-            x = self._one_token_layer(layer, x, context["keys"][:, k].to(x.dtype),
-                                      context["values"][:, k].to(x.dtype), mask)
+            x = self._one_token_layer(layer, x, context["keys"][:, k], context["values"][:, k],
+                                      mask)
         return x[:, 0]
 
     @staticmethod
@@ -156,19 +157,26 @@ class EncoderRater(nn.Module):
 
         Uses the layer's own weights (query/key/value, output dense + LayerNorm, feed-forward),
         so it equals the layer's forward for that token when the context is that of the
-        full pass.
+        full pass. The context's keys and values are the bulk of a step's memory traffic:
+        they are split into heads and converted to the layer's precision in one copy, and
+        the query's own key/value are scored separately instead of being concatenated to
+        them (which would copy them again).
         """
         att = layer.attention.self
         heads, size = att.num_attention_heads, att.attention_head_size
+        b = x.shape[0]
 
-        def split(t):  # [b, n, d] -> [b, heads, n, size]
-            return t.view(t.shape[0], t.shape[1], heads, size).transpose(1, 2)
+        def split(t):  # [b, n, d] -> [b, heads, n, size], contiguous, in x's precision
+            view = t.view(b, t.shape[1], heads, size).transpose(1, 2)
+            return torch.empty(view.shape, dtype=x.dtype, device=x.device).copy_(view)
 
-        q = split(att.query(x))
-        k = torch.cat([split(att.key(x)), split(k_ctx)], 2)
-        v = torch.cat([split(att.value(x)), split(v_ctx)], 2)
-        keep = torch.cat([ctx_mask.new_ones(ctx_mask.shape[0], 1), ctx_mask], 1).bool()
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        q = split(att.query(x)) / size ** 0.5               # [b, h, 1, s]
+        k_ctx, v_ctx = split(k_ctx), split(v_ctx)           # [b, h, T', s]
+        own_score = (q * split(att.key(x))).sum(-1, keepdim=True)  # [b, h, 1, 1]
+        ctx_score = (q @ k_ctx.transpose(-1, -2)).masked_fill(
+            ~ctx_mask.bool()[:, None, None, :], float("-inf"))    # [b, h, 1, T']
+        weights = torch.cat([own_score, ctx_score], -1).softmax(-1)
+        out = weights[..., :1] * split(att.value(x)) + weights[..., 1:] @ v_ctx
         out = out.transpose(1, 2).reshape(x.shape)
         x = layer.attention.output(out, x)
         return layer.output(layer.intermediate(x), x)

@@ -37,26 +37,27 @@ class PairIndex:
 
 
 def gather(arrays: dict[str, np.ndarray], rows: np.ndarray, device, mask_key: str = "mask",
-           dtype=torch.float32) -> dict[str, torch.Tensor]:
-    """Rows of token-aligned arrays as tensors, trimmed to the longest sequence in the batch.
+           dtype: torch.dtype | None = torch.float32) -> dict[str, torch.Tensor]:
+    """Rows of token-aligned arrays as tensors, in ``rows`` order, trimmed to the longest
+    sequence in the batch.
 
     Integer arrays (ids, mask) are [N, T]; float arrays are [N, ..., T, d] (token states,
-    trimmed) or [N, d] (one vector per row, not trimmed).
+    trimmed) or [N, d] (one vector per row, not trimmed). Float arrays become ``dtype``;
+    ``dtype=None`` keeps the stored precision (the reader converts, see
+    ``EncoderRater.answer``). Each array is copied once by the row read and at most once
+    more by the conversion: on a warm page cache these copies, not the reads, are the cost.
     """
-    order = np.argsort(rows, kind="stable")  # memory-mapped reads are faster in file order
-    sorted_rows = rows[order]
-    mask = np.asarray(arrays[mask_key][sorted_rows])
+    mask = np.asarray(arrays[mask_key][rows])
     length = int(mask.sum(1).max()) if len(mask) else 0
-    inverse = torch.from_numpy(np.argsort(order, kind="stable"))
     out = {}
     for name, array in arrays.items():
-        part = np.asarray(array[sorted_rows]) if name != mask_key else mask
-        if part.dtype.kind in "iu":
-            part = part[:, :length]
-        elif part.ndim >= 3:
-            part = np.take(part, np.arange(length), axis=part.ndim - 2)
-        tensor = torch.from_numpy(np.ascontiguousarray(part))[inverse]
-        out[name] = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else torch.long)
+        tensor = torch.from_numpy(mask if name == mask_key else np.asarray(array[rows]))
+        if not tensor.is_floating_point():
+            out[name] = tensor[:, :length].to(device=device, dtype=torch.long)
+            continue
+        if tensor.ndim >= 3:
+            tensor = tensor.narrow(tensor.ndim - 2, 0, length)
+        out[name] = tensor.to(device=device, dtype=dtype or tensor.dtype)
     return out
 
 
@@ -94,7 +95,8 @@ class LanguageTeacher(Teacher):
     def context(self, batch: Batch) -> dict[str, torch.Tensor]:
         rows = self._rows(batch)
         if self.contexts is not None:
-            return gather(self.contexts, rows, self._device())
+            # kept in the stored precision: the rater converts while splitting heads
+            return gather(self.contexts, rows, self._device(), dtype=None)
         low = self.lower_states(rows)
         return self.rater.context(low["states"], low["mask"], self.lower_at)
 

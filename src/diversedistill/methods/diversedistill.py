@@ -138,9 +138,12 @@ class DiverseDistill(Method):
             self._asked[i] += mask.sum()
             if not mask.any():
                 continue
-            rows = mask.nonzero(as_tuple=True)[0]
-            context = take_rows(teacher.context(batch), rows)
-            answer = teacher.answer(questions[i][rows], context)
+            # The teacher's whole pass, context included, runs on the asked rows only: a
+            # gated row costs nothing (for a language teacher, not even its cache read).
+            # With every row asked, no row is copied.
+            rows = slice(None) if bool(mask.all()) else mask.nonzero(as_tuple=True)[0]
+            asked = batch if isinstance(rows, slice) else take_rows(batch, rows)
+            answer = teacher.answer(questions[i][rows], teacher.context(asked))
             a = self.module.answers(i, answer.hidden)
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
