@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first seed (run seeds on several processes, then 'summarize' them)")
     p.add_argument("--committees", nargs="+", metavar="TEACHERS",
                    help="only the rows of these committees, e.g. lm lm+mlp-l (default: all)")
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
+                   help="movielens: only the distillation rows of these methods, e.g. fd "
+                        "(default: all; the reference, teacher and student rows always run)")
     p.add_argument("--out", help="results directory (default results/<experiment>)")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--lm", metavar="MODEL",
@@ -321,7 +324,8 @@ def cmd_reproduce(args) -> int:
     reproduce_movielens(args.data_dir, seeds, args.out or "results/movielens", args.split,
                         args.release, cfg, injection, args.ablations, args.cache_dir,
                         not args.no_progress, split_seed=args.split_seed, lm=_lm_config(args),
-                        first_seed=args.first_seed, committees=args.committees, tables=tables)
+                        first_seed=args.first_seed, committees=args.committees, tables=tables,
+                        methods=args.methods)
     return 0
 
 

@@ -73,11 +73,14 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         progress: bool = True, split_seed: int = 0, log=print,
                         lm: LMConfig | None = None, first_seed: int = 0,
                         committees: list[str] | None = None,
-                        tables: TablesConfig | None = None) -> list[ResultRow]:
+                        tables: TablesConfig | None = None,
+                        methods: list[str] | None = None) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
-    only the rows whose teachers are one of them. ``tables`` runs the comparison tables'
+    only the rows whose teachers are one of them, ``methods`` (e.g. ``["fd"]``) only the
+    distillation rows of these methods (references, teachers and the student alone always
+    run: they are what gap recovered is measured against). ``tables`` runs the comparison tables'
     protocol (:mod:`diversedistill.search`) instead of those rows and writes the tables
     (:mod:`diversedistill.tables`)."""
     out = Path(out)
@@ -124,6 +127,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     def wanted(names) -> bool:
         return committees is None or "+".join(names) in committees
 
+    def method_wanted(label: str) -> bool:
+        return methods is None or label in methods
+
+    own_passes: dict = {}
     for seed in range(first_seed, first_seed + seeds):
         for name, mse in references.items():
             record(ResultRow("reference", name, seed, float("nan"), mse, 0.0))
@@ -144,6 +151,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         else:
             variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if lm else ()))}
         for label, (change, chosen) in variants.items():
+            if not method_wanted(label):
+                continue
             change = dict(change)
             mode = change.pop("injection", injection)
             for names in filter(wanted, chosen):
@@ -153,11 +162,15 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                 record(ResultRow(label, "+".join(names), seed, result.val_mse, result.test_mse,
                                  result.seconds))
         for method_name, chosen in ({} if ablations else BASELINE_ROWS).items():
-            for names in filter(wanted, chosen):
+            for names in filter(wanted, chosen if method_wanted(method_name) else ()):
                 if method_name not in METHODS or any(n not in teacher_models for n in names):
                     continue
                 run_dir = out / "runs" / f"{method_name}-{'+'.join(names)}-{seed}"
-                _, result = distill_run(ml, part, teacher_models, names, cfg, seed, run_dir,
+                # a baseline reads only the teachers' own passes: computed once, then served
+                own = {n: own_passes.setdefault(n, CachedOwnPass(
+                    m if isinstance(m, Teacher) else as_teacher(n, m, injection)))
+                    for n, m in teacher_models.items() if n in names}
+                _, result = distill_run(ml, part, own, names, cfg, seed, run_dir,
                                         injection, progress, method=METHODS[method_name]())
                 record(ResultRow(method_name, "+".join(names), seed, result.val_mse,
                                  result.test_mse, result.seconds))
