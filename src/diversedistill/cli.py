@@ -194,13 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for the merged results.csv and summary.csv")
 
     p = sub.add_parser("bench", help="measure what distillation costs")
-    p.add_argument("benchmark", choices=("lm",),
-                   help="lm: LM teacher preparation time and epoch cost against student alone")
+    p.add_argument("benchmark", choices=("lm", "throughput", "scaling", "serving"),
+                   help="lm: LM teacher preparation time and epoch cost against student "
+                        "alone; throughput: rows/s and peak memory of student alone, MT, AEKD "
+                        "and DiverseDistill; scaling: epoch time and memory from 100K to 10M "
+                        "synthetic ratings; serving: the exported student's latency and size")
     p.add_argument("--data-dir", help="MovieLens-100K directory")
-    p.add_argument("--lm", metavar="MODEL", help="language model (default all-MiniLM-L6-v2)")
+    p.add_argument("--lm", metavar="MODEL",
+                   help="language model (default all-MiniLM-L6-v2); throughput: 'none' "
+                        "leaves the LM committee out")
     p.add_argument("--config", help="YAML file with an 'lm:' section")
     p.add_argument("--cache-dir", help="cache root (default: the user cache directory)")
     p.add_argument("--batches", type=int, default=40, help="training batches timed per method")
+    p.add_argument("--sizes", nargs="+", default=["100k", "1m", "10m"],
+                   help="scaling: numbers of synthetic ratings (default 100k 1m 10m)")
+    p.add_argument("--repeats", type=int, default=300, help="serving: timed calls per model")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
@@ -364,12 +372,24 @@ def _tables_config(args):
 
 
 def cmd_bench(args) -> int:
-    from diversedistill.bench import bench_lm
+    from diversedistill import bench
 
     if args.batches < 2:
         raise ConfigError(f"--batches must be at least 2, got {args.batches}")
-    bench_lm(args.data_dir, _lm_config(args), args.cache_dir, args.batches,
-             progress=not args.no_progress)
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    progress = not args.no_progress
+    if args.benchmark == "lm":
+        bench.bench_lm(args.data_dir, _lm_config(args), args.cache_dir, args.batches,
+                       progress=progress)
+    elif args.benchmark == "throughput":
+        bench.bench_throughput(args.data_dir, _lm_config(args), args.cache_dir, args.batches, progress=progress)
+    elif args.benchmark == "scaling":
+        from diversedistill.bench.scaling import parse_size
+
+        bench.bench_scaling([parse_size(s) for s in args.sizes])
+    else:
+        bench.bench_serving(args.data_dir, args.cache_dir, args.repeats, progress=progress)
     return 0
 
 

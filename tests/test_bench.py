@@ -1,0 +1,99 @@
+"""The benchmark suite's measuring parts: epoch timing, peak memory, synthetic data, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diversedistill.bench.scaling import (SHAPES, measure_size, parse_size, shape_for,
+                                          synthetic_movielens)
+from diversedistill.bench.timing import PeakMemory, time_epoch
+from diversedistill.cli import main
+from diversedistill.errors import ConfigError
+from diversedistill.methods import DiverseDistill, StudentOnly
+from diversedistill.models.recommender import InteractionMLP, RecommenderConfig
+from diversedistill.recsys import as_teacher
+from tiny import tiny_batch, tiny_recommender
+
+
+def test_time_epoch_streams_a_generator_and_counts_every_timed_row():
+    batches = (tiny_batch(16, seed=k) for k in range(5))  # a generator: read once, not listed
+    teachers = [as_teacher("t", tiny_recommender(hidden=(16, 8), seed=1), mode="add")]
+    figures = time_epoch(DiverseDistill(), tiny_recommender(), teachers, batches, None, 1e-3)
+    assert figures["rows/s"] > 0 and figures["epoch"] > 0
+    # 4 timed batches of 16 rows (the first sets up and is not timed)
+    assert figures["rows/s"] * figures["epoch"] == pytest.approx(64, rel=1e-6)
+    assert figures["teacher"] > 0 and figures["module"] > 0
+
+
+def test_time_epoch_scales_to_the_epoch_and_leaves_teachers_untouched():
+    teacher = tiny_recommender(hidden=(16, 8), seed=1)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    batches = [tiny_batch(8, seed=k) for k in range(3)]
+    figures = time_epoch(StudentOnly(), tiny_recommender(), [], batches, 100, 1e-3)
+    assert figures["epoch"] == pytest.approx(figures["rows/s"] ** -1 * 16 * 50, rel=1e-6)
+    time_epoch(DiverseDistill(), tiny_recommender(), [as_teacher("t", teacher, mode="add")],
+               batches, None, 1e-3)
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+
+
+def test_time_epoch_needs_a_timed_batch():
+    with pytest.raises(ValueError, match="at least two batches"):
+        time_epoch(StudentOnly(), tiny_recommender(), [], [tiny_batch()], None, 1e-3)
+
+
+def test_peak_memory_sees_an_allocation_inside_the_block():
+    with PeakMemory(interval=0.001) as memory:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        block.add_(1)
+        del block
+    assert memory.added_mib >= 48
+
+
+def test_pairwise_interactions_are_the_dot_products_of_every_field_pair():
+    trunk = InteractionMLP(4, 3, RecommenderConfig(hidden=[5], embedding_dim=3)).eval()
+    flat = torch.randn(2, 12)
+    v = flat.view(2, 4, 3)
+    expected = torch.stack([(v[:, i] * v[:, j]).sum(-1) for i in range(4) for j in range(i + 1, 4)], 1)
+    first = trunk.mlp[0]
+    got = trunk(flat)
+    want = torch.relu(first(torch.cat([flat, expected], 1)))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_synthetic_movielens_has_the_releases_shape_and_valid_codes():
+    ml = synthetic_movielens(100_000)
+    assert (ml.n_users, ml.n_items) == SHAPES[100_000] and len(ml.ratings) == 100_000
+    assert set(np.unique(ml.ratings.rating)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert ml.ratings.user.max() < ml.n_users and ml.ratings.item.max() < ml.n_items
+    for f in ml.fields:  # every code fits its embedding table
+        table = ml.user_features.get(f.name, ml.item_features.get(f.name))
+        if table is not None:
+            assert table.max() < f.cardinality
+    assert ml.genres.shape == (ml.n_items, 19)
+    a, b = synthetic_movielens(20_000, seed=3), synthetic_movielens(20_000, seed=3)
+    assert np.array_equal(a.ratings.rating, b.ratings.rating)  # seeded
+
+
+def test_sizes_parse_and_grow():
+    assert [parse_size(s) for s in ("100k", "1M", "10m", "250000")] == [
+        100_000, 1_000_000, 10_000_000, 250_000]
+    assert shape_for(2_000_000)[0] > shape_for(1_000_000)[0] // 2
+    for bad in ("lots", "5k", ""):
+        with pytest.raises(ConfigError, match="--sizes"):
+            parse_size(bad)
+
+
+def test_measure_size_trains_a_full_epoch_of_each_method():
+    figures = measure_size(20_000)
+    assert figures["train rows"] == 16_000
+    for r in figures["methods"].values():
+        assert r["epoch s"] > 0 and r["rows/s"] * r["epoch s"] == pytest.approx(16_000 - 512, rel=1e-3)
+    assert figures["max rss MiB"] >= figures["methods"]["student alone"]["peak MiB"] - 1
+
+
+def test_cli_rejects_a_bad_size_in_one_line(capsys):
+    assert main(["bench", "scaling", "--sizes", "huge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'huge' is not a number of ratings" in err[0]
