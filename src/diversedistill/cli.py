@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="movielens: only the distillation rows of these methods, e.g. fd "
                         "(default: all; the reference, teacher and student rows always run)")
+    p.add_argument("--tau-sweep", nargs="+", type=float, metavar="TAU",
+                   help="movielens: DiverseDistill at each gating threshold on the committee "
+                        "LM + MLP-L + MLP-M (or the one --committees names); writes sweep.csv, "
+                        "e.g. --tau-sweep 0 0.3 0.5 0.6 0.7 0.8")
     p.add_argument("--out", help="results directory (default results/<experiment>)")
     p.add_argument("--cache-dir", help="teacher cache (default: the user cache directory)")
     p.add_argument("--lm", metavar="MODEL",
@@ -333,7 +337,7 @@ def cmd_reproduce(args) -> int:
                         args.release, cfg, injection, args.ablations, args.cache_dir,
                         not args.no_progress, split_seed=args.split_seed, lm=_lm_config(args),
                         first_seed=args.first_seed, committees=args.committees, tables=tables,
-                        methods=args.methods)
+                        methods=args.methods, tau_sweep=args.tau_sweep)
     return 0
 
 

@@ -18,6 +18,7 @@ from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
+from diversedistill.errors import ConfigError
 from diversedistill.interface import Teacher
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig
@@ -27,11 +28,13 @@ from diversedistill.recsys import (
 )
 from diversedistill.results import ResultRow, format_table, summarize, write_csv, write_summary_csv
 from diversedistill.search import TableProtocol, TablesConfig
+from diversedistill.sweep import SweepRow, format_sweep, skipped_fractions, write_sweep
 from diversedistill.tables import write_tables
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
-LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))  # the committee first: the headline row
+LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))
+SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's committee  # the committee first: the headline row
 # Baselines run beside DiverseDistill (the LM rows of the paper's Table 3; the full tables
 # are `--tables`): method name -> committees. A method not registered is skipped.
 BASELINE_ROWS = {"fd": (("lm",),)}
@@ -74,7 +77,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         lm: LMConfig | None = None, first_seed: int = 0,
                         committees: list[str] | None = None,
                         tables: TablesConfig | None = None,
-                        methods: list[str] | None = None) -> list[ResultRow]:
+                        methods: list[str] | None = None,
+                        tau_sweep: list[float] | None = None) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
@@ -82,9 +86,19 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     distillation rows of these methods (references, teachers and the student alone always
     run: they are what gap recovered is measured against). ``tables`` runs the comparison tables'
     protocol (:mod:`diversedistill.search`) instead of those rows and writes the tables
-    (:mod:`diversedistill.tables`)."""
+    (:mod:`diversedistill.tables`). ``tau_sweep`` runs DiverseDistill at each of these
+    gating thresholds instead, on the committee LM + MLP-L + MLP-M (MLP-M + MLP-L without
+    the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
+    (:mod:`diversedistill.sweep`)."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
+    if tau_sweep:  # checked before any teacher is trained
+        sweep_committee(committees, lm is not None)
+        if tables is not None or ablations:
+            raise ConfigError("--tau-sweep runs on its own, without --tables or --ablations")
+        bad = [t for t in tau_sweep if not 0 <= t < 1]
+        if bad:
+            raise ConfigError(f"--tau-sweep: thresholds are importances in [0, 1), got {bad[0]:g}")
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
     lm_cache = Path(cache) / "lm" if cache else cache_dir() / "lm"
     ml = load_movielens(locate_movielens(release, data_dir))
@@ -131,6 +145,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         return methods is None or label in methods
 
     own_passes: dict = {}
+    sweep_rows: list[SweepRow] = []
     for seed in range(first_seed, first_seed + seeds):
         for name, mse in references.items():
             record(ResultRow("reference", name, seed, float("nan"), mse, 0.0))
@@ -144,6 +159,19 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                          result.seconds))
         if protocol is not None:
             protocol.run_seed(seed, record)
+            continue
+        if tau_sweep:
+            names = sweep_committee(committees, lm is not None)
+            for tau in tau_sweep:
+                run_dir = out / "runs" / f"diversedistill-tau{tau:g}-{'+'.join(names)}-{seed}"
+                _, result = distill_run(ml, part, teacher_models, names, replace(cfg, tau=tau),
+                                        seed, run_dir, injection, progress)
+                record(ResultRow(f"diversedistill τ={tau:g}", "+".join(names), seed,
+                                 result.val_mse, result.test_mse, result.seconds))
+                sweep_rows.append(SweepRow(tau, seed, result.val_mse, result.test_mse,
+                                           result.epochs, result.seconds / max(result.epochs, 1),
+                                           skipped_fractions(run_dir)))
+                write_sweep(out / "sweep.csv", sweep_rows)
             continue
         if ablations:  # the committee only: the default, then one change at a time
             variants = {"diversedistill": ({}, COMMITTEES[-1:])}
@@ -179,4 +207,20 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     log("\n" + format_table(summary, best))
     if protocol is not None:
         log("\n" + write_tables(out))
+    if sweep_rows:
+        log("\n" + format_sweep(sweep_rows))
     return rows
+
+
+def sweep_committee(committees: list[str] | None, with_lm: bool) -> tuple[str, ...]:
+    if committees:
+        if len(committees) != 1:
+            raise ConfigError(f"--tau-sweep runs one committee; --committees named {committees}")
+        names = tuple(committees[0].split("+"))
+        unknown = [n for n in names if n not in (*TEACHERS, "lm")]
+        if unknown or ("lm" in names and not with_lm):
+            raise ConfigError(f"--committees {committees[0]}: unknown or absent teacher "
+                              f"{(unknown or ['lm'])[0]!r} (known: {', '.join(TEACHERS)}"
+                              f"{', lm' if with_lm else ''})")
+        return names
+    return SWEEP_COMMITTEE if with_lm else COMMITTEES[-1]

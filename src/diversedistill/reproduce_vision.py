@@ -123,8 +123,9 @@ def experiment_for(name: str, config: str | None) -> tuple[VisionExperiment, dic
 
 def cmd_reproduce_vision(args) -> int:
     """The CLI's ``reproduce cifar10|cifar100``."""
-    if args.injection is not None or args.ablations:
-        raise ConfigError("--injection and --ablations apply to reproduce movielens only")
+    if args.injection is not None or args.ablations or args.tau_sweep or args.methods:
+        raise ConfigError("--injection, --ablations, --tau-sweep and --methods apply to "
+                          "reproduce movielens only")
     exp, dd = experiment_for(args.experiment, args.config)
     if args.train_size is not None:
         exp = replace(exp, train_size=args.train_size)
