@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
+from matplotlib.ticker import MaxNLocator
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
@@ -133,7 +134,7 @@ def gap_plot(summary, best: str | None, path: Path) -> Path | None:
                    key=lambda r: (r.gap_recovered, r.method, r.teachers))
     if not shown:
         return None
-    fig = Figure(figsize=(8, 1.2 + 0.4 * len(shown)), layout="constrained")
+    fig = Figure(figsize=(9, 1.4 + 0.4 * len(shown)), layout="constrained")
     ax = fig.add_subplot()
     y = range(len(shown))
     values = [100 * r.gap_recovered for r in shown]
@@ -160,7 +161,8 @@ def gap_plot(summary, best: str | None, path: Path) -> Path | None:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.axvline(100, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(list(y), [label(r.method, r.teachers) for r in shown])
-    ax.set_xlabel("gap recovered (%), mean over seeds ± std; dashed: the best teacher alone"
+    # two short lines: long method labels (ablations) leave the axes narrow
+    ax.set_xlabel("gap recovered (%), mean over seeds ± std\ndashed: the best teacher alone"
                   + (f" ({best})" if best else ""))
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
@@ -175,14 +177,15 @@ def metric_plot(summary, metric: Metric, path: Path) -> Path | None:
                                   r.method, r.teachers))
     if not shown:
         return None
-    fig = Figure(figsize=(8, 1.2 + 0.4 * len(shown)), layout="constrained")
+    fig = Figure(figsize=(9, 1.4 + 0.4 * len(shown)), layout="constrained")
     ax = fig.add_subplot()
     y = list(range(len(shown)))
     ax.errorbar([r.test_mean for r in shown], y, xerr=[r.test_std for r in shown], fmt="o",
                 capsize=3, color="C0")
+    ax.margins(x=0.08)  # the extreme points clear of the frame
     ax.set_yticks(y, [f"{label(r.method, r.teachers)} (n={r.seeds})" for r in shown])
     better = "higher" if metric.higher_is_better else "lower"
-    ax.set_xlabel(f"{metric.label}, mean over seeds ± std ({better} is better; best at the top)")
+    ax.set_xlabel(f"{metric.label}, mean over seeds ± std\n({better} is better; best at the top)")
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 
@@ -217,7 +220,7 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
                             f"{', '.join(missing)}")
     if not groups:
         return None
-    fig = Figure(figsize=(9, 5), layout="constrained")
+    fig = Figure(figsize=(9, 5.5 + 0.2 * len(groups)), layout="constrained")
     ax = fig.add_subplot()
     everything = []
     for k, ((method, teachers), curves) in enumerate(sorted(groups.items())):
@@ -240,8 +243,10 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
     ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("epoch")
     ax.set_ylabel(inputs.metric.label.replace("test", "validation"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    # below the axes: long labels (ablations) beside them would leave the curves no room
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return save(fig, path)
 
 
@@ -272,7 +277,9 @@ def importance_plot(inputs: Inputs, path: Path) -> Path | None:
             inputs.notes.append("no importance.csv in any DiverseDistill run: run with a "
                                 "version that writes it (importance heatmap left out)")
         return None
-    maps = [(key, seed, *read_importance(file)) for key, (seed, file) in chosen.items()]
+    # DiverseDistill itself first, then its ablations
+    maps = [(key, seed, *read_importance(file)) for key, (seed, file)
+            in sorted(chosen.items(), key=lambda kv: (kv[0][0] != "diversedistill", kv[0]))]
     heights = [len(names) + 1.2 for *_, names, _ in maps]
     fig = Figure(figsize=(10, 0.9 + 0.45 * sum(heights)), layout="constrained")
     axes = fig.subplots(len(maps), 1, squeeze=False, height_ratios=heights)[:, 0]
@@ -281,7 +288,7 @@ def importance_plot(inputs: Inputs, path: Path) -> Path | None:
                           interpolation="nearest")
         ax.set_yticks(range(len(names)), names)
         ax.set_title(f"{label(method, teachers)}, seed {seed}", fontsize=9, loc="left")
-        ax.set_xlabel("sample point (first test rows)", fontsize=8)
+    axes[-1].set_xlabel("sample point (the first test rows, the same in every run)", fontsize=9)
     fig.colorbar(image, ax=list(axes), label="importance α", fraction=0.04, pad=0.01)
     return save(fig, path)
 
@@ -301,7 +308,8 @@ def sweep_plot(inputs: Inputs, path: Path) -> Path | None:
     """The τ sweep: share of each teacher's passes skipped, the test metric and the epoch
     time against τ, each mean ± std over seeds (a panel whose column is absent is left out)."""
     rows, metric = inputs.sweep, inputs.metric
-    skipped = sorted({k for r in rows for k in r if k.startswith("skipped/")})
+    # the file's column order: the committee's order, the same colours as in training logs
+    skipped = list(dict.fromkeys(k for r in rows for k in r if k.startswith("skipped/")))
     panels = [(c, t) for c, t in ((f"test_{metric.name}", metric.label),
                                   ("epoch_seconds", "seconds per epoch"))
               if any(c in r for r in rows)]
