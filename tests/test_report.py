@@ -94,7 +94,7 @@ def test_report_writes_every_plot_and_references_it(tmp_path):
 def test_report_is_deterministic_and_reads_several_directories(tmp_path):
     dirs = [results_dir(tmp_path / f"s{s}", seeds=(s,)) for s in (0, 1, 2)]
     first, _, _ = write_report(dirs, tmp_path / "a")
-    second, inputs, _ = write_report(dirs, tmp_path / "b")
+    _, inputs, _ = write_report(dirs, tmp_path / "b")
     assert {r.seed for r in inputs.rows} == {0, 1, 2} and len(inputs.sweep) == 12
     assert "| student alone | mlp-s | 3 |" in first.read_text()
     for name in ["report.md", *PLOTS]:
@@ -102,7 +102,7 @@ def test_report_is_deterministic_and_reads_several_directories(tmp_path):
 
 
 def test_vision_results(tmp_path):
-    path, inputs, plots = write_report([results_dir(tmp_path / "cifar10", vision=True)])
+    path, _, plots = write_report([results_dir(tmp_path / "cifar10", vision=True)])
     assert path == tmp_path / "cifar10" / "report" / "report.md"  # the default place
     assert sorted(plots) == sorted(PLOTS)
     text = path.read_text()

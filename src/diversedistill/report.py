@@ -146,7 +146,7 @@ def gap_plot(summary, best: str | None, path: Path) -> Path | None:
     ax.barh(y, values, xerr=errors, color=["C0" if v >= 0 else "C3" for v in values],
             capsize=3, height=0.6)
     for k, (v, e) in enumerate(zip(values, errors)):
-        text = f"{int(round(v))}%"  # int: no "-0%" for the student alone
+        text = f"{round(v)}%"  # a whole number: no "-0%" for the student alone
         if v < low - margin or v > high + margin:  # cut: the value inside, at the edge
             edge = low - margin if v < 0 else high + margin
             ax.annotate(f"{text} (off scale)", (edge, k), xytext=(4 if v < 0 else -4, 0),
@@ -356,9 +356,9 @@ def markdown(inputs: Inputs, summary, best, written: dict[str, Path]) -> str:
     seeds = sorted({r.seed for r in inputs.rows})
     better = "higher" if inputs.metric.higher_is_better else "lower"
     lines = ["# DiverseDistill report", "",
-             f"Results: {', '.join(f'`{d}`' for d in inputs.dirs)}; {len(inputs.rows)} rows, "
-             f"seeds {', '.join(map(str, seeds))}; metric: {inputs.metric.label} ({better} is "
-             "better). Made from saved results by `diversedistill report`; nothing was retrained.",
+             (f"Results: {', '.join(f'`{d}`' for d in inputs.dirs)}; {len(inputs.rows)} rows, "
+              f"seeds {', '.join(map(str, seeds))}; metric: {inputs.metric.label} ({better} is "
+              "better). Made from saved results by `diversedistill report`; nothing was retrained."),
              "", "## Summary", "", format_table(summary, best, inputs.metric), ""]
     for name in PLOTS:
         if name in written:
