@@ -76,3 +76,12 @@ def test_seeds_spread_over_runs_are_summarized_together(ml100k_dir, tmp_path, ca
     assert "| diversedistill | mlp-l | 2 |" in capsys.readouterr().out
     assert (tmp_path / "all" / "summary.csv").is_file()
     assert main(["summarize", str(tmp_path / "nothing")]) == 2
+    # a DiverseDistill run saves α on the first test rows, and `report` reads both seeds
+    with open(tmp_path / "a" / "runs" / "diversedistill-mlp-l-0" / "importance.csv") as f:
+        alpha = list(csv.reader(f))
+    assert alpha[0] == ["sample", "mlp-l"] and 1 < len(alpha) <= 1 + 64  # 60 test rows here
+    assert all(0 <= float(line[1]) <= 1 for line in alpha[1:])
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 str(tmp_path / "report")]) == 0
+    assert "importance.png" in capsys.readouterr().out
+    assert "| diversedistill | mlp-l | 2 |" in (tmp_path / "report" / "report.md").read_text()

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,6 +88,9 @@ def test_cli_distill_with_teachers_in_bfloat16_on_their_own_device(tmp_path, cap
                  "--max-epochs", "1", "--teacher-device", "cpu", "--teacher-dtype", "bfloat16",
                  "--d1", "4", "--hidden", "16"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_mse"] > 0
+    # α of both teachers on the first test rows, for `diversedistill report`
+    header = (tmp_path / "run" / "importance.csv").read_text().splitlines()[0]
+    assert header == "sample," + ",".join(Path(t).name for t in teachers)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -346,6 +346,10 @@ def test_reproduce_cifar_writes_accuracy_rows_and_reuses_cached_teachers(tmp_pat
         ("teacher alone", "vit-b"), ("teacher alone", "clip"), ("student alone", "vit-t"),
         ("diversedistill", "vit-b+clip")}
     assert all(0 <= float(r["test_accuracy"]) <= 1 for r in rows)
+    # α of each teacher on the first test images (24: the whole first test batch here)
+    alpha = (out / "runs" / "diversedistill-vit-b+clip-0" / "importance.csv").read_text()
+    assert alpha.splitlines()[0] == "sample,vit-b,clip" and len(alpha.splitlines()) == 1 + 24
+    assert main(["report", str(out)]) == 0 and (out / "report" / "importance.png").is_file()
     with open(out / "summary.csv") as f:
         header = set(next(csv.DictReader(f)))
     assert {"test_accuracy_mean", "test_accuracy_std", "gap_recovered"} <= header

@@ -5,6 +5,7 @@
     diversedistill export runs/dd --out student/
     diversedistill reproduce movielens --data-dir ../shared/data/ml-100k --seeds 3
     diversedistill reproduce cifar10 --data-dir ../shared/data/cifar10 --seeds 3
+    diversedistill report results/lm-s0 results/lm-s1 --out report/
 
 Every user error (bad data, bad config, widths that do not fit) prints one line and
 exits with status 2; anything else is a bug and keeps its traceback.
@@ -21,7 +22,7 @@ from pathlib import Path
 from diversedistill.config import from_dict, load_yaml
 from diversedistill.errors import ConfigError, DiverseDistillError
 
-COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "bench")
+COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "report", "bench")
 TEACHER_DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -197,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="results directories (or results.csv files)")
     p.add_argument("--out", help="directory for the merged results.csv and summary.csv")
 
+    p = sub.add_parser("report", help="a Markdown report with plots from saved results "
+                                      "(never retrains)")
+    p.add_argument("results", nargs="+", help="results directories (or results.csv files), "
+                                              "e.g. one per seed")
+    p.add_argument("--out", help="directory for report.md and its PNGs "
+                                 "(default: <first results directory>/report)")
+
     p = sub.add_parser("bench", help="measure what distillation costs")
     p.add_argument("benchmark", choices=("lm", "throughput", "scaling", "serving"),
                    help="lm: LM teacher preparation time and epoch cost against student "
@@ -263,7 +271,7 @@ def cmd_train_teacher(args) -> int:
 def cmd_distill(args) -> int:
     from diversedistill.committee import Committee
     from diversedistill.export import export_model, load_model
-    from diversedistill.methods import build_method
+    from diversedistill.methods import DiverseDistill, build_method
     from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
     from diversedistill.training import fit
 
@@ -283,10 +291,16 @@ def cmd_distill(args) -> int:
                                     **_train_overrides(args))
     student_model = build(ml, split, recipe, args.seed)
     train, val, test = loaders(ml, split, recipe.batch_size, args.seed)
-    result = fit(as_student(student_model), method, committee, train, val, test, train_cfg,
+    student = as_student(student_model)
+    result = fit(student, method, committee, train, val, test, train_cfg,
                  args.out, clamp=ml.rating_scale, resume=args.resume)
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
+    if isinstance(method, DiverseDistill):  # α of each teacher on fixed rows, for `report`
+        from diversedistill.importance import sample_batch, save_importance
+
+        save_importance(method, student, sample_batch(test), committee.names,
+                        Path(args.out) / "importance.csv")
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     export_model(student_model, Path(args.out) / "student",
@@ -359,6 +373,17 @@ def cmd_summarize(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from diversedistill.report import write_report
+
+    path, inputs, plots = write_report(args.results, args.out)
+    print(f"wrote {path} ({len(inputs.rows)} result rows, {len(plots)} plots: "
+          f"{', '.join(plots) or 'none'})")
+    for note in inputs.notes:
+        print(f"  missing: {note}")
+    return 0
+
+
 def _tables_config(args):
     """--tables with the YAML 'tables:' section (its grids replace the default ones)."""
     from diversedistill.search import TablesConfig
@@ -398,7 +423,8 @@ def cmd_bench(args) -> int:
 
 
 HANDLERS = {"train-teacher": cmd_train_teacher, "distill": cmd_distill, "export": cmd_export,
-            "reproduce": cmd_reproduce, "summarize": cmd_summarize, "bench": cmd_bench}
+            "reproduce": cmd_reproduce, "summarize": cmd_summarize, "report": cmd_report,
+            "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
+from diversedistill.importance import sample_batch, save_importance
 from diversedistill.interface import Teacher
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig
@@ -61,11 +62,14 @@ def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, see
     before = committee.fingerprint()
     student_model = build(ml, split, STUDENT, seed)
     train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
-    result = fit(as_student(student_model), method or DiverseDistill(cfg), committee, train, val,
-                 test, STUDENT.train_config(seed, progress=progress), run_dir,
-                 clamp=ml.rating_scale)
+    student, method = as_student(student_model), method or DiverseDistill(cfg)
+    result = fit(student, method, committee, train, val, test,
+                 STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
     if committee.fingerprint() != before:  # cheap, and the whole method rests on it
         raise RuntimeError("a teacher's weights changed during distillation")
+    if isinstance(method, DiverseDistill) and result.rank == 0:  # fit restored the best epoch
+        save_importance(method, student, sample_batch(test), committee.names,
+                        Path(run_dir) / "importance.csv")
     return student_model, result
 
 

@@ -23,6 +23,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.data.cifar import load_cifar, locate_cifar
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
+from diversedistill.importance import sample_batch, save_importance
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, method_class
 from diversedistill.results import (
     ACCURACY, AccuracyRow, format_table, summarize, write_csv, write_summary_csv,
@@ -44,11 +45,15 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, method: str
     before = committee.fingerprint()
     student_model = build_vit(exp.student, len(parts.class_names), seed)
     train, val, test = loaders(parts, exp, exp.student.batch_size, seed)
-    result = fit(as_student(student_model, exp.student), make_method(method, cfg), committee,
-                 train, val, test, exp.student.train_config(seed, exp.accelerator, progress),
-                 run_dir, metric="accuracy")
+    student, distiller = as_student(student_model, exp.student), make_method(method, cfg)
+    result = fit(student, distiller, committee, train, val, test,
+                 exp.student.train_config(seed, exp.accelerator, progress), run_dir,
+                 metric="accuracy")
     if committee.fingerprint() != before:  # cheap, and the whole method rests on it
         raise RuntimeError("a teacher's weights changed during distillation")
+    if isinstance(distiller, DiverseDistill) and result.rank == 0:  # fit restored the best epoch
+        save_importance(distiller, student, sample_batch(test), committee.names,
+                        Path(run_dir) / "importance.csv")
     return student_model, result
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
+from diversedistill.errors import DataError
 
 
 @dataclass
@@ -130,10 +131,27 @@ def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metri
     write_text_atomic(path, buffer.getvalue())
 
 
-def read_results(path: str | Path) -> list[ResultRow]:
+def read_results(path: str | Path) -> list:
+    """The rows of a results.csv: :class:`ResultRow` (MovieLens: ``val_mse``, ``test_mse``)
+    or :class:`AccuracyRow` (image classification: ``val_accuracy``, ...), by its header."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [ResultRow(r["method"], r["teachers"], int(r["seed"]), float(r["val_mse"]),
-                          float(r["test_mse"]), float(r["seconds"])) for r in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        metric = next((m for m in (MSE, ACCURACY) if f"test_{m.name}" in (reader.fieldnames or ())),
+                      None)
+        if metric is None:
+            raise DataError(f"{path}: expected a test_mse or test_accuracy column, "
+                            f"found {', '.join(reader.fieldnames or ()) or 'no header'}")
+        try:
+            return [metric.row(r["method"], r["teachers"], int(r["seed"]),
+                               float(r[f"val_{metric.name}"]), float(r[f"test_{metric.name}"]),
+                               float(r["seconds"])) for r in reader]
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
+
+
+def metric_of(rows: list) -> Metric:
+    """The metric of rows read by :func:`read_results` (MSE for an empty list)."""
+    return ACCURACY if rows and isinstance(rows[0], AccuracyRow) else MSE
 
 
 def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Metric = MSE) -> str:
