@@ -67,3 +67,17 @@ def test_export_refuses_weights_that_do_not_match_their_checksum(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
     with pytest.raises(ModelError, match=r"m/model.safetensors: checksum differs"):
         load_model(tmp_path / "m")
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    from diversedistill.atomic import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "results.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "results.csv").stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -23,6 +23,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        os.chmod(tmp_path, 0o666 & ~_umask())
         _flush_to_disk(tmp_path)  # a rename can reach the disk before the data it names
         os.replace(tmp_path, target)
     finally:
@@ -32,6 +34,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set, then put it back
+    os.umask(mask)
+    return mask
 
 
 def _flush_to_disk(path: Path) -> None:
