@@ -423,3 +423,27 @@ def test_rebuilding_without_results_is_one_clear_error(tmp_path, capsys):
     write_csv(tmp_path / "results.csv", rows_for(GOOD))
     assert tables_main([str(tmp_path)]) == 0
     assert (tmp_path / "claims.md").is_file() and not (tmp_path / "search.md").exists()
+
+
+def test_summarize_tables_joins_directories_of_a_split_run(tmp_path, capsys):
+    """Two processes ran different cells; both repeated the student-alone rows."""
+    from diversedistill.cli import main
+    from diversedistill.results import ResultRow, write_csv
+
+    common = [ResultRow("student alone", "mlp-s", s, 0.9, 0.88 + 0.01 * s, 1) for s in range(2)]
+    common += [ResultRow("teacher alone", "mlp-l", s, 0.85, 0.84, 1) for s in range(2)]
+    a = common + [ResultRow("ld", "mlp-l", s, 0.86, 0.86, 1) for s in range(2)]
+    b = common + [ResultRow("mt", "lm+mlp-l", s, 0.87, 0.87, 1) for s in range(2)]
+    write_csv(tmp_path / "a" / "results.csv", a)
+    write_csv(tmp_path / "b" / "results.csv", b)
+    assert main(["summarize", str(tmp_path / "a"), str(tmp_path / "b"), "--tables",
+                 "--out", str(tmp_path / "all")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("| student alone | mlp-s | 2 |") == 1  # kept once, not twice
+    with open(tmp_path / "all" / "results.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 8
+    assert (tmp_path / "all" / "table3.md").is_file() and (tmp_path / "all" / "claims.md").is_file()
+    b[0] = ResultRow("student alone", "mlp-s", 0, 0.9, 0.99, 1)  # same run, other score
+    write_csv(tmp_path / "b" / "results.csv", b)
+    assert main(["summarize", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "student alone / mlp-s / seed 0 differs" in capsys.readouterr().err

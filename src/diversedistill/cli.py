@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summarize", help="one table from the results.csv of one or more runs")
     p.add_argument("results", nargs="+", help="results directories (or results.csv files)")
     p.add_argument("--out", help="directory for the merged results.csv and summary.csv")
+    p.add_argument("--tables", action="store_true",
+                   help="also join the directories' search.csv and write the comparison "
+                        "tables into --out (directories of 'reproduce --tables' run in parts)")
 
     p = sub.add_parser("report", help="a Markdown report with plots from saved results "
                                       "(never retrains)")
@@ -356,20 +359,31 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from diversedistill.results import (format_table, read_results, summarize, write_csv,
-                                        write_summary_csv)
+    from diversedistill.results import (format_table, merge_runs, read_results, summarize,
+                                        write_csv, write_summary_csv)
 
-    rows = []
+    if args.tables and not args.out:
+        raise ConfigError("summarize --tables writes the tables: give --out")
+    rows, searches = [], []
     for where in args.results:
         path = Path(where) / "results.csv" if Path(where).is_dir() else Path(where)
         if not path.is_file():
             raise ConfigError(f"{where}: no results.csv there")
-        rows += read_results(path)
+        rows.append(read_results(path))
+        searches.append(path.parent / "search.csv")
+    rows = merge_runs(rows, [str(w) for w in args.results])
     summary, best = summarize(rows)
     if args.out:
         write_csv(Path(args.out) / "results.csv", rows)
         write_summary_csv(Path(args.out) / "summary.csv", summary)
     print(format_table(summary, best))
+    if args.tables:
+        from diversedistill.tables import read_search, write_tables
+
+        search = [r for f in searches if f.is_file() for r in read_search(f)]
+        if search:
+            write_csv(Path(args.out) / "search.csv", search)
+        print("\n" + write_tables(args.out))
     return 0
 
 

@@ -30,7 +30,7 @@ from diversedistill.recsys import (
 from diversedistill.results import ResultRow, format_table, summarize, write_csv, write_summary_csv
 from diversedistill.search import TableProtocol, TablesConfig
 from diversedistill.sweep import SweepRow, format_sweep, skipped_fractions, write_sweep
-from diversedistill.tables import write_tables
+from diversedistill.tables import table_cells, write_tables
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -138,7 +138,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         protocol = TableProtocol(
             lambda names, method, seed, run_dir: distill_run(
                 ml, part, cached, names, cfg, seed, run_dir, injection, progress, method)[1],
-            cfg, seeds, out, tables.merged(), log=log, teachers=cached)
+            cfg, seeds, out, tables.merged(), log=log, teachers=cached,
+            # --committees splits the tables over processes: each runs the cells of its
+            # committees; `summarize --tables` joins their directories
+            cells=[c for c in table_cells() if committees is None or c[1] in committees])
         log(protocol.describe())
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
 

@@ -169,3 +169,27 @@ def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Me
         lines.append(f"\nGap recovered: against the student alone and the best teacher alone "
                      f"({best_teacher}); 100% = as good as that teacher.")
     return "\n".join(lines)
+
+
+def merge_runs(parts: list[list], sources: list[str]) -> list:
+    """Rows of several results files as one list. A run present in more than one (the
+    reference, teacher and student-alone rows every part of a split reproduction repeats)
+    is kept once; the same run with different scores in two files is an error."""
+    kept: dict[tuple, tuple[object, str]] = {}
+    for rows, source in zip(parts, sources):
+        for row in rows:
+            key = (row.method, row.teachers, row.seed)
+            if key not in kept:
+                kept[key] = (row, source)
+                continue
+            first, where = kept[key]
+            same = all(_same(getattr(first, f.name), getattr(row, f.name))
+                       for f in fields(row) if f.name.startswith(("val_", "test_")))
+            if not same:
+                raise DataError(f"{source}: {row.method} / {row.teachers} / seed {row.seed} "
+                                f"differs from the same run in {where}")
+    return [row for row, _ in kept.values()]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9
