@@ -401,6 +401,32 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
     assert {name: (out / name).read_text() for name in before} == before
     assert not math.isnan(float(results[0]["test_mse"]))
 
+    # resumed after a kill: two finished runs and one cell's search are missing; only
+    # those train again, and (CPU runs are deterministic) they give the same figures
+    dropped = {("ld", "mlp-l", "1"), ("mt", "lm+mlp-l", "1")}
+    write_rows(out / "results.csv", [r for r in results
+                                     if (r["method"], r["teachers"], r["seed"]) not in dropped])
+    with open(out / "search.csv") as f:
+        search = list(csv.DictReader(f))
+    write_rows(out / "search.csv", [r for r in search if (r["method"], r["teachers"]) != ("fd", "lm")])
+    calls = []
+    train = reproduce.distill_run
+    monkeypatch.setattr(reproduce, "distill_run",
+                        lambda ml, part, teachers, names, *a, **k: calls.append(names)
+                        or train(ml, part, teachers, names, *a, **k))
+    assert main(args + ["--resume"]) == 0
+    assert sorted(calls) == sorted([("mlp-l",), ("lm", "mlp-l"), ("lm",)])
+    with open(out / "results.csv") as f:
+        resumed = {(r["method"], r["teachers"], r["seed"]): r["test_mse"] for r in csv.DictReader(f)}
+    assert resumed == {(r["method"], r["teachers"], r["seed"]): r["test_mse"] for r in results}
+
+
+def write_rows(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
 
 def test_tables_and_ablations_are_refused_together(tmp_path, capsys):
     args = ["reproduce", "movielens", "--data-dir", str(tmp_path), "--tables", "--ablations"]

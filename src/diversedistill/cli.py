@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="movielens: only the distillation rows of these methods, e.g. fd "
                         "(default: all; the reference, teacher and student rows always run)")
+    p.add_argument("--resume", action="store_true",
+                   help="movielens --tables: keep the runs already in --out (results.csv, "
+                        "search.csv) and run only the missing ones")
     p.add_argument("--tau-sweep", nargs="+", type=float, metavar="TAU",
                    help="movielens: DiverseDistill at each gating threshold on the committee "
                         "LM + MLP-L + MLP-M (or the one --committees names); writes sweep.csv, "
@@ -354,7 +357,7 @@ def cmd_reproduce(args) -> int:
                         args.release, cfg, injection, args.ablations, args.cache_dir,
                         not args.no_progress, split_seed=args.split_seed, lm=_lm_config(args),
                         first_seed=args.first_seed, committees=args.committees, tables=tables,
-                        methods=args.methods, tau_sweep=args.tau_sweep)
+                        methods=args.methods, tau_sweep=args.tau_sweep, resume=args.resume)
     return 0
 
 

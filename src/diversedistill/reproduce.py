@@ -27,10 +27,12 @@ from diversedistill.recsys import (
     STUDENT, TEACHERS, as_student, as_teacher, build, loaders, reference_mse,
     train_alone, train_or_load_teacher,
 )
-from diversedistill.results import ResultRow, format_table, summarize, write_csv, write_summary_csv
+from diversedistill.results import (
+    ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
+)
 from diversedistill.search import TableProtocol, TablesConfig
 from diversedistill.sweep import SweepRow, format_sweep, skipped_fractions, write_sweep
-from diversedistill.tables import table_cells, write_tables
+from diversedistill.tables import read_search, table_cells, write_tables
 from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -82,7 +84,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         committees: list[str] | None = None,
                         tables: TablesConfig | None = None,
                         methods: list[str] | None = None,
-                        tau_sweep: list[float] | None = None) -> list[ResultRow]:
+                        tau_sweep: list[float] | None = None,
+                        resume: bool = False) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
@@ -93,7 +96,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     (:mod:`diversedistill.tables`). ``tau_sweep`` runs DiverseDistill at each of these
     gating thresholds instead, on the committee LM + MLP-L + MLP-M (MLP-M + MLP-L without
     the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
-    (:mod:`diversedistill.sweep`)."""
+    (:mod:`diversedistill.sweep`). ``resume`` (with ``tables``) keeps the rows already in
+    ``out``/results.csv and search.csv and runs only what is missing."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     if tau_sweep:  # checked before any teacher is trained
@@ -108,9 +112,21 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     ml = load_movielens(locate_movielens(release, data_dir))
     log(ml.summary())
     rows: list[ResultRow] = []
+    previous_search = None
+    if resume:
+        if tables is None:
+            raise ConfigError("--resume continues a 'reproduce movielens --tables' run only")
+        if (out / "results.csv").is_file():
+            rows = read_results(out / "results.csv")
+        if (out / "search.csv").is_file():
+            previous_search = read_search(out / "search.csv")
+        log(f"resuming {out}: {len(rows)} result rows and "
+            f"{len(previous_search or [])} search rows kept")
 
     def record(row: ResultRow) -> None:
-        rows.append(row)
+        # a run recorded again (a resumed reproduction) replaces its row: one row per run
+        key = (row.method, row.teachers, row.seed)
+        rows[:] = [r for r in rows if (r.method, r.teachers, r.seed) != key] + [row]
         write_csv(out / "results.csv", rows)
         val = "   -  " if math.isnan(row.val_mse) else f"{row.val_mse:.4f}"
         log(f"  seed {row.seed}  {row.method:<28} {row.teachers:<18} val {val}  "
@@ -141,7 +157,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             cfg, seeds, out, tables.merged(), log=log, teachers=cached,
             # --committees splits the tables over processes: each runs the cells of its
             # committees; `summarize --tables` joins their directories
-            cells=[c for c in table_cells() if committees is None or c[1] in committees])
+            cells=[c for c in table_cells() if committees is None or c[1] in committees],
+            done=list(rows), done_search=previous_search)
         log(protocol.describe())
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
 

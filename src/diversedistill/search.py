@@ -114,8 +114,12 @@ class TableProtocol:
 
     def __init__(self, run: RunFn, base: DiverseDistillConfig, seeds: int, out: str | Path,
                  grids: Mapping[str, list[dict]] | None = None, cells=None, log=print,
-                 teachers: Mapping[str, Any] | None = None):
+                 teachers: Mapping[str, Any] | None = None, done: list[ResultRow] = (),
+                 done_search: list[SearchRow] | None = None):
         self.run, self.base, self.seeds, self.out, self.log = run, base, seeds, Path(out), log
+        # a resumed run: finished runs are recorded again instead of trained again
+        self.done = {(r.method, r.teachers, r.seed): r for r in done}
+        self.done_search = done_search
         self.grids = dict(grids or GRIDS)
         self.teachers = dict(teachers or {})
         wanted = list(cells or table_cells())
@@ -124,7 +128,7 @@ class TableProtocol:
         self.skipped = [c for c in wanted if c not in self.cells]
         self.search: list[SearchRow] = []
         self.chosen: dict[tuple[str, str], dict] = {}
-        self._done, self._started = 0, time.perf_counter()
+        self._done, self._resumed, self._started = 0, 0, time.perf_counter()
         for method, _ in self.cells:  # every grid value builds, before anything trains
             if method not in self.grids:
                 raise ConfigError(f"no search grid for method {method!r}")
@@ -151,7 +155,8 @@ class TableProtocol:
 
     def run_seed(self, seed: int, record: Callable[[ResultRow], None]) -> None:
         """Every cell on ``seed``: the search on the first seed, the chosen config after."""
-        if seed == 0:  # a search.csv left by an earlier run must not pass for this one's
+        if seed == 0 and self.done_search is None:
+            # a search.csv left by an earlier run must not pass for this one's
             (self.out / "search.csv").unlink(missing_ok=True)
         for method, teachers in self.cells:
             cell = (method, teachers)
@@ -160,6 +165,10 @@ class TableProtocol:
                 continue
             if cell not in self.chosen:
                 raise RuntimeError(f"{cell_label(cell)}: run seed 0 (the search) first")
+            if (method, teachers, seed) in self.done:
+                record(self.done[(method, teachers, seed)])
+                self._resumed += 1
+                continue
             run_dir = self.out / "runs" / f"{method}-{teachers}-{seed}"
             result = self._run(cell, self.chosen[cell], seed, run_dir)
             record(ResultRow(method, teachers, seed, result.val_mse, result.test_mse,
@@ -168,6 +177,8 @@ class TableProtocol:
 
     def _search(self, cell, record) -> None:
         method, teachers = cell
+        if self._resume_search(cell, record):
+            return
         trials, results = [], []
         for k, values in enumerate(self.grids[method]):
             run_dir = self.out / "runs" / "search" / f"{method}-{teachers}-{k}"
@@ -185,13 +196,29 @@ class TableProtocol:
         r = results[best]
         record(ResultRow(method, teachers, 0, r.val_mse, r.test_mse, r.seconds))
 
+    def _resume_search(self, cell, record) -> bool:
+        """A cell whose whole search and seed-0 result an earlier run recorded: take them."""
+        method, teachers = cell
+        grid = [json.dumps(v, sort_keys=True) for v in self.grids[method]]
+        trials = [r for r in self.done_search or [] if (r.method, r.teachers) == cell]
+        if [t.config for t in trials] != grid or (method, teachers, 0) not in self.done:
+            return False  # searched with another grid, or cut short: search again
+        self.chosen[cell] = dict(self.grids[method][next(k for k, t in enumerate(trials)
+                                                        if t.chosen)])
+        self.search += trials
+        self._resumed += len(trials)
+        write_csv(self.out / "search.csv", self.search)
+        record(self.done[(method, teachers, 0)])
+        self.log(f"  search {method:<14} {teachers:<12} kept from the earlier run")
+        return True
+
     def _run(self, cell, values, seed, run_dir):
         method, teachers = cell
         result = self.run(tuple(teachers.split("+")), make_method(method, values, self.base),
                           seed, run_dir)
         self._done += 1
         elapsed = time.perf_counter() - self._started
-        left = elapsed / self._done * (self.total_runs - self._done)
+        left = elapsed / self._done * (self.total_runs - self._done - self._resumed)
         self.log(f"  [{self._done}/{self.total_runs}] {elapsed / 60:.1f} min so far, about "
                  f"{left / 60:.0f} min left at this pace")
         return result
