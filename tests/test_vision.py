@@ -406,3 +406,20 @@ def test_the_cpu_recipe_file_is_the_default_experiment():
 
     path = Path(__file__).parent.parent / "configs" / "vision" / "cifar10-cpu.yaml"
     assert load_experiment(load_yaml(path), str(path)) == CPU_EXPERIMENT
+
+
+def test_reproduce_cifar_with_two_workers_gives_the_one_process_rows(tmp_path):
+    """Runs spread over spawned single-threaded workers: the same rows, in any order."""
+    data = write_npz(tmp_path / "data" / "cifar10.npz", n_train=72, n_test=24)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_EXPERIMENT.replace("TEXT_MODEL", str(tiny_sentence_model(tmp_path / "t"))))
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        assert main(["reproduce", "cifar10", "--data-dir", str(data.parent), "--seeds", "2",
+                     "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--config",
+                     str(config), "--no-progress", "--workers", str(workers)]) == 0
+        with open(out / "results.csv") as f:
+            results[workers] = sorted((r["method"], r["teachers"], r["seed"], r["val_accuracy"],
+                                       r["test_accuracy"]) for r in csv.DictReader(f))
+    assert len(results[1]) == 2 * 4 and results[2] == results[1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diversedistill.committee import Committee
@@ -25,6 +25,7 @@ from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
 from diversedistill.importance import sample_batch, save_importance
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, method_class
+from diversedistill.parallel import run_jobs, worker_state
 from diversedistill.results import (
     ACCURACY, AccuracyRow, format_table, summarize, write_csv, write_summary_csv,
 )
@@ -57,19 +58,74 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, method: str
     return student_model, result
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run of the reproduction: a teacher trained (or read from the cache), a student
+    trained alone, or a student distilled by ``method`` from the committee ``names``."""
+
+    kind: str  # "teacher", "student" or "distill"
+    seed: int = 0
+    method: str = ""
+    names: tuple[str, ...] = ()
+
+
+def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root: Path,
+                    cfg: DiverseDistillConfig, out: Path, progress: bool) -> dict:
+    """A worker's state: the data split once; teachers loaded when a job first needs them."""
+    data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
+    return {"exp": exp, "parts": make_parts(data, exp, split_seed), "split_seed": split_seed,
+            "cache_root": cache_root, "cfg": cfg, "out": out, "progress": progress,
+            "teachers": {}}
+
+
+def _teacher(state: dict, name: str):
+    if name not in state["teachers"]:
+        exp = state["exp"]
+        state["teachers"][name] = train_or_load_teacher(
+            state["parts"], exp, name, exp.teachers[name], state["split_seed"],
+            state["cache_root"], state["progress"])
+    return state["teachers"][name]
+
+
+def run_job(job: Job):
+    """Run ``job`` in this process (a worker, or the parent): (metrics, from cache) for a
+    teacher, an :class:`AccuracyRow` for a student."""
+    state = worker_state()
+    exp, parts, out, progress = state["exp"], state["parts"], state["out"], state["progress"]
+    if job.kind == "teacher":
+        _, metrics, cached = _teacher(state, job.names[0])
+        return metrics, cached
+    if job.kind == "student":
+        student = build_vit(exp.student, len(parts.class_names), job.seed)
+        result = train_alone(as_student(student, exp.student), parts, exp, exp.student, job.seed,
+                             out / "runs" / f"student-{job.seed}", progress)
+        return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
+                           result.seconds)
+    teachers = {n: _teacher(state, n)[0] for n in job.names}
+    run_dir = out / "runs" / f"{job.method}-{'+'.join(job.names)}-{job.seed}"
+    _, result = distill_run(parts, exp, teachers, job.names, job.method, state["cfg"], job.seed,
+                            run_dir, progress)
+    return AccuracyRow(job.method, "+".join(job.names), job.seed, result.val, result.test,
+                       result.seconds)
+
+
 def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
                      out: str | Path | None = None, cfg: DiverseDistillConfig | None = None,
                      cache: str | Path | None = None, progress: bool = True, split_seed: int = 0,
-                     log=print) -> list[AccuracyRow]:
+                     log=print, workers: int = 1) -> list[AccuracyRow]:
+    """``workers`` > 1 runs that many runs at a time, each in its own single-threaded
+    process (:mod:`diversedistill.parallel`); the teachers first, then every student."""
     out = Path(out or f"results/{exp.dataset}")
     cfg = cfg or DiverseDistillConfig(**exp.diversedistill)
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
     start = time.perf_counter()
     data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
     log(data.summary())
-    parts = make_parts(data, exp, split_seed)
-    log(parts.describe())
+    log(make_parts(data, exp, split_seed).describe())
+    del data
     rows: list[AccuracyRow] = []
+    # bars from several processes would interleave: workers report by lines only
+    init = (exp, data_dir, split_seed, cache_root, cfg, out, progress and workers <= 1)
 
     def record(row: AccuracyRow) -> None:
         rows.append(row)
@@ -79,34 +135,32 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
 
     # One split and one set of teachers; the seeds vary the students (initialization,
     # shuffling, augmentation), so every method meets the same frozen teachers.
-    teachers, teacher_metrics = {}, {}
     for name, recipe in exp.teachers.items():
         log(f"teacher {name}: {describe(recipe)}: training (or reading it from {cache_root})")
-        teacher, metrics, cached = train_or_load_teacher(parts, exp, name, recipe, split_seed,
-                                                         cache_root, progress)
-        teachers[name], teacher_metrics[name] = teacher, metrics
-        log(f"  {'cached' if cached else 'trained'}: {metrics['parameters'] / 1e6:.2f}M "
-            f"parameters, val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}")
+    teacher_metrics = {}
+
+    def teacher_done(job: Job, result) -> None:
+        metrics, cached = result
+        teacher_metrics[job.names[0]] = metrics
+        log(f"  {job.names[0]} {'cached' if cached else 'trained'}: "
+            f"{metrics['parameters'] / 1e6:.2f}M parameters, val {metrics['val_accuracy']:.4f}, "
+            f"test {metrics['test_accuracy']:.4f}")
+
+    run_jobs([Job("teacher", names=(n,)) for n in exp.teachers], run_job, teacher_done, workers,
+             _prepare_worker, init)
     methods = [m for m in exp.methods if m in METHODS]
     for missing in [m for m in exp.methods if m not in METHODS]:
         log(f"method {missing!r} is not registered in diversedistill.methods.METHODS: skipped")
-
     for seed in range(seeds):
-        for name, metrics in teacher_metrics.items():
+        for name in exp.teachers:
+            metrics = teacher_metrics[name]
             record(AccuracyRow("teacher alone", name, seed, metrics["val_accuracy"],
                                metrics["test_accuracy"], metrics["seconds"]))
-        student = build_vit(exp.student, len(parts.class_names), seed)
-        result = train_alone(as_student(student, exp.student), parts, exp, exp.student, seed,
-                             out / "runs" / f"student-{seed}", progress)
-        record(AccuracyRow("student alone", exp.student_name, seed, result.val, result.test,
-                           result.seconds))
-        for method in methods:
-            for names in committees_for(method, exp.committees):
-                run_dir = out / "runs" / f"{method}-{'+'.join(names)}-{seed}"
-                _, result = distill_run(parts, exp, teachers, names, method, cfg, seed, run_dir,
-                                        progress)
-                record(AccuracyRow(method, "+".join(names), seed, result.val, result.test,
-                                   result.seconds))
+    jobs = [Job("student", seed) for seed in range(seeds)]
+    jobs += [Job("distill", seed, method, tuple(names)) for seed in range(seeds)
+             for method in methods for names in committees_for(method, exp.committees)]
+    log(f"{len(jobs)} student runs, {max(workers, 1)} at a time")
+    run_jobs(jobs, run_job, lambda _job, row: record(row), workers, _prepare_worker, init)
     summary, best = summarize(rows, ("student alone", exp.student_name), metric=ACCURACY)
     write_summary_csv(out / "summary.csv", summary, ACCURACY)
     log("\n" + format_table(summary, best, ACCURACY))
@@ -136,6 +190,8 @@ def cmd_reproduce_vision(args) -> int:
         exp = replace(exp, train_size=args.train_size)
     dd.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     cfg = from_dict(DiverseDistillConfig, dd, args.config or "flags")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     reproduce_vision(exp, args.data_dir, args.seeds, args.out, cfg, args.cache_dir,
-                     not args.no_progress, split_seed=args.split_seed)
+                     not args.no_progress, split_seed=args.split_seed, workers=args.workers)
     return 0
