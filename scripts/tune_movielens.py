@@ -20,7 +20,8 @@ from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.methods import DiverseDistillConfig
 from diversedistill.recsys import TEACHERS, ModelRecipe, build, train_alone, train_or_load_teacher
-from diversedistill.reproduce import COMMITTEES, distill_run
+from diversedistill.ml_runs import distill_run
+from diversedistill.reproduce import COMMITTEES
 
 RECIPES = {  # (learning rate, {dropout, embedding_dropout})
     "simple": (1e-3, {}),

@@ -85,3 +85,20 @@ def test_seeds_spread_over_runs_are_summarized_together(ml100k_dir, tmp_path, ca
                  str(tmp_path / "report")]) == 0
     assert "importance.png" in capsys.readouterr().out
     assert "| diversedistill | mlp-l | 2 |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_two_workers_give_the_rows_of_one_process(ml100k_dir, tmp_path):
+    """Students spread over two spawned single-threaded workers: the same rows."""
+    rows = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        assert main(["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--seeds", "2",
+                     "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+                     "--hidden", "16", "--lm", "none", "--committees", "mlp-l", "mlp-m+mlp-l",
+                     "--workers", str(workers)]) == 0
+        with open(out / "results.csv") as f:
+            rows[workers] = sorted((r["method"], r["teachers"], r["seed"], r["val_mse"],
+                                    r["test_mse"]) for r in csv.DictReader(f))
+    assert {(m, t) for m, t, *_ in rows[1]} >= {("diversedistill", "mlp-m+mlp-l"),
+                                                ("student alone", "mlp-s")}
+    assert rows[2] == rows[1]

@@ -14,7 +14,7 @@ import torch
 
 from conftest import write_ml100k
 from tiny_lm import tiny_bert_dir
-from diversedistill import reproduce
+from diversedistill import ml_runs, reproduce
 from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.claims import FAILS, HOLDS, Spread, compare, decide_claims
 from diversedistill.cli import main
@@ -410,8 +410,8 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
         search = list(csv.DictReader(f))
     write_rows(out / "search.csv", [r for r in search if (r["method"], r["teachers"]) != ("fd", "lm")])
     calls = []
-    train = reproduce.distill_run
-    monkeypatch.setattr(reproduce, "distill_run",
+    train = ml_runs.distill_run
+    monkeypatch.setattr(ml_runs, "distill_run",
                         lambda ml, part, teachers, names, *a, **k: calls.append(names)
                         or train(ml, part, teachers, names, *a, **k))
     assert main(args + ["--resume"]) == 0

@@ -172,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="movielens: only the distillation rows of these methods, e.g. fd "
                         "(default: all; the reference, teacher and student rows always run)")
     p.add_argument("--workers", type=int, default=1,
-                   help="cifar: runs at a time, each in a single-threaded process (2 on a "
-                        "2-core CPU: about twice the throughput of one process)")
+                   help="students trained at a time, each in a single-threaded process "
+                        "(2 on a 2-core CPU: about twice the throughput of one process)")
     p.add_argument("--resume", action="store_true",
                    help="movielens --tables: keep the runs already in --out (results.csv, "
                         "search.csv) and run only the missing ones")
@@ -353,6 +353,8 @@ def cmd_reproduce(args) -> int:
         from diversedistill.reproduce_vision import cmd_reproduce_vision
 
         return cmd_reproduce_vision(args)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     tables = _tables_config(args)
     cfg, injection = _dd_config(args)
     seeds = args.table_seeds if tables else args.seeds
@@ -360,7 +362,8 @@ def cmd_reproduce(args) -> int:
                         args.release, cfg, injection, args.ablations, args.cache_dir,
                         not args.no_progress, split_seed=args.split_seed, lm=_lm_config(args),
                         first_seed=args.first_seed, committees=args.committees, tables=tables,
-                        methods=args.methods, tau_sweep=args.tau_sweep, resume=args.resume)
+                        methods=args.methods, tau_sweep=args.tau_sweep, resume=args.resume,
+                        workers=args.workers)
     return 0
 
 

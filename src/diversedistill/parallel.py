@@ -38,14 +38,18 @@ def _start_worker(init: Callable[..., dict] | None, args: tuple) -> None:
 
 def run_jobs(jobs: Iterable, fn: Callable[[Any], Any], on_result: Callable[[Any, Any], None],
              workers: int = 1, init: Callable[..., dict] | None = None,
-             init_args: tuple = ()) -> None:
+             init_args: tuple = (), state: dict | None = None) -> None:
     """``on_result(job, fn(job))`` for every job: in order in this process when
     ``workers <= 1``, else in completion order from ``workers`` processes. ``fn`` and
-    ``init`` must be importable top-level functions; ``fn`` reads :func:`worker_state`."""
+    ``init`` must be importable top-level functions; ``fn`` reads :func:`worker_state`.
+    ``state``, when given, is this process's state for running the jobs itself (what
+    ``init`` would prepare, already at hand)."""
     jobs = list(jobs)
     if workers <= 1 or len(jobs) <= 1:
         _STATE.clear()  # never a state prepared for another call
-        if init is not None:
+        if state is not None:
+            _STATE.update(state)
+        elif init is not None:
             _STATE.update(init(*init_args))
         for job in jobs:
             on_result(job, fn(job))

@@ -5,7 +5,9 @@ language-model teacher ("lm", all-MiniLM-L6-v2 by default) fine-tuned on it once
 read from the cache); then per seed: the simple references, MLP-S alone, DiverseDistill
 from each single teacher and from the committees MLP-M + MLP-L and LM + MLP-L, and the
 baselines of :data:`BASELINE_ROWS` that are registered. Results are written after every
-run, so an interrupted reproduction keeps what it measured.
+run, so an interrupted reproduction keeps what it measured. Every student is a job
+(:mod:`diversedistill.ml_runs`): ``workers`` of them train at a time, each in its own
+single-threaded process (:mod:`diversedistill.parallel`).
 """
 
 from __future__ import annotations
@@ -14,30 +16,25 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from diversedistill.cached_teacher import CachedOwnPass
-from diversedistill.committee import Committee
+from diversedistill import ml_runs
 from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
-from diversedistill.importance import sample_batch, save_importance
-from diversedistill.interface import Teacher
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
-from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig
-from diversedistill.recsys import (
-    STUDENT, TEACHERS, as_student, as_teacher, build, loaders, reference_mse,
-    train_alone, train_or_load_teacher,
-)
+from diversedistill.methods import METHODS, DiverseDistillConfig
+from diversedistill.ml_runs import Run
+from diversedistill.parallel import run_jobs
+from diversedistill.recsys import STUDENT, TEACHERS, reference_mse, train_or_load_teacher
 from diversedistill.results import (
     ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
 )
-from diversedistill.search import TableProtocol, TablesConfig
+from diversedistill.search import TableProtocol, TableRun, TablesConfig
 from diversedistill.sweep import SweepRow, format_sweep, skipped_fractions, write_sweep
 from diversedistill.tables import read_search, table_cells, write_tables
-from diversedistill.training import fit
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
-LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))
-SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's committee  # the committee first: the headline row
+LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))  # the committee first: the headline row
+SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's committee
 # Baselines run beside DiverseDistill (the LM rows of the paper's Table 3; the full tables
 # are `--tables`): method name -> committees. A method not registered is skipped.
 BASELINE_ROWS = {"fd": (("lm",),)}
@@ -51,30 +48,6 @@ ABLATIONS = {
 }
 
 
-def committee_of(teachers: dict, names, injection: str) -> Committee:
-    """MLP teachers are hooked afresh (their injection mode may differ per run); a
-    prepared teacher object (the LM) is used as it is."""
-    return Committee([teachers[n] if isinstance(teachers[n], Teacher)
-                      else as_teacher(n, teachers[n], mode=injection) for n in names])
-
-
-def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, seed: int,
-                run_dir: Path, injection: str, progress: bool, method=None):
-    committee = committee_of(teachers, names, injection)
-    before = committee.fingerprint()
-    student_model = build(ml, split, STUDENT, seed)
-    train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
-    student, method = as_student(student_model), method or DiverseDistill(cfg)
-    result = fit(student, method, committee, train, val, test,
-                 STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
-    if committee.fingerprint() != before:  # cheap, and the whole method rests on it
-        raise RuntimeError("a teacher's weights changed during distillation")
-    if isinstance(method, DiverseDistill) and result.rank == 0:  # fit restored the best epoch
-        save_importance(method, student, sample_batch(test), committee.names,
-                        Path(run_dir) / "importance.csv")
-    return student_model, result
-
-
 def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "results/movielens",
                         split: str = "random", release: str = "ml-100k",
                         cfg: DiverseDistillConfig | None = None, injection: str = "add",
@@ -85,7 +58,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         tables: TablesConfig | None = None,
                         methods: list[str] | None = None,
                         tau_sweep: list[float] | None = None,
-                        resume: bool = False) -> list[ResultRow]:
+                        resume: bool = False, workers: int = 1) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
@@ -97,7 +70,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     gating thresholds instead, on the committee LM + MLP-L + MLP-M (MLP-M + MLP-L without
     the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
     (:mod:`diversedistill.sweep`). ``resume`` (with ``tables``) keeps the rows already in
-    ``out``/results.csv and search.csv and runs only what is missing."""
+    ``out``/results.csv and search.csv and runs only what is missing. ``workers`` students
+    train at a time, each in its own single-threaded process."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     if tau_sweep:  # checked before any teacher is trained
@@ -147,18 +121,33 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         log(f"teacher lm: {lm.model} (fine-tuned once, then read from {lm_cache})")
         teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
+    # this process runs the jobs itself with what it holds; a worker reads the same caches
+    here = ml_runs.state_from(ml, part, teacher_models, injection, cfg, out,
+                              progress and workers <= 1)
+    worker_args = (release, data_dir, split, split_seed, cache_root, lm, lm_cache, injection,
+                   cfg, out, False)
+
+    def execute(jobs: list[Run], on_result) -> None:
+        # the dearest runs (language-model committees, bigger committees) first: with
+        # several workers the last ones to finish are then short
+        jobs = sorted(jobs, key=lambda j: (-("lm" in j.names), -len(j.names)))
+        if jobs:
+            log(f"{len(jobs)} run(s), {max(workers, 1)} at a time")
+        run_jobs(jobs, ml_runs.run, on_result, workers, ml_runs.prepare, worker_args, here)
+
+    def record_run(job: Run, result) -> None:
+        record(ResultRow(job.label, job.teachers, job.seed, result.val_mse, result.test_mse,
+                         result.seconds))
+
     protocol = None
-    if tables is not None:  # frozen teachers: their own passes are computed once, then reused
-        cached = {n: CachedOwnPass(m if isinstance(m, Teacher) else as_teacher(n, m, injection))
-                  for n, m in teacher_models.items()}
+    if tables is not None:
         protocol = TableProtocol(
-            lambda names, method, seed, run_dir: distill_run(
-                ml, part, cached, names, cfg, seed, run_dir, injection, progress, method)[1],
-            cfg, seeds, out, tables.merged(), log=log, teachers=cached,
+            None, cfg, seeds, out, tables.merged(), log=log, teachers=teacher_models,
             # --committees splits the tables over processes: each runs the cells of its
             # committees; `summarize --tables` joins their directories
             cells=[c for c in table_cells() if committees is None or c[1] in committees],
-            done=list(rows), done_search=previous_search)
+            done=list(rows), done_search=previous_search,
+            execute=lambda runs, on_result: execute_table_runs(runs, on_result, execute, out))
         log(protocol.describe())
     references = reference_mse(part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale)
 
@@ -168,64 +157,36 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     def method_wanted(label: str) -> bool:
         return methods is None or label in methods
 
-    own_passes: dict = {}
-    sweep_rows: list[SweepRow] = []
-    for seed in range(first_seed, first_seed + seeds):
+    seed_range = range(first_seed, first_seed + seeds)
+    for seed in seed_range:
         for name, mse in references.items():
             record(ResultRow("reference", name, seed, float("nan"), mse, 0.0))
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],
                              metrics["seconds"]))
-        student = build(ml, part, STUDENT, seed)
-        result = train_alone(ml, part, student, STUDENT, seed, out / "runs" / f"student-{seed}",
-                             progress)
-        record(ResultRow("student alone", "mlp-s", seed, result.val_mse, result.test_mse,
-                         result.seconds))
-        if protocol is not None:
-            protocol.run_seed(seed, record)
-            continue
-        if tau_sweep:
-            names = sweep_committee(committees, lm is not None)
-            for tau in tau_sweep:
-                run_dir = out / "runs" / f"diversedistill-tau{tau:g}-{'+'.join(names)}-{seed}"
-                _, result = distill_run(ml, part, teacher_models, names, replace(cfg, tau=tau),
-                                        seed, run_dir, injection, progress)
-                record(ResultRow(f"diversedistill τ={tau:g}", "+".join(names), seed,
-                                 result.val_mse, result.test_mse, result.seconds))
-                sweep_rows.append(SweepRow(tau, seed, result.val_mse, result.test_mse,
-                                           result.epochs, result.seconds / max(result.epochs, 1),
-                                           skipped_fractions(run_dir)))
-                write_sweep(out / "sweep.csv", sweep_rows)
-            continue
-        if ablations:  # the committee only: the default, then one change at a time
-            variants = {"diversedistill": ({}, COMMITTEES[-1:])}
-            variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
-        else:
-            variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if lm else ()))}
-        for label, (change, chosen) in variants.items():
-            if not method_wanted(label):
-                continue
-            change = dict(change)
-            mode = change.pop("injection", injection)
-            for names in filter(wanted, chosen):
-                run_dir = out / "runs" / f"{label.replace(' ', '_')}-{'+'.join(names)}-{seed}"
-                _, result = distill_run(ml, part, teacher_models, names, replace(cfg, **change),
-                                        seed, run_dir, mode, progress)
-                record(ResultRow(label, "+".join(names), seed, result.val_mse, result.test_mse,
-                                 result.seconds))
-        for method_name, chosen in ({} if ablations else BASELINE_ROWS).items():
-            for names in filter(wanted, chosen if method_wanted(method_name) else ()):
-                if method_name not in METHODS or any(n not in teacher_models for n in names):
-                    continue
-                run_dir = out / "runs" / f"{method_name}-{'+'.join(names)}-{seed}"
-                # a baseline reads only the teachers' own passes: computed once, then served
-                own = {n: own_passes.setdefault(n, CachedOwnPass(
-                    m if isinstance(m, Teacher) else as_teacher(n, m, injection)))
-                    for n, m in teacher_models.items() if n in names}
-                _, result = distill_run(ml, part, own, names, cfg, seed, run_dir,
-                                        injection, progress, method=METHODS[method_name]())
-                record(ResultRow(method_name, "+".join(names), seed, result.val_mse,
-                                 result.test_mse, result.seconds))
+    execute([Run("student alone", seed, run_name=f"student-{seed}") for seed in seed_range],
+            record_run)
+    sweep_rows: list[SweepRow] = []
+    if protocol is not None:
+        protocol.run_seeds(seed_range, record)
+        for line in ml_runs.describe_own_passes(here):  # runs made in this process
+            log(f"  {line}")
+    elif tau_sweep:
+        names = sweep_committee(committees, lm is not None)
+
+        def swept(job: Run, result) -> None:
+            record_run(job, result)
+            sweep_rows.append(SweepRow(dict(job.values)["tau"], job.seed, result.val_mse,
+                                       result.test_mse, result.epochs,
+                                       result.seconds / max(result.epochs, 1),
+                                       skipped_fractions(result.run_dir)))
+            write_sweep(out / "sweep.csv", sorted(sweep_rows, key=lambda r: (r.tau, r.seed)))
+        execute([Run(f"diversedistill τ={tau:g}", seed, names, values=(("tau", tau),),
+                     run_name=f"diversedistill-tau{tau:g}-{'+'.join(names)}-{seed}")
+                 for seed in seed_range for tau in tau_sweep], swept)
+    else:
+        execute(default_runs(seed_range, lm is not None, ablations, wanted, method_wanted,
+                             teacher_models), record_run)
     summary, best = summarize(rows)
     write_summary_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
@@ -234,6 +195,41 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     if sweep_rows:
         log("\n" + format_sweep(sweep_rows))
     return rows
+
+
+def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_wanted,
+                 teachers: dict) -> list[Run]:
+    """The rows of a reproduction without --tables / --tau-sweep: DiverseDistill on every
+    committee (or the ablations on MLP-M + MLP-L) and the baselines of BASELINE_ROWS."""
+    if ablations:  # the committee only: the default, then one change at a time
+        variants = {"diversedistill": ({}, COMMITTEES[-1:])}
+        variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
+    else:
+        variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if with_lm else ()))}
+    runs = []
+    for seed in seed_range:
+        for label, (change, chosen) in variants.items():
+            change = dict(change)
+            mode = change.pop("injection", "")
+            runs += [Run(label, seed, names, values=tuple(sorted(change.items())), injection=mode)
+                     for names in filter(wanted, chosen) if method_wanted(label)]
+        for name, chosen in ({} if ablations else BASELINE_ROWS).items():
+            # a baseline reads only the teachers' own passes: computed once, then served
+            runs += [Run(name, seed, names, method=name, own_pass=True)
+                     for names in filter(wanted, chosen if method_wanted(name) else ())
+                     if name in METHODS and all(n in teachers for n in names)]
+    return runs
+
+
+def execute_table_runs(runs: list[TableRun], on_result, execute, out: Path) -> None:
+    """The tables' runs as jobs: every teacher's own pass served from its cache (frozen
+    teachers); DiverseDistill's questions still go to the teacher itself."""
+    import json
+
+    jobs = {Run(r.method, r.seed, tuple(r.teachers.split("+")), method=r.method,
+                values=tuple(sorted(json.loads(r.values).items())), own_pass=True,
+                run_name=str(r.run_dir.relative_to(out / "runs"))): r for r in runs}
+    execute(list(jobs), lambda job, result: on_result(jobs[job], result))
 
 
 def sweep_committee(committees: list[str] | None, with_lm: bool) -> tuple[str, ...]:

@@ -103,20 +103,44 @@ def choose(trials: list[SearchRow]) -> int:
 RunFn = Callable[[tuple[str, ...], Method, int, Path], Any]
 
 
-class TableProtocol:
-    """Search on the first seed, then the chosen config on every seed, cell by cell.
+@dataclass(frozen=True)
+class TableRun:
+    """One run the protocol asks for, as plain data (so that it can go to a worker)."""
 
-    ``run`` trains one student (see :func:`diversedistill.reproduce.distill_run`); the
-    protocol only decides what runs, records it and writes ``search.csv``. ``teachers``, when
-    given, are the teachers available by name: a cell needing another one is skipped (e.g.
-    the LM cells under ``--lm none``), and their own-pass caches are reported.
+    method: str
+    teachers: str
+    seed: int
+    values: str  # JSON of the grid value
+    run_dir: Path
+    trial: int = -1  # the grid value's index in a search run; -1 after the search
+
+    @property
+    def cell(self) -> tuple[str, str]:
+        return self.method, self.teachers
+
+
+# execute(runs, on_result): train every run (in any order, in any process) and call
+# on_result(run, result) with an object holding val_mse, test_mse, seconds
+ExecuteFn = Callable[[list[TableRun], Callable[[TableRun, Any], None]], None]
+
+
+class TableProtocol:
+    """Search on the first seed, then the chosen config on every seed.
+
+    ``run`` trains one student (see :func:`diversedistill.ml_runs.distill_run`); or
+    ``execute`` trains a list of :class:`TableRun` (several at a time, in worker
+    processes); the protocol only decides what runs, records it and writes ``search.csv``.
+    All search runs are asked for at once, then all runs of the later seeds. ``teachers``,
+    when given, are the teachers available by name: a cell needing another one is skipped
+    (e.g. the LM cells under ``--lm none``).
     """
 
-    def __init__(self, run: RunFn, base: DiverseDistillConfig, seeds: int, out: str | Path,
+    def __init__(self, run: RunFn | None, base: DiverseDistillConfig, seeds: int, out: str | Path,
                  grids: Mapping[str, list[dict]] | None = None, cells=None, log=print,
                  teachers: Mapping[str, Any] | None = None, done: list[ResultRow] = (),
-                 done_search: list[SearchRow] | None = None):
+                 done_search: list[SearchRow] | None = None, execute: ExecuteFn | None = None):
         self.run, self.base, self.seeds, self.out, self.log = run, base, seeds, Path(out), log
+        self.execute = execute or self._execute_here
         # a resumed run: finished runs are recorded again instead of trained again
         self.done = {(r.method, r.teachers, r.seed): r for r in done}
         self.done_search = done_search
@@ -154,40 +178,61 @@ class TableProtocol:
                    if self.skipped else ""))
 
     def run_seed(self, seed: int, record: Callable[[ResultRow], None]) -> None:
-        """Every cell on ``seed``: the search on the first seed, the chosen config after."""
-        if seed == 0 and self.done_search is None:
+        self.run_seeds([seed], record)
+
+    def run_seeds(self, seeds, record: Callable[[ResultRow], None]) -> None:
+        """Every cell on ``seeds``: the search on seed 0, then the chosen configs."""
+        seeds = list(seeds)
+        if 0 in seeds:
+            self._search_all(record)
+        later = []
+        for seed in (s for s in seeds if s != 0):
+            for method, teachers in self.cells:
+                cell = (method, teachers)
+                if cell not in self.chosen:
+                    raise RuntimeError(f"{cell_label(cell)}: run seed 0 (the search) first")
+                if (method, teachers, seed) in self.done:
+                    record(self.done[(method, teachers, seed)])
+                    self._resumed += 1
+                    continue
+                later.append(TableRun(method, teachers, seed,
+                                      json.dumps(self.chosen[cell], sort_keys=True),
+                                      self.out / "runs" / f"{method}-{teachers}-{seed}"))
+
+        def finished(run: TableRun, result) -> None:
+            self._count()
+            record(ResultRow(run.method, run.teachers, run.seed, result.val_mse,
+                             result.test_mse, result.seconds))
+        self.execute(later, finished)
+
+    def _search_all(self, record) -> None:
+        if self.done_search is None:
             # a search.csv left by an earlier run must not pass for this one's
             (self.out / "search.csv").unlink(missing_ok=True)
+        runs, trials = [], {}
         for method, teachers in self.cells:
-            cell = (method, teachers)
-            if seed == 0:
-                self._search(cell, record)
+            if self._resume_search((method, teachers), record):
                 continue
-            if cell not in self.chosen:
-                raise RuntimeError(f"{cell_label(cell)}: run seed 0 (the search) first")
-            if (method, teachers, seed) in self.done:
-                record(self.done[(method, teachers, seed)])
-                self._resumed += 1
-                continue
-            run_dir = self.out / "runs" / f"{method}-{teachers}-{seed}"
-            result = self._run(cell, self.chosen[cell], seed, run_dir)
-            record(ResultRow(method, teachers, seed, result.val_mse, result.test_mse,
-                             result.seconds))
-        self._report_cache()
+            trials[(method, teachers)] = {}
+            for k, values in enumerate(self.grids[method]):
+                runs.append(TableRun(method, teachers, 0, json.dumps(values, sort_keys=True),
+                                     self.out / "runs" / "search" / f"{method}-{teachers}-{k}", k))
 
-    def _search(self, cell, record) -> None:
-        method, teachers = cell
-        if self._resume_search(cell, record):
-            return
-        trials, results = [], []
-        for k, values in enumerate(self.grids[method]):
-            run_dir = self.out / "runs" / "search" / f"{method}-{teachers}-{k}"
-            result = self._run(cell, values, 0, run_dir)
-            results.append(result)
-            trials.append(SearchRow(method, teachers, 0, k, json.dumps(values, sort_keys=True),
-                                    result.val_mse, result.seconds, False))
-            self.log(f"  search {method:<14} {teachers:<12} {trials[-1].config:<50} "
+        def finished(run: TableRun, result) -> None:
+            self._count()
+            self.log(f"  search {run.method:<14} {run.teachers:<12} {run.values:<50} "
                      f"val {result.val_mse:.4f}")
+            got = trials[run.cell]
+            got[run.trial] = result
+            if len(got) == len(self.grids[run.method]):  # the cell's search is complete
+                self._choose(run.cell, [got[k] for k in range(len(got))], record)
+        self.execute(runs, finished)
+
+    def _choose(self, cell, results: list, record) -> None:
+        method, teachers = cell
+        trials = [SearchRow(method, teachers, 0, k, json.dumps(values, sort_keys=True),
+                            r.val_mse, r.seconds, False)
+                  for k, (values, r) in enumerate(zip(self.grids[method], results))]
         best = choose(trials)
         trials[best].chosen = True
         self.chosen[cell] = dict(self.grids[method][best])
@@ -212,19 +257,14 @@ class TableProtocol:
         self.log(f"  search {method:<14} {teachers:<12} kept from the earlier run")
         return True
 
-    def _run(self, cell, values, seed, run_dir):
-        method, teachers = cell
-        result = self.run(tuple(teachers.split("+")), make_method(method, values, self.base),
-                          seed, run_dir)
+    def _execute_here(self, runs: list[TableRun], on_result) -> None:
+        for run in runs:
+            method = make_method(run.method, json.loads(run.values), self.base)
+            on_result(run, self.run(tuple(run.teachers.split("+")), method, run.seed, run.run_dir))
+
+    def _count(self) -> None:
         self._done += 1
         elapsed = time.perf_counter() - self._started
         left = elapsed / self._done * (self.total_runs - self._done - self._resumed)
-        self.log(f"  [{self._done}/{self.total_runs}] {elapsed / 60:.1f} min so far, about "
-                 f"{left / 60:.0f} min left at this pace")
-        return result
-
-    def _report_cache(self) -> None:
-        for name, teacher in self.teachers.items():
-            if getattr(teacher, "hits", 0) + getattr(teacher, "misses", 0):
-                self.log(f"  own-pass cache {name}: {teacher.rows_stored} rows stored, "
-                         f"{teacher.hits:,} rows served from memory, {teacher.misses:,} computed")
+        self.log(f"  [{self._done + self._resumed}/{self.total_runs}] {elapsed / 60:.1f} min so "
+                 f"far, about {left / 60:.0f} min left at this pace")
