@@ -97,3 +97,14 @@ def test_cli_rejects_a_bad_size_in_one_line(capsys):
     assert main(["bench", "scaling", "--sizes", "huge"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'huge' is not a number of ratings" in err[0]
+
+
+def test_scaling_runs_each_size_in_its_own_process_and_tables_it():
+    from diversedistill.bench.scaling import bench_scaling
+
+    lines = []
+    results = bench_scaling([20_000, 30_000], distill_up_to=20_000, log=lines.append)
+    assert [r["ratings"] for r in results] == [20_000, 30_000]
+    assert set(results[1]["methods"]) == {"student alone"}  # above distill_up_to
+    table = lines[-1]
+    assert "| 30,000 | 24,000 |" in table and "not timed" in table

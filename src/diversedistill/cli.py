@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=40, help="training batches timed per method")
     p.add_argument("--sizes", nargs="+", default=["100k", "1m", "10m"],
                    help="scaling: numbers of synthetic ratings (default 100k 1m 10m)")
+    p.add_argument("--distill-up-to", default="1m",
+                   help="scaling: time DiverseDistill's epoch up to this size (default 1m; "
+                        "student alone at every size)")
     p.add_argument("--repeats", type=int, default=300, help="serving: timed calls per model")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -439,7 +442,8 @@ def cmd_bench(args) -> int:
     elif args.benchmark == "scaling":
         from diversedistill.bench.scaling import parse_size
 
-        bench.bench_scaling([parse_size(s) for s in args.sizes])
+        bench.bench_scaling([parse_size(s) for s in args.sizes],
+                            distill_up_to=parse_size(args.distill_up_to))
     else:
         bench.bench_serving(args.data_dir, args.cache_dir, args.repeats, progress=progress)
     return 0

@@ -79,8 +79,9 @@ def synthetic_movielens(n_ratings: int, seed: int = 0) -> MovieLens:
                      genre_names=[f"g{k}" for k in range(N_GENRES)])
 
 
-def measure_size(n_ratings: int, seed: int = 0) -> dict:
-    """One epoch of every method on ``n_ratings`` synthetic ratings, in this process."""
+def measure_size(n_ratings: int, seed: int = 0, methods: list[str] | None = None) -> dict:
+    """One epoch of every method (or of ``methods``) on ``n_ratings`` synthetic ratings,
+    in this process."""
     start = time.perf_counter()
     ml = synthetic_movielens(n_ratings, seed)
     split = random_split(ml, seed)
@@ -90,6 +91,8 @@ def measure_size(n_ratings: int, seed: int = 0) -> dict:
     teachers = [as_teacher(n, build(ml, split, TEACHERS[n], seed), mode="add")
                 for n in ("mlp-m", "mlp-l")]
     for label, make in METHODS.items():
+        if methods is not None and label not in methods:
+            continue
         train, _, _ = loaders(ml, split, STUDENT.batch_size, seed)
         r = time_epoch(make(), build(ml, split, STUDENT, seed),
                        [] if label == "student alone" else teachers, train, None, STUDENT.lr)
@@ -100,12 +103,18 @@ def measure_size(n_ratings: int, seed: int = 0) -> dict:
     return figures
 
 
-def bench_scaling(sizes: list[int], seed: int = 0, log=print) -> list[dict]:
+def bench_scaling(sizes: list[int], seed: int = 0, distill_up_to: int = 1_000_000,
+                  log=print) -> list[dict]:
+    """``distill_up_to``: DiverseDistill's epoch is timed up to this size (at 10M ratings
+    one epoch takes the better part of an hour on a 2-core CPU); student alone at every
+    size, so the data pipeline's scaling is measured all the way."""
     results = []
     for n in sizes:
-        log(f"{n:,} ratings: generating and training one epoch per method (own process) ...")
+        methods = list(METHODS) if n <= distill_up_to else ["student alone"]
+        log(f"{n:,} ratings: generating and training one epoch of {', '.join(methods)} "
+            f"(own process) ...")
         done = subprocess.run([sys.executable, "-m", "diversedistill.bench.scaling", str(n),
-                               str(seed)], capture_output=True, text=True)
+                               str(seed), *methods], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"scaling benchmark at {n:,} ratings failed:\n{done.stderr[-2000:]}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -117,17 +126,17 @@ def bench_scaling(sizes: list[int], seed: int = 0, log=print) -> list[dict]:
 
 
 def format_scaling(results: list[dict]) -> str:
-    labels = list(results[0]["methods"])
+    labels = list(dict.fromkeys(m for r in results for m in r["methods"]))
     head = " | ".join(f"{m}: s / epoch | {m}: s per M rows" for m in labels)
     lines = [f"| ratings | train rows | {head} | rating arrays (MiB) | peak memory (MiB) |",
              "|---|---|" + "---|---|" * len(labels) + "---|---|"]
     for r in results:
         cells = " | ".join(f"{r['methods'][m]['epoch s']:.1f} | {r['methods'][m]['s per M rows']:.1f}"
-                           for m in labels)
+                           if m in r["methods"] else "not timed | not timed" for m in labels)
         lines.append(f"| {r['ratings']:,} | {r['train rows']:,} | {cells} | {r['data MiB']:.0f} | "
                      f"{r['max rss MiB']:,.0f} |")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # one size, in a process of its own: python -m ... N SEED
-    print(json.dumps(measure_size(int(sys.argv[1]), int(sys.argv[2]))))
+if __name__ == "__main__":  # one size, in a process of its own: python -m ... N SEED [METHOD ...]
+    print(json.dumps(measure_size(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] or None)))
