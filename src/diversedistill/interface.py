@@ -135,19 +135,9 @@ class HookedStudent(nn.Module):
     def frozen_head(self, z: torch.Tensor) -> torch.Tensor:
         """The student's head applied with its parameters detached: gradients reach ``z``
         (the distillation module's answer) but never the student."""
-        out = frozen_call(self.head, z)
+        params = {k: v.detach() for k, v in self.head.named_parameters()}
+        out = torch.func.functional_call(self.head, params, (z,))
         return out.squeeze(-1) if out.shape[-1] == 1 and out.dim() > 1 else out
-
-    def answer_space(self, a: torch.Tensor) -> torch.Tensor:
-        """An augmented answer brought into the space ``z`` lives in (identity here; a
-        student whose ``z`` is layer-normalized normalizes answers the same way)."""
-        return a
-
-
-def frozen_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` with its parameters detached: gradient reaches ``x``, never ``module``."""
-    params = {k: v.detach() for k, v in module.named_parameters()}
-    return torch.func.functional_call(module, params, (x,))
 
 
 class Teacher:

@@ -144,8 +144,7 @@ class DiverseDistill(Method):
             rows = slice(None) if bool(mask.all()) else mask.nonzero(as_tuple=True)[0]
             asked = batch if isinstance(rows, slice) else take_rows(batch, rows)
             answer = teacher.answer(questions[i][rows], teacher.context(asked))
-            # in z's space: e.g. through the student's final LayerNorm (interface.answer_space)
-            a = student.answer_space(self.module.answers(i, answer.hidden))
+            a = self.module.answers(i, answer.hidden)
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()

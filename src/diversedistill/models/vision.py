@@ -43,9 +43,7 @@ from torch import nn
 
 from diversedistill.errors import ModelError
 from diversedistill.hub import load_pretrained
-from diversedistill.interface import (
-    Answer, Batch, HookedStudent, StudentOutput, Teacher, frozen_call,
-)
+from diversedistill.interface import Answer, Batch, HookedStudent, StudentOutput, Teacher
 
 # Normalization constants of the published checkpoints (their preprocessor_config.json).
 VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # google/vit-*
@@ -302,13 +300,6 @@ class ViTStudent(HookedStudent):
     def forward(self, batch: Batch) -> StudentOutput:
         out = super().forward(batch)
         return StudentOutput(out.prediction, out.h[:, 0], out.z)
-
-    def answer_space(self, a: torch.Tensor) -> torch.Tensor:
-        """``z`` is the output of the final LayerNorm, so an answer goes through that
-        LayerNorm too (parameters detached, as the head's are). Otherwise the regularizer's
-        cross-entropy of ``head(a)`` rewards answers of ever larger norm, which ``z`` can
-        never reach: the distillation term grows instead of shrinking (docs/vision.md)."""
-        return frozen_call(self.model.vit.layernorm, a)
 
 
 # --------------------------------------------------------------------------- specs, loading
