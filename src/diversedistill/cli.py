@@ -283,7 +283,7 @@ def cmd_train_teacher(args) -> int:
 def cmd_distill(args) -> int:
     from diversedistill.committee import Committee
     from diversedistill.export import export_model, load_model
-    from diversedistill.methods import DiverseDistill, build_method
+    from diversedistill.methods import build_method
     from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
     from diversedistill.training import fit
 
@@ -308,11 +308,9 @@ def cmd_distill(args) -> int:
                  args.out, clamp=ml.rating_scale, resume=args.resume)
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
-    if isinstance(method, DiverseDistill):  # α of each teacher on fixed rows, for `report`
-        from diversedistill.importance import sample_batch, save_importance
+    from diversedistill.importance import record_importance
 
-        save_importance(method, student, sample_batch(test), committee.names,
-                        Path(args.out) / "importance.csv")
+    record_importance(method, student, result, test, committee.names, args.out)  # for `report`
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     export_model(student_model, Path(args.out) / "student",

@@ -54,6 +54,12 @@ class Committee:
     def __len__(self) -> int:
         return len(self.teachers)
 
+    def check_unchanged(self, fingerprint: str) -> None:
+        """Raise if a teacher's weights differ from ``fingerprint`` (taken before training):
+        cheap, and the whole method rests on it."""
+        if self.fingerprint() != fingerprint:
+            raise RuntimeError("a teacher's weights changed during distillation")
+
     def fingerprint(self) -> str:
         """A hash of every teacher weight: equal before and after training, or a bug."""
         digest = hashlib.sha256()

@@ -58,3 +58,14 @@ def save_importance(method, student, batch, committee_names: Sequence[str],
     path = Path(path)
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def record_importance(method, student, result, test_loader, committee_names: Sequence[str],
+                      run_dir: str | Path) -> None:
+    """After a finished run: ``run_dir/importance.csv`` when the method is DiverseDistill
+    (``fit`` has restored the best epoch), written by the reporting process only."""
+    from diversedistill.methods import DiverseDistill
+
+    if isinstance(method, DiverseDistill) and result.rank == 0:
+        save_importance(method, student, sample_batch(test_loader), committee_names,
+                        Path(run_dir) / "importance.csv")

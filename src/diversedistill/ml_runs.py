@@ -16,7 +16,7 @@ from pathlib import Path
 from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, locate_movielens, make_split
-from diversedistill.importance import sample_batch, save_importance
+from diversedistill.importance import record_importance
 from diversedistill.interface import Teacher
 from diversedistill.lm.prepare import prepare_language_teacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
@@ -88,11 +88,8 @@ def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, see
     student, method = as_student(student_model), method or DiverseDistill(cfg)
     result = fit(student, method, committee, train, val, test,
                  STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
-    if committee.fingerprint() != before:  # cheap, and the whole method rests on it
-        raise RuntimeError("a teacher's weights changed during distillation")
-    if isinstance(method, DiverseDistill) and result.rank == 0:  # fit restored the best epoch
-        save_importance(method, student, sample_batch(test), committee.names,
-                        Path(run_dir) / "importance.csv")
+    committee.check_unchanged(before)
+    record_importance(method, student, result, test, committee.names, run_dir)
     return student_model, result
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.data import MovieLens, Ratings, RatingSplit, global_mean, rating_loader
 from diversedistill.errors import ModelError
 from diversedistill.export import export_model, load_model, read_config

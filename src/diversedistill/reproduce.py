@@ -13,7 +13,6 @@ single-threaded process (:mod:`diversedistill.parallel`).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 from diversedistill import ml_runs

@@ -23,7 +23,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.data.cifar import load_cifar, locate_cifar
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
-from diversedistill.importance import sample_batch, save_importance
+from diversedistill.importance import record_importance
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, method_class
 from diversedistill.parallel import run_jobs, worker_state
 from diversedistill.results import (
@@ -50,11 +50,8 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, method: str
     result = fit(student, distiller, committee, train, val, test,
                  exp.student.train_config(seed, exp.accelerator, progress), run_dir,
                  metric="accuracy")
-    if committee.fingerprint() != before:  # cheap, and the whole method rests on it
-        raise RuntimeError("a teacher's weights changed during distillation")
-    if isinstance(distiller, DiverseDistill) and result.rank == 0:  # fit restored the best epoch
-        save_importance(distiller, student, sample_batch(test), committee.names,
-                        Path(run_dir) / "importance.csv")
+    committee.check_unchanged(before)
+    record_importance(distiller, student, result, test, committee.names, run_dir)
     return student_model, result
 
 
