@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
 SEEDS ?= 3
+WORKERS ?= 2  # students trained at a time, one thread each (a 2-core CPU)
 
 .PHONY: setup run cifar test clean
 
@@ -19,10 +20,10 @@ $(BIN)/diversedistill: pyproject.toml
 setup: $(BIN)/diversedistill
 
 run: setup
-	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --out results/movielens
+	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --workers $(WORKERS) --out results/movielens
 
 cifar: setup
-	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds $(SEEDS) --out results/cifar10
+	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds $(SEEDS) --workers $(WORKERS) --out results/cifar10
 
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q
