@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: all; the reference, teacher and student rows always run)")
     p.add_argument("--workers", type=int, default=1,
                    help="students trained at a time, each in a single-threaded process "
-                        "(2 on a 2-core CPU: about twice the throughput of one process)")
+                        "(2 on a 2-core CPU)")
     p.add_argument("--resume", action="store_true",
                    help="movielens --tables: keep the runs already in --out (results.csv, "
                         "search.csv) and run only the missing ones")
