@@ -28,6 +28,8 @@ def worker_state() -> dict[str, Any]:
 
 
 def _start_worker(init: Callable[..., dict] | None, args: tuple) -> None:
+    # torch is usually imported already (unpickling ``init`` imports its module), so the
+    # thread count is set on torch itself; the variable is for processes this one starts
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 

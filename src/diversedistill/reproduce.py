@@ -12,6 +12,7 @@ single-threaded process (:mod:`diversedistill.parallel`).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -223,8 +224,6 @@ def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_want
 def execute_table_runs(runs: list[TableRun], on_result, execute, out: Path) -> None:
     """The tables' runs as jobs: every teacher's own pass served from its cache (frozen
     teachers); DiverseDistill's questions still go to the teacher itself."""
-    import json
-
     jobs = {Run(r.method, r.seed, tuple(r.teachers.split("+")), method=r.method,
                 values=tuple(sorted(json.loads(r.values).items())), own_pass=True,
                 run_name=str(r.run_dir.relative_to(out / "runs"))): r for r in runs}
