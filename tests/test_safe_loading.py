@@ -124,3 +124,26 @@ def test_hugging_face_remote_code_never_runs(transformers, tmp_path):
     with pytest.raises(ModelError, match="trust_remote_code=True is refused"):
         load_pretrained(transformers.AutoModel, str(repo), trust_remote_code=True)
     assert not marker.exists()
+
+
+def test_loading_prints_one_line_for_weights_that_start_random_and_nothing_for_unused(tmp_path, caplog, capsys):
+    from transformers import AutoModel, BertConfig, BertModel
+
+    from diversedistill.hub import load_pretrained
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16)
+    BertModel(config, add_pooling_layer=True).save_pretrained(tmp_path / "with-pooler")
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "no-pooler")
+    with caplog.at_level("WARNING"):
+        # the checkpoint's pooler is not used: expected, so silent
+        load_pretrained(AutoModel, str(tmp_path / "with-pooler"), add_pooling_layer=False)
+        assert not caplog.records
+        # the model's pooler is not in the checkpoint: it starts random, and the user hears it
+        model = load_pretrained(AutoModel, str(tmp_path / "no-pooler"))
+    assert isinstance(model, BertModel)  # the model, not transformers' (model, info) pair
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'no-pooler'}: 2 weight(s) not in the checkpoint start from random values: "
+        "pooler.dense.bias, pooler.dense.weight"]
+    captured = capsys.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err  # transformers' own table is not printed

@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="students trained at a time, each in a single-threaded process "
                         "(2 on a 2-core CPU)")
     p.add_argument("--resume", action="store_true",
-                   help="movielens --tables: keep the runs already in --out (results.csv, "
-                        "search.csv) and run only the missing ones")
+                   help="movielens --tables or --tau-sweep: keep the runs already in --out "
+                        "(results.csv, search.csv, sweep.csv) and run only the missing ones")
     p.add_argument("--tau-sweep", nargs="+", type=float, metavar="TAU",
                    help="movielens: DiverseDistill at each gating threshold on the committee "
                         "LM + MLP-L + MLP-M (or the one --committees names); writes sweep.csv, "

@@ -29,7 +29,8 @@ from diversedistill.results import (
     ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
 )
 from diversedistill.search import TableProtocol, TableRun, TablesConfig
-from diversedistill.sweep import SweepRow, format_sweep, skipped_fractions, write_sweep
+from diversedistill.sweep import (SweepRow, format_sweep, read_sweep, skipped_fractions,
+                                  write_sweep)
 from diversedistill.tables import read_search, table_cells, write_tables
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -69,9 +70,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     (:mod:`diversedistill.tables`). ``tau_sweep`` runs DiverseDistill at each of these
     gating thresholds instead, on the committee LM + MLP-L + MLP-M (MLP-M + MLP-L without
     the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
-    (:mod:`diversedistill.sweep`). ``resume`` (with ``tables``) keeps the rows already in
-    ``out``/results.csv and search.csv and runs only what is missing. ``workers`` students
-    train at a time, each in its own single-threaded process."""
+    (:mod:`diversedistill.sweep`). ``resume`` (with ``tables`` or ``tau_sweep``) keeps the
+    rows already in ``out``/results.csv, search.csv and sweep.csv and runs only what is
+    missing. ``workers`` students train at a time, each in its own single-threaded process."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     if tau_sweep:  # checked before any teacher is trained
@@ -87,15 +88,19 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     log(ml.summary())
     rows: list[ResultRow] = []
     previous_search = None
+    sweep_rows: list[SweepRow] = []
     if resume:
-        if tables is None:
-            raise ConfigError("--resume continues a 'reproduce movielens --tables' run only")
+        if tables is None and not tau_sweep:
+            raise ConfigError("--resume continues a 'reproduce movielens --tables' or "
+                              "'--tau-sweep' run only")
         if (out / "results.csv").is_file():
             rows = read_results(out / "results.csv")
         if (out / "search.csv").is_file():
             previous_search = read_search(out / "search.csv")
-        log(f"resuming {out}: {len(rows)} result rows and "
-            f"{len(previous_search or [])} search rows kept")
+        if tau_sweep and (out / "sweep.csv").is_file():
+            sweep_rows = read_sweep(out / "sweep.csv")
+        log(f"resuming {out}: {len(rows)} result rows, {len(previous_search or [])} search "
+            f"rows and {len(sweep_rows)} sweep rows kept")
 
     def record(row: ResultRow) -> None:
         # a run recorded again (a resumed reproduction) replaces its row: one row per run
@@ -166,7 +171,6 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                              metrics["seconds"]))
     execute([Run("student alone", seed, run_name=f"student-{seed}") for seed in seed_range],
             record_run)
-    sweep_rows: list[SweepRow] = []
     if protocol is not None:
         protocol.run_seeds(seed_range, record)
         for line in ml_runs.describe_own_passes(here):  # runs made in this process
@@ -181,9 +185,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                        result.seconds / max(result.epochs, 1),
                                        skipped_fractions(result.run_dir)))
             write_sweep(out / "sweep.csv", sorted(sweep_rows, key=lambda r: (r.tau, r.seed)))
+        done = {(r.tau, r.seed) for r in sweep_rows}  # kept by --resume
         execute([Run(f"diversedistill τ={tau:g}", seed, names, values=(("tau", tau),),
                      run_name=f"diversedistill-tau{tau:g}-{'+'.join(names)}-{seed}")
-                 for seed in seed_range for tau in tau_sweep], swept)
+                 for seed in seed_range for tau in tau_sweep if (tau, seed) not in done], swept)
     else:
         execute(default_runs(seed_range, lm is not None, ablations, wanted, method_wanted,
                              teacher_models), record_run)

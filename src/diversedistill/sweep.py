@@ -60,6 +60,16 @@ def write_sweep(path: str | Path, rows: list[SweepRow]) -> None:
     write_text_atomic(path, sweep_csv_text(rows))
 
 
+def read_sweep(path: str | Path) -> list[SweepRow]:
+    """The rows of a ``sweep.csv`` written by :func:`write_sweep` (a resumed sweep keeps them)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [SweepRow(float(r["tau"]), int(r["seed"]), float(r["val_mse"]), float(r["test_mse"]),
+                         int(r["epochs"]), float(r["epoch_seconds"]),
+                         {k.removeprefix("skipped/"): float(v) for k, v in r.items()
+                          if k.startswith("skipped/") and not math.isnan(float(v))})
+                for r in csv.DictReader(f)]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
