@@ -204,3 +204,22 @@ def test_sample_batch_is_the_first_rows_of_the_first_batch():
     batches = [tiny_batch(100, seed=s) for s in range(3)]
     first = sample_batch(batches, 64)
     assert all(torch.equal(v, batches[0][k][:64]) for k, v in first.items())
+
+
+def test_the_tables_seed_0_run_is_read_from_its_chosen_search_run(tmp_path):
+    from diversedistill.report import load_inputs
+
+    root = results_dir(tmp_path / "r", importance=False, sweep=False)
+    # the tables keep a cell's seed-0 result in runs/search/<method>-<teachers>-<trial>
+    seed0 = root / "runs" / run_name(ResultRow("fd", "mlp-l", 0, 0, 0, 0))
+    chosen = root / "runs" / "search" / "fd-mlp-l-1"
+    chosen.parent.mkdir(parents=True)
+    seed0.rename(chosen)
+    (root / "runs" / "search" / "fd-mlp-l-0").mkdir()  # the value not chosen
+    write_rows(root / "search.csv", ["method", "teachers", "seed", "trial", "config", "val_mse",
+                                     "seconds", "chosen"],
+               [["fd", "mlp-l", 0, 0, '{"lam": 1.0}', 0.9, 1.0, False],
+                ["fd", "mlp-l", 0, 1, '{"lam": 3.0}', 0.8, 1.0, True]])
+    inputs = load_inputs([root])
+    assert inputs.runs[("fd", "mlp-l", 0)] == chosen
+    assert not any("without a results.csv row" in n for n in inputs.notes)

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.results import Metric, format_table, mean_std, metric_of, read_results, summarize
+from diversedistill.tables import read_search
 
 PLOTS = ("gap_recovered.png", "test_metric.png", "learning_curves.png", "importance.png",
          "sweep.png")
@@ -62,6 +63,16 @@ def run_name(row) -> str:
     return f"{row.method.replace(' ', '_')}-{row.teachers}-{row.seed}"
 
 
+def chosen_search_runs(directory: Path) -> dict[tuple[str, str, int], Path]:
+    """(method, teachers, seed) -> the run of the value the tables' search chose
+    (``runs/search/<method>-<teachers>-<trial>``, :mod:`diversedistill.search`)."""
+    if not (directory / "search.csv").is_file():
+        return {}
+    return {(r.method, r.teachers, r.seed):
+            directory / "runs" / "search" / f"{r.method}-{r.teachers}-{r.trial}"
+            for r in read_search(directory / "search.csv") if r.chosen}
+
+
 def load_inputs(results: list[str | Path]) -> Inputs:
     rows, dirs, runs = [], [], {}
     metrics = set()
@@ -71,9 +82,13 @@ def load_inputs(results: list[str | Path]) -> Inputs:
         metrics.add(metric_of(found).name)
         rows += found
         dirs.append(path.parent)
+        searched = chosen_search_runs(path.parent)
         for row in found:  # a later directory's run of the same row wins, as in summarize
-            if row.method not in NO_RUNS and (path.parent / "runs" / run_name(row)).is_dir():
-                runs[(row.method, row.teachers, row.seed)] = path.parent / "runs" / run_name(row)
+            run = path.parent / "runs" / run_name(row)
+            if not run.is_dir():  # the tables' seed-0 result is its chosen search run
+                run = searched.get((row.method, row.teachers, row.seed), run)
+            if row.method not in NO_RUNS and run.is_dir():
+                runs[(row.method, row.teachers, row.seed)] = run
     if len(metrics) > 1:
         raise ConfigError(f"{', '.join(map(str, results))}: these results mix test MSE and "
                           "test accuracy; report them separately")
@@ -227,8 +242,8 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
         epochs = sorted(set().union(*curves))
         at = [[c[e] for c in curves if e in c] for e in epochs]
         mean = [sum(v) / len(v) for v in at]
-        colour = f"C{k % 10}"
-        ax.plot(epochs, mean, color=colour, marker=".",
+        colour = f"C{k % 10}"  # ten colours; past them the line style tells curves apart
+        ax.plot(epochs, mean, color=colour, marker=".", linestyle=("-", "--", ":")[k // 10 % 3],
                 label=f"{label(method, teachers)} ({len(curves)} seed{'s' * (len(curves) > 1)})")
         if len(curves) > 1:
             ax.fill_between(epochs, [min(v) for v in at], [max(v) for v in at], color=colour,
