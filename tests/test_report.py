@@ -223,3 +223,17 @@ def test_the_tables_seed_0_run_is_read_from_its_chosen_search_run(tmp_path):
     inputs = load_inputs([root])
     assert inputs.runs[("fd", "mlp-l", 0)] == chosen
     assert not any("without a results.csv row" in n for n in inputs.notes)
+
+
+def test_a_tau_sweep_run_is_found_under_its_ascii_directory(tmp_path):
+    from diversedistill.report import load_inputs
+    from diversedistill.sweep import sweep_label
+
+    root = tmp_path / "r"
+    row = ResultRow(sweep_label(0.5), "mlp-m+mlp-l", 2, 0.85, 0.86, 10.0)
+    write_csv(root / "results.csv", [ResultRow("student alone", "mlp-s", 2, 0.9, 0.9, 1.0), row])
+    run = root / "runs" / "diversedistill-tau0.5-mlp-m+mlp-l-2"  # what reproduce --tau-sweep writes
+    write_rows(run / "logs" / "metrics.csv", ["epoch", "step", "val_mse"], [[0, 1, 0.9]])
+    inputs = load_inputs([root])
+    assert inputs.runs[(row.method, row.teachers, 2)] == run
+    assert not any("without a results.csv row" in n for n in inputs.notes)

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.results import Metric, format_table, mean_std, metric_of, read_results, summarize
+from diversedistill.sweep import sweep_run_name, tau_of_label
 from diversedistill.tables import read_search
 
 PLOTS = ("gap_recovered.png", "test_metric.png", "learning_curves.png", "importance.png",
@@ -57,9 +58,12 @@ def results_path(where: str | Path) -> Path:
 
 def run_name(row) -> str:
     """The run directory ``reproduce`` writes for a row (spaces of ablation labels become
-    underscores); the student alone is ``student-<seed>``."""
+    underscores); the student alone is ``student-<seed>``, a τ sweep run
+    ``diversedistill-tau<τ>-<teachers>-<seed>``."""
     if row.method == "student alone":
         return f"student-{row.seed}"
+    if (tau := tau_of_label(row.method)) is not None:
+        return sweep_run_name(tau, row.teachers, row.seed)
     return f"{row.method.replace(' ', '_')}-{row.teachers}-{row.seed}"
 
 

@@ -30,7 +30,7 @@ from diversedistill.results import (
 )
 from diversedistill.search import TableProtocol, TableRun, TablesConfig
 from diversedistill.sweep import (SweepRow, format_sweep, read_sweep, skipped_fractions,
-                                  write_sweep)
+                                  sweep_label, sweep_run_name, write_sweep)
 from diversedistill.tables import read_search, table_cells, write_tables
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -186,8 +186,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                        skipped_fractions(result.run_dir)))
             write_sweep(out / "sweep.csv", sorted(sweep_rows, key=lambda r: (r.tau, r.seed)))
         done = {(r.tau, r.seed) for r in sweep_rows}  # kept by --resume
-        execute([Run(f"diversedistill τ={tau:g}", seed, names, values=(("tau", tau),),
-                     run_name=f"diversedistill-tau{tau:g}-{'+'.join(names)}-{seed}")
+        execute([Run(sweep_label(tau), seed, names, values=(("tau", tau),),
+                     run_name=sweep_run_name(tau, "+".join(names), seed))
                  for seed in seed_range for tau in tau_sweep if (tau, seed) not in done], swept)
     else:
         execute(default_runs(seed_range, lm is not None, ablations, wanted, method_wanted,

@@ -22,6 +22,23 @@ from pathlib import Path
 from diversedistill.atomic import write_text_atomic
 
 
+SWEEP_LABEL = "diversedistill τ="  # a sweep run's method in results.csv: "diversedistill τ=0.5"
+
+
+def sweep_label(tau: float) -> str:
+    return f"{SWEEP_LABEL}{tau:g}"
+
+
+def sweep_run_name(tau: float, teachers: str, seed: int) -> str:
+    """The run directory of a sweep run, under ``runs/`` (ASCII: no τ in file names)."""
+    return f"diversedistill-tau{tau:g}-{teachers}-{seed}"
+
+
+def tau_of_label(method: str) -> float | None:
+    """0.5 for "diversedistill τ=0.5"; None for any other method."""
+    return float(method.removeprefix(SWEEP_LABEL)) if method.startswith(SWEEP_LABEL) else None
+
+
 @dataclass
 class SweepRow:
     tau: float
