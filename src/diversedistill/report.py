@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.results import Metric, format_table, mean_std, metric_of, read_results, summarize
+from diversedistill.search import search_run_dir
 from diversedistill.sweep import sweep_run_name, tau_of_label
 from diversedistill.tables import read_search
 
@@ -69,11 +70,10 @@ def run_name(row) -> str:
 
 def chosen_search_runs(directory: Path) -> dict[tuple[str, str, int], Path]:
     """(method, teachers, seed) -> the run of the value the tables' search chose
-    (``runs/search/<method>-<teachers>-<trial>``, :mod:`diversedistill.search`)."""
+    (:func:`diversedistill.search.search_run_dir`)."""
     if not (directory / "search.csv").is_file():
         return {}
-    return {(r.method, r.teachers, r.seed):
-            directory / "runs" / "search" / f"{r.method}-{r.teachers}-{r.trial}"
+    return {(r.method, r.teachers, r.seed): search_run_dir(directory, r.method, r.teachers, r.trial)
             for r in read_search(directory / "search.csv") if r.chosen}
 
 

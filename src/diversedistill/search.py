@@ -124,6 +124,12 @@ class TableRun:
 ExecuteFn = Callable[[list[TableRun], Callable[[TableRun, Any], None]], None]
 
 
+def search_run_dir(out: Path, method: str, teachers: str, trial: int) -> Path:
+    """Where the tables' search trains ``trial`` (a grid value's index) of a cell; the
+    chosen trial's run is the cell's seed-0 result (``report`` reads it from here)."""
+    return out / "runs" / "search" / f"{method}-{teachers}-{trial}"
+
+
 class TableProtocol:
     """Search on the first seed, then the chosen config on every seed.
 
@@ -216,7 +222,7 @@ class TableProtocol:
             trials[(method, teachers)] = {}
             for k, values in enumerate(self.grids[method]):
                 runs.append(TableRun(method, teachers, 0, json.dumps(values, sort_keys=True),
-                                     self.out / "runs" / "search" / f"{method}-{teachers}-{k}", k))
+                                     search_run_dir(self.out, method, teachers, k), k))
 
         def finished(run: TableRun, result) -> None:
             self._count()
