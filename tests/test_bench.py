@@ -8,10 +8,12 @@ import torch
 
 from diversedistill.bench.scaling import (SHAPES, measure_size, parse_size, shape_for,
                                           synthetic_movielens)
+from diversedistill.bench.throughput import GATED, RUN_EPOCHS, mt_verdict
 from diversedistill.bench.timing import PeakMemory, time_epoch
 from diversedistill.cli import main
 from diversedistill.errors import ConfigError
 from diversedistill.methods import DiverseDistill, StudentOnly
+from diversedistill.methods.diversedistill import DiverseDistillConfig
 from diversedistill.models.recommender import InteractionMLP, RecommenderConfig
 from diversedistill.recsys import as_teacher
 from tiny import tiny_batch, tiny_recommender
@@ -108,3 +110,39 @@ def test_scaling_runs_each_size_in_its_own_process_and_tables_it():
     assert set(results[1]["methods"]) == {"student alone"}  # above distill_up_to
     table = lines[-1]
     assert "| 30,000 | 24,000 |" in table and "not timed" in table
+
+
+def test_time_epoch_takes_its_timing_wrappers_off_the_question_augmenter():
+    batches = [tiny_batch(16, seed=k) for k in range(3)]
+    teachers = [as_teacher("t", tiny_recommender(hidden=(16, 8), seed=1), mode="add")]
+    method = DiverseDistill()
+    time_epoch(method, tiny_recommender(), teachers, batches, None, 1e-3)
+    assert not {"ask", "states_and_importance"} & set(vars(method.module.questions))
+
+
+def test_a_gated_epoch_is_timed_after_its_warm_up_and_counts_the_passes_it_skipped():
+    teachers = [as_teacher("t", tiny_recommender(hidden=(16, 8), seed=1), mode="add")]
+    warmup = [tiny_batch(16, seed=k) for k in range(3)]
+    timed = [tiny_batch(16, seed=10 + k) for k in range(4)]
+    gated = DiverseDistill(DiverseDistillConfig(tau=1.0, explore=0.0))  # α < 1: nothing asked
+    figures = time_epoch(gated, tiny_recommender(), teachers, timed, None, 1e-3, warmup=warmup)
+    assert gated.epoch == 1  # past the default single warm-up epoch
+    assert figures["skipped/t"] == 1.0 and figures.get("teacher", 0.0) == 0.0
+    assert figures["module"] > 0  # no answer was asked: this is the question augmenter's time
+    every = time_epoch(DiverseDistill(), tiny_recommender(), teachers, timed, None, 1e-3)
+    assert every["skipped/t"] == 0.0 and every["teacher"] > 0
+
+
+def test_the_mt_verdict_judges_the_gated_epoch_and_prints_the_whole_run():
+    rows = {"MT": {"epoch": 2.0}, "DiverseDistill": {"epoch": 5.0},
+            GATED.format(0.6): {"epoch": 2.4}}
+    text = mt_verdict(rows, 0.6)
+    assert "every row asked (τ = 0, the warm-up epoch): 2.50x" in text
+    assert "gated at τ = 0.6: 1.20x" in text
+    run = (5.0 + (RUN_EPOCHS - 1) * 2.4) / (RUN_EPOCHS * 2.0)
+    assert f"run (1 warm-up epoch, then gated at τ = 0.6): {run:.2f}x" in text
+    assert text.endswith("a gated epoch at most 1.3x MT's: met")
+    rows[GATED.format(0.6)]["epoch"] = 2.8
+    assert mt_verdict(rows, 0.6).endswith("NOT met")
+    del rows[GATED.format(0.6)]
+    assert mt_verdict(rows, 0.0).endswith("an epoch asking every row at most 1.3x MT's: NOT met")

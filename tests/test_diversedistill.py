@@ -32,6 +32,20 @@ def test_question_augmenter_shapes():
     assert alpha.shape == (4, 2) and ((alpha > 0) & (alpha < 1)).all()
 
 
+def test_question_states_are_the_teacher_embedding_dot_product_of_method_md():
+    # the augmenter folds E into W_q for speed; it must stay the literal formula
+    # H = reshape(h W_q) in R^{d1 x d2}, u_i = E_i H
+    torch.manual_seed(0)
+    qa = QuestionAugmenter(d=12, question_widths=[18, 24, 6], d1=3, d2=5, hidden=7)
+    h = torch.randn(4, 12)
+    H = (h @ qa.question_projection.weight.T).view(4, 3, 5)
+    literal = torch.stack([qa.teacher_embeddings[i] @ H for i in range(3)], dim=1)  # [B, N, d2]
+    torch.testing.assert_close(qa.question_states(h), literal)
+    questions, _ = qa(h)
+    for i in range(3):
+        torch.testing.assert_close(questions[i], qa.question_mlps[i](literal[:, i]))
+
+
 def test_loss_parts_are_finite_and_teachers_never_change():
     student, committee, method, batch = setup()
     before = committee.fingerprint()

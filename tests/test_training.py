@@ -11,7 +11,8 @@ from diversedistill.data import load_movielens, make_split
 from diversedistill.export import export_from_checkpoint, export_model, load_model
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
 from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
-from diversedistill.training import TrainConfig, fit
+from diversedistill.training import TrainConfig, fit, make_optimizer
+from tiny import tiny_batch, tiny_recommender
 
 FAST = TrainConfig(max_epochs=2, patience=1, batch_size=64, progress=False)
 
@@ -190,3 +191,19 @@ def test_cli_distills_with_a_baseline_configured_from_its_yaml_section(tmp_path,
     config.write_text("fd:\n  lamda: 0.5\n")
     assert main(args) == 2
     assert "fd.yaml: fd: unknown key 'lamda'" in capsys.readouterr().err
+
+
+def test_the_optimizer_is_fused_adamw_with_the_module_in_its_own_undecayed_group():
+    student = tiny_recommender()
+    method = DiverseDistill(DiverseDistillConfig(module_lr=3e-3))
+    teachers = Committee([as_teacher("t", tiny_recommender(hidden=(16, 8), seed=1), mode="add")])
+    batch = tiny_batch(8)
+    teachers.probe(batch)
+    method.setup(as_student(student), teachers, batch)
+    optimizer = make_optimizer(student, method, 1e-3, 1e-4)
+    assert optimizer.defaults["fused"] is True  # every parameter on the CPU
+    own, module = optimizer.param_groups
+    assert (own["lr"], own["weight_decay"]) == (1e-3, 1e-4)
+    assert (module["lr"], module["weight_decay"]) == (3e-3, 0.0)
+    assert len(module["params"]) == len(list(method.parameters()))
+    assert len(make_optimizer(student, StudentOnly(), 1e-3, 1e-4).param_groups) == 1

@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scaling: time DiverseDistill's epoch up to this size (default 1m; "
                         "student alone at every size)")
     p.add_argument("--repeats", type=int, default=300, help="serving: timed calls per model")
+    p.add_argument("--tau", type=float, default=0.6,
+                   help="throughput: also time DiverseDistill gated at this importance "
+                        "threshold (default 0.6, the paper's; 0 leaves the gated row out)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
@@ -436,7 +439,8 @@ def cmd_bench(args) -> int:
         bench.bench_lm(args.data_dir, _lm_config(args), args.cache_dir, args.batches,
                        progress=progress)
     elif args.benchmark == "throughput":
-        bench.bench_throughput(args.data_dir, _lm_config(args), args.cache_dir, args.batches, progress=progress)
+        bench.bench_throughput(args.data_dir, _lm_config(args), args.cache_dir, args.batches,
+                               progress=progress, tau=args.tau)
     elif args.benchmark == "scaling":
         from diversedistill.bench.scaling import parse_size
 

@@ -5,6 +5,11 @@ committee (LM + MLP-L), all on the same ML-100K training batches in one process.
 The teachers run their passes at every step here (no cached outputs): this is what a
 method costs a user who plugs in teachers and trains. Issue 6's target is read off the
 MLP committee: DiverseDistill's epoch at most 1.3x MT's.
+
+DiverseDistill is timed twice: asking every row (τ = 0, what its warm-up epoch costs) and
+gated at ``tau`` (what every later epoch costs), after one untimed warm-up epoch over the
+whole training set so that the importances gating reads have learned, as in a real run.
+The share of teacher passes the gated epoch skipped is printed beside it.
 """
 
 from __future__ import annotations
@@ -16,22 +21,29 @@ from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import DiverseDistill, StudentOnly, method_class
+from diversedistill.methods.diversedistill import DiverseDistillConfig
 from diversedistill.recsys import STUDENT, TEACHERS, as_teacher, build, loaders
 from diversedistill.recsys import train_or_load_teacher
 
 MT_RATIO_TARGET = 1.3  # issue 6: DiverseDistill's epoch on the MLP committee vs MT's
+RUN_EPOCHS = 11  # length of the τ sweep's runs (early stopping), for the whole-run ratio
+GATED = "DiverseDistill, τ = {:g}"
 
 
-def method_factories() -> dict:
+def method_factories(tau: float = 0.6) -> dict:
     """Label -> a fresh method. Each method with its default settings (the ones
-    ``reproduce`` starts its search from)."""
-    return {"student alone": StudentOnly, "MT": method_class("mt"), "AEKD": method_class("aekd"),
-            "DiverseDistill": DiverseDistill}
+    ``reproduce`` starts its search from); DiverseDistill also gated at ``tau`` (timed after
+    its warm-up epoch). ``tau=0`` leaves the gated row out."""
+    factories = {"student alone": StudentOnly, "MT": method_class("mt"),
+                 "AEKD": method_class("aekd"), "DiverseDistill": DiverseDistill}
+    if tau > 0:
+        factories[GATED.format(tau)] = lambda: DiverseDistill(DiverseDistillConfig(tau=tau))
+    return factories
 
 
 def bench_throughput(data_dir=None, lm: LMConfig | None = None, cache: str | Path | None = None,
                      batches: int = 20, seed: int = 0, progress: bool = True,
-                     log=print) -> dict[str, dict[str, dict[str, float]]]:
+                     tau: float = 0.6, log=print) -> dict[str, dict[str, dict[str, float]]]:
     """{committee: {method: figures}}; ``lm=None`` leaves the LM committee out."""
     ml = load_movielens(locate_movielens("ml-100k", data_dir))
     split = make_split(ml, "random", 0)
@@ -53,28 +65,48 @@ def bench_throughput(data_dir=None, lm: LMConfig | None = None, cache: str | Pat
             for batch in sample:  # reading the LM's cache from disk into memory
                 teacher.predict(batch)
         results[committee] = {}
-        for label, make in method_factories().items():
+        for label, make in method_factories(tau).items():
             figures = time_epoch(make(), build(ml, split, STUDENT, seed),
                                  [] if label == "student alone" else teachers, sample, len(train),
-                                 STUDENT.lr)
+                                 STUDENT.lr, warmup=train if label == GATED.format(tau) else None)
             results[committee][label] = figures
             log(f"  {committee:<14} {label:<15} {figures['rows/s']:>9,.0f} rows/s")
     log("\n" + format_throughput(results))
-    mlp_rows = results["MLP-M + MLP-L"]
-    ratio = mlp_rows["DiverseDistill"]["epoch"] / mlp_rows["MT"]["epoch"]
-    verdict = "met" if ratio <= MT_RATIO_TARGET else "NOT met"
-    log(f"\nDiverseDistill / MT epoch on the MLP committee: {ratio:.2f}x "
-        f"(target at most {MT_RATIO_TARGET:g}x: {verdict})")
+    log("\n" + mt_verdict(results["MLP-M + MLP-L"], tau))
     return results
+
+
+def mt_verdict(rows: dict[str, dict[str, float]], tau: float) -> str:
+    """Issue 6's figure, DiverseDistill's epoch over MT's on the MLP committee: for an epoch
+    asking every row, for a gated epoch, and averaged over a run of ``RUN_EPOCHS`` epochs
+    whose first (the default warm-up) asks every row."""
+    mt, every = rows["MT"]["epoch"], rows["DiverseDistill"]["epoch"]
+    lines = [f"DiverseDistill / MT epoch on the MLP committee, every row asked (τ = 0, the "
+             f"warm-up epoch): {every / mt:.2f}x"]
+    judged, ratio = "an epoch asking every row", every / mt
+    if GATED.format(tau) in rows:
+        gated = rows[GATED.format(tau)]["epoch"]
+        run = (every + (RUN_EPOCHS - 1) * gated) / (RUN_EPOCHS * mt)
+        lines += [f"DiverseDistill / MT epoch on the MLP committee, gated at τ = {tau:g}: "
+                  f"{gated / mt:.2f}x",
+                  f"DiverseDistill / MT over a {RUN_EPOCHS}-epoch run (1 warm-up epoch, then "
+                  f"gated at τ = {tau:g}): {run:.2f}x"]
+        judged, ratio = "a gated epoch", gated / mt
+    verdict = "met" if ratio <= MT_RATIO_TARGET else "NOT met"
+    lines.append(f"target, {judged} at most {MT_RATIO_TARGET:g}x MT's: {verdict}")
+    return "\n".join(lines)
 
 
 def format_throughput(results: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = ["| committee | method | rows / s | s / epoch | x student alone | x MT | "
-             "peak memory (MiB) | added by the steps (MiB) |", "|---|---|---|---|---|---|---|---|"]
+             "teacher passes skipped | peak memory (MiB) | added by the steps (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for committee, rows in results.items():
         alone, mt = rows["student alone"]["epoch"], rows["MT"]["epoch"]
         for label, r in rows.items():
+            skipped = [v for k, v in r.items() if k.startswith("skipped/")]
+            skipped_cell = f"{sum(skipped) / len(skipped):.1%}" if skipped else ""
             lines.append(f"| {committee} | {label} | {r['rows/s']:,.0f} | {r['epoch']:.1f} | "
-                         f"{r['epoch'] / alone:.2f} | {r['epoch'] / mt:.2f} | "
+                         f"{r['epoch'] / alone:.2f} | {r['epoch'] / mt:.2f} | {skipped_cell} | "
                          f"{r['peak MiB']:,.0f} | {r['added MiB']:,.0f} |")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -20,6 +20,7 @@ import torch
 from diversedistill.committee import Committee
 from diversedistill.interface import Teacher
 from diversedistill.recsys import as_student
+from diversedistill.training import TrainConfig, make_optimizer
 
 
 @dataclass
@@ -73,14 +74,38 @@ def _charge(module: torch.nn.Module, clock: Clock, name: str) -> list:
     return [pre, post]
 
 
+@contextmanager
+def _charging_calls(obj, names: tuple[str, ...], clock: Clock, part: str):
+    """Charge calls of ``obj``'s methods ``names`` to ``clock[part]``: for work that is not
+    a module call (DiverseDistill asks its question augmenter in two steps, so that gated
+    rows skip the second), which forward hooks would miss."""
+    for name in names:
+        inner = getattr(obj, name)
+
+        def timed(*args, _inner=inner, **kwargs):
+            with clock.part(part):
+                return _inner(*args, **kwargs)
+
+        setattr(obj, name, timed)  # an instance attribute: shadows the method
+    try:
+        yield
+    finally:
+        for name in names:
+            delattr(obj, name)
+
+
 def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable,
-               n_epoch_batches: int | None, lr: float) -> dict[str, float]:
+               n_epoch_batches: int | None, lr: float,
+               warmup: Iterable | None = None) -> dict[str, float]:
     """Train ``method`` on ``batches`` (a list, or a loader streamed once) and scale the
     time to ``n_epoch_batches`` (None: the batches are the epoch); returns seconds per epoch,
     total and per part (teacher, module, student, backward + step), training rows per
-    second, and the process's peak resident memory during the timed steps (and how much of
-    it the steps added). The first batch sets the method up and is not timed: it pays for
-    lazy initialisation."""
+    second, the process's peak resident memory during the timed steps (and how much of
+    it the steps added), and the method's ``epoch_stats`` over the timed steps (a gated
+    DiverseDistill: ``skipped/<teacher>``). The first batch sets the method up and is not timed: it pays for
+    lazy initialisation. ``warmup``: batches trained on first, untimed, as the method's
+    epoch 0; the timed batches are then its epoch 1 (a gated DiverseDistill is timed as it
+    runs after its warm-up epoch, with importances that have learned)."""
     batches = iter(batches)
     first = next(batches)
     clock = Clock()
@@ -91,15 +116,13 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
     method.setup(student, committee, first)
     method.train()
     student.train()
-    params = [{"params": list(student.parameters()), "lr": lr}]
-    own = [p for p in method.parameters() if p.requires_grad]
-    if own:
-        params.append({"params": own, "lr": method.learning_rate() or lr})
-    optimizer = torch.optim.AdamW(params)
+    optimizer = make_optimizer(student, method, lr, TrainConfig().weight_decay)
     hooks = _charge(student_model, clock, "student")
+    charging = nullcontext()
     if getattr(method, "module", None) is not None:
-        hooks += _charge(method.module.questions, clock, "module")
         hooks += _charge(method.module.answers, clock, "module")
+        charging = _charging_calls(method.module.questions, ("states_and_importance", "ask"),
+                                   clock, "module")
 
     def step(batch):
         with clock.part("forward"):
@@ -111,14 +134,20 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
 
     rows = steps = 0
     try:
-        step(first)
-        clock.seconds.clear()
-        with PeakMemory() as memory:
-            start = time.perf_counter()
-            for batch in batches:
-                step(batch)
-                rows, steps = rows + len(batch["target"]), steps + 1
-            total = time.perf_counter() - start
+        with charging:
+            step(first)
+            if warmup is not None:
+                for batch in warmup:
+                    step(batch)
+                method.epoch = 1
+            clock.seconds.clear()
+            method.epoch_stats()  # counts start with the timed steps
+            with PeakMemory() as memory:
+                start = time.perf_counter()
+                for batch in batches:
+                    step(batch)
+                    rows, steps = rows + len(batch["target"]), steps + 1
+                total = time.perf_counter() - start
     finally:
         for hook in hooks:
             hook.remove()
@@ -131,7 +160,8 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
     other = forward - parts.get("teacher", 0.0) - parts["module"] - parts.get("student", 0.0)
     parts["loss and glue"] = max(other, 0.0)
     return {"epoch": total * scale, **{k: v * scale for k, v in parts.items()},
-            "rows/s": rows / total, "peak MiB": memory.peak_mib, "added MiB": memory.added_mib}
+            "rows/s": rows / total, "peak MiB": memory.peak_mib, "added MiB": memory.added_mib,
+            **method.epoch_stats()}  # a gated method: the share of teacher passes it skipped, per teacher
 
 
 def format_epochs(rows: dict[str, dict[str, float]]) -> str:

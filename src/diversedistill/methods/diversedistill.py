@@ -127,7 +127,8 @@ class DiverseDistill(Method):
         cfg, y = self.cfg, batch["target"]
         out = student(batch)
         task = task_loss(out.prediction, y)
-        questions, alpha = self.module.questions(out.h.detach())
+        augmenter = self.module.questions
+        states, alpha = augmenter.states_and_importance(out.h.detach())
         if cfg.importance_target == "none":
             alpha = torch.ones_like(alpha)
         batch_size = y.shape[0]
@@ -143,7 +144,8 @@ class DiverseDistill(Method):
             # With every row asked, no row is copied.
             rows = slice(None) if bool(mask.all()) else mask.nonzero(as_tuple=True)[0]
             asked = batch if isinstance(rows, slice) else take_rows(batch, rows)
-            answer = teacher.answer(questions[i][rows], teacher.context(asked))
+            question = augmenter.ask(i, states[rows, i])  # on the asked rows only
+            answer = teacher.answer(question, teacher.context(asked))
             a = self.module.answers(i, answer.hidden)
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
