@@ -101,6 +101,13 @@ def test_cli_rejects_a_bad_size_in_one_line(capsys):
     assert len(err) == 1 and "'huge' is not a number of ratings" in err[0]
 
 
+def test_cli_rejects_a_threshold_outside_zero_one_before_loading_anything(capsys, tmp_path):
+    # no data directory exists: the threshold is checked first
+    assert main(["bench", "throughput", "--tau", "1.5", "--data-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tau must be in [0, 1], got 1.5" in err[0]
+
+
 def test_scaling_runs_each_size_in_its_own_process_and_tables_it():
     from diversedistill.bench.scaling import bench_scaling
 

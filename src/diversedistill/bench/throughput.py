@@ -45,6 +45,7 @@ def bench_throughput(data_dir=None, lm: LMConfig | None = None, cache: str | Pat
                      batches: int = 20, seed: int = 0, progress: bool = True,
                      tau: float = 0.6, log=print) -> dict[str, dict[str, dict[str, float]]]:
     """{committee: {method: figures}}; ``lm=None`` leaves the LM committee out."""
+    DiverseDistillConfig(tau=tau)  # a threshold outside [0, 1] fails before any work
     ml = load_movielens(locate_movielens("ml-100k", data_dir))
     split = make_split(ml, "random", 0)
     root = Path(cache) if cache else cache_dir()
