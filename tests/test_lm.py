@@ -229,3 +229,17 @@ def test_encoder_rater_rejects_unknown_modes(tiny):
     rater, _ = load_rater(tiny["bert"], 3.5, (1, 5))
     with pytest.raises(ModelError, match="question_mode"):
         EncoderRater(rater.encoder, question_mode="sometimes")
+
+
+def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, tmp_path,
+                                                                         monkeypatch):
+    from diversedistill.data.order import EpochBatches
+
+    prepared(tiny, tmp_path)
+    assert len(list(tmp_path.glob("bert-finetuned-*"))) == 1
+    prepared(tiny, tmp_path)  # same code, same order: read back
+    assert len(list(tmp_path.glob("bert-finetuned-*"))) == 1
+    shuffled = EpochBatches.order
+    monkeypatch.setattr(EpochBatches, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
+    prepared(tiny, tmp_path)  # the shuffling code changed: fine-tuned again, under a new key
+    assert len(list(tmp_path.glob("bert-finetuned-*"))) == 2
