@@ -89,3 +89,17 @@ def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(ml1
     assert ran == ["τ=0.6"]  # τ = 0 was kept, not run again
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[1] == first.splitlines()[1] and lines[2].startswith("0.6,0,")
+
+
+def test_the_summary_lists_a_sweep_by_tau_whatever_order_its_runs_finished_in():
+    from diversedistill.results import ResultRow, summarize
+    from diversedistill.sweep import sweep_label
+
+    finished = ["student alone", sweep_label(0.5), sweep_label(0), "teacher alone",
+                sweep_label(0.65), sweep_label(0.55)]
+    rows = [ResultRow(m, "mlp-s" if m == "student alone" else "lm+mlp-l", 0, 0.9,
+                      0.85 if m == "teacher alone" else 0.9, 1.0) for m in finished]
+    summary, _ = summarize(rows)
+    assert [r.method for r in summary] == [
+        "student alone", sweep_label(0), sweep_label(0.5), "teacher alone", sweep_label(0.55),
+        sweep_label(0.65)]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
 from diversedistill.errors import DataError
+from diversedistill.sweep import tau_of_label
 
 
 @dataclass
@@ -90,7 +91,8 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
     best = pick(teachers, key=teachers.get) if teachers else None
     student = groups.get(student_key)
     out = []
-    for (method, names), by_seed in groups.items():
+    for method, names in _in_table_order(list(groups)):
+        by_seed = groups[(method, names)]
         m, s = mean_std(list(by_seed.values()))
         gap = gap_std = None
         if student and best and method != "reference":
@@ -102,6 +104,14 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
             gap_std = mean_std(per_seed)[1] if per_seed else None
         out.append(SummaryRow(method, names, len(by_seed), m, s, gap, gap_std))
     return out, (best[1] if best else None)
+
+
+def _in_table_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The order rows were first met, except that a τ sweep's rows, which finish in any
+    order when runs go in parallel, take their slots sorted by τ."""
+    swept = iter(sorted((k for k in keys if tau_of_label(k[0]) is not None),
+                        key=lambda k: (tau_of_label(k[0]), k[1])))
+    return [next(swept) if tau_of_label(k[0]) is not None else k for k in keys]
 
 
 def csv_text(rows: list) -> str:
