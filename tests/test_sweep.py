@@ -7,8 +7,9 @@ import csv
 import pytest
 
 from diversedistill.cli import main
+from diversedistill.results import ResultRow, summarize
 from diversedistill.sweep import (SweepRow, choose_tau, format_sweep, skipped_fractions,
-                                  sweep_csv_text)
+                                  sweep_csv_text, sweep_label)
 
 
 def test_skipped_fractions_average_the_logged_epochs(tmp_path):
@@ -92,9 +93,6 @@ def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(ml1
 
 
 def test_the_summary_lists_a_sweep_by_tau_whatever_order_its_runs_finished_in():
-    from diversedistill.results import ResultRow, summarize
-    from diversedistill.sweep import sweep_label
-
     finished = ["student alone", sweep_label(0.5), sweep_label(0), "teacher alone",
                 sweep_label(0.65), sweep_label(0.55)]
     rows = [ResultRow(m, "mlp-s" if m == "student alone" else "lm+mlp-l", 0, 0.9,

@@ -66,10 +66,11 @@ def bench_throughput(data_dir=None, lm: LMConfig | None = None, cache: str | Pat
             for batch in sample:  # reading the LM's cache from disk into memory
                 teacher.predict(batch)
         results[committee] = {}
+        gated = GATED.format(tau)
         for label, make in method_factories(tau).items():
             figures = time_epoch(make(), build(ml, split, STUDENT, seed),
                                  [] if label == "student alone" else teachers, sample, len(train),
-                                 STUDENT.lr, warmup=train if label == GATED.format(tau) else None)
+                                 STUDENT.lr, warmup=train if label == gated else None)
             results[committee][label] = figures
             log(f"  {committee:<14} {label:<15} {figures['rows/s']:>9,.0f} rows/s")
     log("\n" + format_throughput(results))
@@ -85,8 +86,8 @@ def mt_verdict(rows: dict[str, dict[str, float]], tau: float) -> str:
     lines = [f"DiverseDistill / MT epoch on the MLP committee, every row asked (τ = 0, the "
              f"warm-up epoch): {every / mt:.2f}x"]
     judged, ratio = "an epoch asking every row", every / mt
-    if GATED.format(tau) in rows:
-        gated = rows[GATED.format(tau)]["epoch"]
+    if (label := GATED.format(tau)) in rows:
+        gated = rows[label]["epoch"]
         run = (every + (RUN_EPOCHS - 1) * gated) / (RUN_EPOCHS * mt)
         lines += [f"DiverseDistill / MT epoch on the MLP committee, gated at τ = {tau:g}: "
                   f"{gated / mt:.2f}x",

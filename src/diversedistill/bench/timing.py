@@ -102,10 +102,12 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
     total and per part (teacher, module, student, backward + step), training rows per
     second, the process's peak resident memory during the timed steps (and how much of
     it the steps added), and the method's ``epoch_stats`` over the timed steps (a gated
-    DiverseDistill: ``skipped/<teacher>``). The first batch sets the method up and is not timed: it pays for
-    lazy initialisation. ``warmup``: batches trained on first, untimed, as the method's
-    epoch 0; the timed batches are then its epoch 1 (a gated DiverseDistill is timed as it
-    runs after its warm-up epoch, with importances that have learned)."""
+    DiverseDistill: ``skipped/<teacher>``, the share of teacher passes it skipped). The first
+    batch sets the method up and is not timed: it pays for lazy initialisation.
+
+    ``warmup``: batches trained on first, untimed, as the method's epoch 0; the timed
+    batches are then its epoch 1 (a gated DiverseDistill is timed as it runs after its
+    warm-up epoch, with importances that have learned)."""
     batches = iter(batches)
     first = next(batches)
     clock = Clock()
@@ -161,7 +163,7 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
     parts["loss and glue"] = max(other, 0.0)
     return {"epoch": total * scale, **{k: v * scale for k, v in parts.items()},
             "rows/s": rows / total, "peak MiB": memory.peak_mib, "added MiB": memory.added_mib,
-            **method.epoch_stats()}  # a gated method: the share of teacher passes it skipped, per teacher
+            **method.epoch_stats()}
 
 
 def format_epochs(rows: dict[str, dict[str, float]]) -> str:
