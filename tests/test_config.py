@@ -30,7 +30,7 @@ def test_configs_exist():
 @pytest.mark.parametrize("values, message", [
     ({"lamda": 1}, "unknown key 'lamda'"),
     ({"lam": "big"}, "cfg.lam: expected a number, got 'big'"),
-    ({"detach": "yes"}, "cfg.detach: expected true or false"),
+    ({"z_as_served": "yes"}, "cfg.z_as_served: expected true or false"),
     ({"d1": 1.5}, "cfg.d1: expected an integer"),
 ])
 def test_bad_keys_and_types_name_the_key(values, message):

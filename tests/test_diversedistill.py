@@ -5,7 +5,7 @@ from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
-from diversedistill.module import QuestionAugmenter
+from diversedistill.module import DistillationModule, QuestionAugmenter
 from tiny import tiny_batch, tiny_recommender
 
 
@@ -70,14 +70,115 @@ def test_regularizer_and_importance_never_move_the_student():
     assert any(g is not None and g.abs().sum() > 0 for g in grads(method.module.answers))
 
 
-@pytest.mark.parametrize("detach", [True, False])
-def test_distillation_term_reaches_the_module_only_when_not_detached(detach):
-    cfg = DiverseDistillConfig(detach=detach, d1=3, d2=5, hidden=7)
+@pytest.mark.parametrize("answers", [True, False])
+@pytest.mark.parametrize("importance", [True, False])
+def test_each_switch_routes_the_distillation_gradient_as_documented(answers, importance):
+    cfg = DiverseDistillConfig(distill_trains_answers=answers, distill_trains_importance=importance,
+                               d1=3, d2=5, hidden=7)
     student, committee, method, batch = setup(cfg)
     method.loss_parts(student, committee, batch)["distill"].backward()
     assert any(g is not None and g.abs().sum() > 0 for g in grads(student))
-    module_grads = [g for g in grads(method.module) if g is not None and g.abs().sum() > 0]
-    assert bool(module_grads) is (not detach)
+    moved = lambda module: any(g is not None and g.abs().sum() > 0 for g in grads(module))  # noqa: E731
+    # the answers (and, through the teachers, the questions) move iff the term trains them
+    assert moved(method.module.answers) is answers
+    assert moved(method.module.questions.question_mlps) is answers
+    # α's projection moves iff the term trains the importance
+    assert moved(method.module.questions.importance_projection) is importance
+
+
+def test_zero_initialized_added_questions_leave_every_teacher_as_trained():
+    student, committee, method, batch = setup(DiverseDistillConfig(d1=3, d2=5, hidden=7))
+    with torch.no_grad():
+        questions, _ = method.module.questions(student(batch).h)
+        for teacher, question in zip(committee, questions):
+            assert question.abs().max() == 0
+            own = teacher.answer(None, teacher.context(batch))
+            asked = teacher.answer(question, teacher.context(batch))
+            torch.testing.assert_close(asked.hidden, own.hidden, rtol=0, atol=0)
+            torch.testing.assert_close(asked.prediction, own.prediction, rtol=0, atol=0)
+
+
+def test_random_questions_are_available_and_change_the_answer():
+    student, committee, method, batch = setup(DiverseDistillConfig(d1=3, d2=5, hidden=7,
+                                                                   zero_init_questions=False))
+    with torch.no_grad():
+        questions, _ = method.module.questions(student(batch).h)
+        teacher = list(committee)[0]
+        own = teacher.answer(None, teacher.context(batch))
+        asked = teacher.answer(questions[0], teacher.context(batch))
+    assert questions[0].abs().max() > 0 and not torch.equal(asked.hidden, own.hidden)
+
+
+def test_the_distilled_z_is_the_student_as_served_without_dropout():
+    student = HookedStudent(tiny_recommender(dropout=0.5), "embed", "head")
+    teachers = [HookedTeacher("m", tiny_recommender((16, 8), 6, seed=1), "embed", "head")]
+    committee = Committee(teachers)
+    batch = tiny_batch(32)
+    committee.probe(batch)
+    method = DiverseDistill(DiverseDistillConfig(d1=3, d2=5, hidden=7))
+    method.setup(student, committee, batch)
+    seen = []
+    distance = method.distance
+    method.distance = lambda a, z: seen.append(z.detach().clone()) or distance(a, z)
+    student.train()
+    method.loss_parts(student, committee, batch)
+    assert student.training and student.model.trunk.mlp[2].training  # modes restored
+    with torch.no_grad():
+        student.eval()
+        served = student(batch).z
+        student.train()
+        noisy = student(batch).z
+    torch.testing.assert_close(seen[0], served)
+    assert not torch.allclose(noisy, served)  # the case is informative: dropout is active
+
+
+def test_the_default_distance_is_free_of_scale_and_width():
+    torch.manual_seed(0)
+    method = DiverseDistill()
+    z, a = torch.randn(64, 8).relu(), torch.randn(64, 8)
+    values = []
+    for c in (1.0, 0.01, 300.0):
+        method.module = DistillationModule(4, 8, [3], [5], 2, 2, 4)
+        method.train()
+        method._running("z_mean_square", (c * z).pow(2).mean())
+        values.append(method.distance(c * a, c * z))
+    torch.testing.assert_close(values[1], values[0])
+    torch.testing.assert_close(values[2], values[0])
+    # width: the same rows repeated side by side give the same distance
+    method.module = DistillationModule(4, 16, [3], [5], 2, 2, 4)
+    method._running("z_mean_square", torch.cat([z, z], 1).pow(2).mean())
+    torch.testing.assert_close(method.distance(torch.cat([a, a], 1), torch.cat([z, z], 1)), values[0])
+    assert DiverseDistill(DiverseDistillConfig(distance="sum")).distance(2 * a, 2 * z).mean() == \
+        pytest.approx(4 * (a - z).pow(2).sum(-1).mean().item())
+
+
+def test_legacy_config_reproduces_the_first_implementation_bit_for_bit():
+    # Figures printed by the first implementation (commit 1f442d7) for this exact run: six
+    # AdamW steps of a dropout student with two add-injected teachers, without and with gating.
+    expected = {0.0: (14.375528335571289, 4.178747884405311, -1.5663031185395084),
+                0.5: (11.671870231628418, 4.821042324358132, -2.660557598399464)}
+    for tau, (loss, student_sum, module_sum) in expected.items():
+        torch.manual_seed(0)
+        student = HookedStudent(tiny_recommender(dropout=0.3), "embed", "head")
+        committee = Committee([
+            HookedTeacher("m", tiny_recommender((16, 8), 6, seed=1), "embed", "head", "add"),
+            HookedTeacher("l", tiny_recommender((32, 12), 8, seed=2), "embed", "head", "add")])
+        batch = tiny_batch(64)
+        committee.probe(batch)
+        torch.manual_seed(1)
+        method = DiverseDistill(DiverseDistillConfig.legacy(tau=tau, warmup_epochs=0, d1=3, d2=5,
+                                                            hidden=7))
+        method.setup(student, committee, batch)
+        opt = torch.optim.AdamW(list(student.parameters()) + list(method.parameters()), lr=0.01)
+        for step in range(6):
+            torch.manual_seed(100 + step)
+            out = method(student, committee, batch)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+        assert float(out["loss"].detach()) == pytest.approx(loss, rel=1e-5)
+        assert sum(float(p.detach().double().sum()) for p in student.parameters()) == pytest.approx(student_sum, rel=1e-5)
+        assert sum(float(p.detach().double().sum()) for p in method.module.parameters()) == pytest.approx(module_sum, rel=1e-5)
 
 
 class CountingTeacher(HookedTeacher):
@@ -127,14 +228,38 @@ def test_gated_off_teacher_costs_no_pass():
 def test_importance_targets():
     method = DiverseDistill(DiverseDistillConfig(importance_target="binary"))
     own, ans = torch.tensor([1.0, 0.2]), torch.tensor([0.5, 0.9])
-    assert method._importance_target(own, ans).tolist() == [1.0, 0.0]
+    rows = torch.arange(2)
+    (_, target), = method._importance_targets(own, [(rows, ans)])
+    assert target.tolist() == [1.0, 0.0]
     method.cfg = DiverseDistillConfig(importance_target="soft")
-    soft = method._importance_target(own, ans)
+    (_, soft), = method._importance_targets(own, [(rows, ans)])
     assert 0.5 < soft[0] < 1 and 0 < soft[1] < 0.5
 
 
+def test_the_relative_importance_target_carries_the_difference_between_teachers():
+    method = DiverseDistill()
+    method.module = DistillationModule(4, 8, [3, 3], [5, 5], 2, 2, 4)
+    method.train()
+    own = torch.tensor([1.0, 1.0, 1.0])
+    rows = torch.arange(3)
+    # row 0: teacher 0 much better; row 1: teacher 1 much better; row 2: both equal to z
+    first, second = torch.tensor([0.2, 1.8, 1.0]), torch.tensor([1.8, 0.2, 1.0])
+    (_, t0), (_, t1) = method._importance_targets(own, [(rows, first), (rows, second)])
+    assert t0[0] > 0.75 and t1[0] < 0.25 and t0[1] < 0.25 and t1[1] > 0.75
+    assert t0[2] == pytest.approx(0.5) and t1[2] == pytest.approx(0.5)
+    # the scale is the running mean |gain|: losses ten times larger give the same targets
+    method.module.gain_scale.zero_()
+    (_, big), _ = method._importance_targets(10 * own, [(rows, 10 * first), (rows, 10 * second)])
+    torch.testing.assert_close(big, t0)
+    # a teacher not asked on a row is no alternative there: only z is
+    (_, only), _ = method._importance_targets(own, [(rows, first), (rows[:1], second[:1])])
+    assert only[1] < 0.5 < only[0]
+
+
 @pytest.mark.parametrize("bad", [{"tau": 1.5}, {"tau": -0.1}, {"importance_target": "x"},
-                                 {"explore": 2.0}, {"lam": -1.0}])
+                                 {"explore": 2.0}, {"lam": -1.0}, {"lam": float("nan")},
+                                 {"distance": "l1"}, {"module_lr": -1.0}, {"d1": 0},
+                                 {"importance_temperature": 0.0}])
 def test_bad_config_values_are_rejected(bad):
     with pytest.raises(ConfigError):
         DiverseDistillConfig(**bad)

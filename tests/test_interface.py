@@ -101,3 +101,23 @@ def test_a_teacher_in_bfloat16_answers_in_the_students_precision_with_gradient()
     answer.prediction.sum().backward()
     assert q.grad is not None and q.grad.dtype == torch.float32 and q.grad.abs().sum() > 0
     assert half.predict(batch).dtype == torch.float32
+
+
+def test_the_served_pass_is_the_eval_pass_and_is_skipped_when_it_cannot_differ():
+    import torch
+
+    from diversedistill.interface import HookedStudent
+    from tiny import tiny_batch, tiny_recommender
+
+    batch = tiny_batch(32)
+    noisy = HookedStudent(tiny_recommender(dropout=0.5), "embed", "head").train()
+    assert noisy.train_noise
+    first = noisy(batch)
+    served = noisy.served(batch, first)
+    assert served is not first and noisy.training  # a second pass, modes restored
+    with torch.no_grad():
+        torch.testing.assert_close(served.z, noisy.eval()(batch).z)
+    clean = HookedStudent(tiny_recommender(dropout=0.0), "embed", "head").train()
+    assert not clean.train_noise
+    first = clean(batch)
+    assert clean.served(batch, first) is first  # the same numbers: no second pass

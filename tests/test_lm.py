@@ -100,8 +100,26 @@ def test_add_injection_with_a_zero_question_is_the_teacher_as_trained(tiny):
                                    rater.answer(None, context))
 
 
+@pytest.mark.parametrize("mode", ["token", "full"])
+def test_a_zero_question_added_leaves_every_language_teacher_as_trained(tiny, mode):
+    # the default injection is "add": DiverseDistill's zero-initialized first question
+    # must give every teacher its own answer, bit for bit
+    for name in ("bert", "t5"):
+        rater, tokenizer = load_rater(tiny[name], 3.5, (1, 5), **({"question_mode": mode}
+                                                                   if name == "bert" else {}))
+        assert rater.injection == "add"
+        enc = tokenizer(["user u-1. movie m-2", "a longer text about a movie"], padding=True,
+                        return_tensors="pt")
+        with torch.no_grad():
+            rater.eval()
+            context = rater.context(rater.lower(enc["input_ids"], enc["attention_mask"], 0),
+                                    enc["attention_mask"], 0)
+            torch.testing.assert_close(rater.answer(torch.zeros(2, rater.width), context),
+                                       rater.answer(None, context), rtol=0, atol=0)
+
+
 def test_t5_question_replaces_the_decoder_state_and_changes_the_rating(tiny):
-    rater, tokenizer = load_rater(tiny["t5"], 3.5, (1, 5))
+    rater, tokenizer = load_rater(tiny["t5"], 3.5, (1, 5), injection="replace")
     rater.eval()
     enc = tokenizer(["user u-1. movie m-2", "user u-3. movie m-4"], padding=True,
                     return_tensors="pt")

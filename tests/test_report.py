@@ -53,9 +53,17 @@ def results_dir(root: Path, seeds=(0, 1), vision=False, runs=True, importance=Tr
         if runs and r.method not in ("reference", "teacher alone"):
             run = root / "runs" / run_name(r)
             header = ["epoch", "step", "train/loss", f"val_{metric}"]
+            # a DiverseDistill run of this version also logs its diagnostics per epoch
+            diag = [f"diag/{t}/{k}" for t in r.teachers.split("+") for k in (
+                "teacher_own", "teacher_asked", "head_on_answer", "alpha_mean", "alpha_std",
+                "along_head")] if importance and r.method == "diversedistill" else []
+            header += diag + (["diag/head_on_z"] if diag else [])
             lines = []
             for epoch in range(3 + r.seed):  # seeds stop at different epochs
-                lines += [[epoch, 10 * epoch, "", good(epoch / 4)], [epoch, 10 * epoch, 1.0, ""]]
+                values = [good(epoch / 4) * (1 + k / 50) for k in range(len(diag))]
+                lines += [[epoch, 10 * epoch, "", good(epoch / 4), *values,
+                           *([good(0.1)] if diag else [])],
+                          [epoch, 10 * epoch, 1.0, "", *([""] * (len(diag) + bool(diag)))]]
             write_rows(run / "logs" / "metrics.csv", header, lines)
             if importance and r.method.startswith(("diversedistill", "dd ")):
                 names = r.teachers.split("+")

@@ -119,10 +119,13 @@ def test_resume_refuses_a_checkpoint_of_other_settings(committee, tmp_path, caps
     out = tmp_path / "run"
     run_in_process(distill_args(committee, out, "--max-epochs", "1"), capsys)
     snapshot = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    code = main(distill_args(committee, out, "--max-epochs", "1", "--lam", "3", "--resume"))
+    code = main(distill_args(committee, out, "--max-epochs", "1", "--lam", "0.123", "--resume"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "last.ckpt: cannot resume, the run was started with diversedistill.lam=10.0" in err[0]
+    from diversedistill.methods import DiverseDistillConfig
+
+    default = DiverseDistillConfig().lam
+    assert f"last.ckpt: cannot resume, the run was started with diversedistill.lam={default}" in err[0]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == snapshot  # nothing touched
 
 

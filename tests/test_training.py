@@ -1,4 +1,6 @@
+import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,21 @@ def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_
     export_model(student_model, tmp_path / "student")
     exported = load_file(str(tmp_path / "student" / "model.safetensors"))
     assert set(exported) == set(student_model.state_dict())  # nothing of the module
+
+    # the module's diagnostics: one row per validation epoch, every column finite
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("diag/head_on_z")]
+    assert len(rows) == FAST.max_epochs
+    columns = ["diag/head_on_z"] + [f"diag/t/{k}" for k in (
+        "teacher_own", "teacher_asked", "head_on_answer", "alpha_mean", "alpha_std", "distance",
+        "along_head")]
+    for row in rows:
+        values = {c: float(row[c]) for c in columns}
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert 0 <= values["diag/t/along_head"] <= 1 and 0 < values["diag/t/alpha_mean"] < 1
+    # the first epoch's questions are still near zero: the teacher answers about as trained
+    assert float(rows[0]["diag/t/teacher_asked"]) == pytest.approx(
+        float(rows[0]["diag/t/teacher_own"]), rel=0.2)
 
 
 def test_export_round_trip_gives_identical_predictions(data, tmp_path):

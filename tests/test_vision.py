@@ -72,24 +72,34 @@ def test_vit_teacher_split_pass_is_the_models_own_pass(vit_teacher):
     assert (vit_teacher.question_width, vit_teacher.answer_width) == (16, 16)
 
 
+@pytest.mark.parametrize("injection", ["add", "replace"])
 @pytest.mark.parametrize("which", ["vit_teacher", "clip_teacher"])
-def test_question_reaches_the_injection_point_and_changes_the_answer(which, request):
+def test_question_reaches_the_injection_point_and_changes_the_answer(which, injection, request):
     teacher = request.getfixturevalue(which)
-    batch = image_batch()
-    q = torch.randn(6, teacher.question_width, requires_grad=True)
-    states, answer = _seen_by_next_layer(teacher, q, batch)
-    assert torch.equal(states[:, 0], q)  # the [CLS] token is the question ...
-    context = teacher.context(batch)
-    assert torch.equal(states[:, 1:], context[:, 1:])  # ... beside the teacher's own tokens
-    own = teacher.answer(None, context)
-    assert not torch.allclose(answer.hidden, own.hidden)
-    assert not torch.allclose(answer.prediction, own.prediction)
-    # the question asked with the teacher's own [CLS] state is the teacher's own pass
-    same = teacher.answer(context[:, 0].clone(), context)
-    assert torch.allclose(same.prediction, own.prediction, atol=1e-6)
-    answer.prediction.sum().backward()
-    assert q.grad is not None and q.grad.abs().sum() > 0
-    assert all(p.grad is None for m in teacher.modules() for p in m.parameters())
+    assert teacher.injection == "add"  # the default: a zero question keeps the teacher
+    teacher.injection = injection
+    try:
+        batch = image_batch()
+        context = teacher.context(batch)
+        q = torch.randn(6, teacher.question_width, requires_grad=True)
+        states, answer = _seen_by_next_layer(teacher, q, batch)
+        expected = context[:, 0] + q if injection == "add" else q
+        assert torch.equal(states[:, 0], expected)  # the [CLS] token holds the question ...
+        assert torch.equal(states[:, 1:], context[:, 1:])  # ... beside the teacher's own tokens
+        own = teacher.answer(None, context)
+        assert not torch.allclose(answer.hidden, own.hidden)
+        assert not torch.allclose(answer.prediction, own.prediction)
+        # the question that leaves the [CLS] state as it was gives the teacher's own pass:
+        # zero when added (DiverseDistill's zero-initialized question), the state itself when
+        # it replaces
+        same = teacher.answer(torch.zeros_like(q) if injection == "add" else context[:, 0].clone(),
+                              context)
+        assert torch.allclose(same.prediction, own.prediction, atol=1e-6)
+        answer.prediction.sum().backward()
+        assert q.grad is not None and q.grad.abs().sum() > 0
+        assert all(p.grad is None for m in teacher.modules() for p in m.parameters())
+    finally:
+        teacher.injection = "add"
 
 
 def test_wrong_question_width_is_named(vit_teacher):

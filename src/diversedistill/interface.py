@@ -97,6 +97,29 @@ def take_rows(tree: Any, rows: torch.Tensor) -> Any:
     return tree
 
 
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode for the block, then each back in its own mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _is_stochastic(module: nn.Module) -> bool:
+    """Whether a module behaves differently in training: dropout with p > 0 (a layer, or a
+    Hugging Face attention's probability attribute) or batch normalization."""
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return module.p > 0
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return True
+    return any(isinstance(value, (int, float)) and value > 0
+               for value in (getattr(module, n, None) for n in ("dropout_prob", "attention_dropout")))
+
+
 def _first_tensor(value: Any) -> torch.Tensor:
     return value[0] if isinstance(value, (tuple, list)) else value
 
@@ -115,6 +138,7 @@ class HookedStudent(nn.Module):
         self.__dict__["_question_module"] = get_submodule(model, question_at)
         self.__dict__["head"] = get_submodule(model, head)
         self._call = call or (lambda m, b: m(b))
+        self._train_noise: bool | None = None  # found on first use (see ``served``)
 
     def forward(self, batch: Batch) -> StudentOutput:
         seen: dict[str, torch.Tensor] = {}
@@ -131,6 +155,36 @@ class HookedStudent(nn.Module):
 
     def predict(self, batch: Batch) -> torch.Tensor:
         return self._call(self.model, batch)
+
+    def served(self, batch: Batch, training_pass: StudentOutput | None = None) -> StudentOutput:
+        """The pass as the student is served: every module in eval mode (no dropout, running
+        statistics for normalization), gradients kept. Distillation reads ``h`` and ``z``
+        here: the training pass's ``z`` carries the dropout noise (measured on MLP-S:
+        ‖z_train − z_eval‖² ≈ 0.28 ‖z_eval‖²), which a distance to ``z`` would also fight.
+
+        ``training_pass`` (this batch's ordinary pass) is returned as it is when the two
+        cannot differ: in eval mode already, or with no dropout and no batch norm in the
+        model (``nn.Dropout`` layers with p > 0, Hugging Face attention's
+        ``dropout_prob``/``attention_dropout`` > 0, ``nn.BatchNorm``) — the second pass
+        would cost a forward and a backward for nothing. A model whose forward depends on
+        ``training`` in another way is told apart by ``HookedStudent.train_noise = True``."""
+        if training_pass is not None and (not self.training or not self.train_noise):
+            return training_pass
+        if not self.training:
+            return self(batch)
+        with eval_mode(self):
+            return self(batch)
+
+    @property
+    def train_noise(self) -> bool:
+        """Whether the model's training pass can differ from its pass as served."""
+        if self._train_noise is None:
+            self._train_noise = any(_is_stochastic(m) for m in self.model.modules())
+        return self._train_noise
+
+    @train_noise.setter
+    def train_noise(self, value: bool) -> None:
+        self._train_noise = value
 
     def frozen_head(self, z: torch.Tensor) -> torch.Tensor:
         """The student's head applied with its parameters detached: gradients reach ``z``
@@ -170,10 +224,11 @@ class Teacher:
 class HookedTeacher(Teacher):
     """Any module as a teacher, given module paths.
 
-    ``inject_at`` names the module whose output the question replaces (``mode="replace"``,
-    the paper's definition) or is added to (``mode="add"``: the teacher keeps its own view
-    of the input and the question steers it, as a question token does beside the context
-    tokens of a transformer teacher). ``head`` names the output layer whose input is the
+    ``inject_at`` names the module whose output the question is added to (``mode="add"``,
+    the default: the teacher keeps its own view of the input and the question steers it;
+    with DiverseDistill's zero-initialized questions every teacher starts answering
+    exactly as trained) or replaces (``mode="replace"``, the paper's literal reading, which
+    starts the teacher from an untrained state: measured 45% of the gap against 94%). ``head`` names the output layer whose input is the
     answer. The context is the batch itself: for a module with no cacheable prefix the
     question-independent part is just its input.
     """
@@ -181,7 +236,7 @@ class HookedTeacher(Teacher):
     MODES = ("replace", "add")
 
     def __init__(self, name: str, model: nn.Module, inject_at: str, head: str,
-                 mode: str = "replace", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+                 mode: str = "add", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         if mode not in self.MODES:
             raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, got {mode!r}")

@@ -30,13 +30,21 @@ class QuestionAugmenter(nn.Module):
     """
 
     def __init__(self, d: int, question_widths: Sequence[int], d1: int = 16, d2: int = 64,
-                 hidden: int = 256):
+                 hidden: int = 256, zero_init: bool = False):
         super().__init__()
         self.d1, self.d2 = d1, d2
         self.teacher_embeddings = nn.Parameter(torch.randn(len(question_widths), d1) / math.sqrt(d1))
         self.question_projection = nn.Linear(d, d1 * d2, bias=False)  # W_q
         self.importance_projection = nn.Linear(d, d1, bias=False)  # W_α
         self.question_mlps = nn.ModuleList(two_layer_mlp(d2, hidden, w) for w in question_widths)
+        if zero_init:
+            # Every question starts at exactly 0: a teacher that adds its question to its
+            # own state ("add" injection) then answers as trained until the module has
+            # learned something worth asking. Zeroed after the random initialization, so
+            # the random stream (and every other parameter) is the same either way.
+            for mlp in self.question_mlps:
+                nn.init.zeros_(mlp[-1].weight)
+                nn.init.zeros_(mlp[-1].bias)
 
     def forward(self, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """h [B, d] -> (questions: N tensors [B, dq_i], importance α [B, N])"""
@@ -83,7 +91,13 @@ class AnswerAugmenter(nn.Module):
 
 class DistillationModule(nn.Module):
     def __init__(self, d: int, d_student: int, question_widths: Sequence[int],
-                 answer_widths: Sequence[int], d1: int = 16, d2: int = 64, hidden: int = 256):
+                 answer_widths: Sequence[int], d1: int = 16, d2: int = 64, hidden: int = 256,
+                 zero_init_questions: bool = False):
         super().__init__()
-        self.questions = QuestionAugmenter(d, question_widths, d1, d2, hidden)
+        self.questions = QuestionAugmenter(d, question_widths, d1, d2, hidden, zero_init_questions)
+        # running estimates the method keeps (in checkpoints, so a resumed run continues
+        # them): z's mean square per dimension, for the normalized distance, and the mean
+        # |gain| of the importance target; 0 until the first training batch sets them
+        self.register_buffer("z_mean_square", torch.zeros(()))
+        self.register_buffer("gain_scale", torch.zeros(()))
         self.answers = AnswerAugmenter(answer_widths, d_student, hidden)

@@ -66,7 +66,7 @@ def as_student(model: MLPRecommender) -> HookedStudent:
     return HookedStudent(model, question_at="embed", head="head")
 
 
-def as_teacher(name: str, model: MLPRecommender, mode: str = "replace", device=None,
+def as_teacher(name: str, model: MLPRecommender, mode: str = "add", device=None,
                dtype=None) -> HookedTeacher:
     # injection point: right after the embedding tables (METHOD.md, MLP recommender teacher)
     return HookedTeacher(name, model, inject_at="embed", head="head", mode=mode, device=device,

@@ -7,6 +7,8 @@ What a results directory may hold, and what becomes of it:
 - ``runs/<run>/logs/metrics.csv``: learning curves (validation metric per epoch);
 - ``runs/<run>/importance.csv``: the importance α of each teacher on fixed sample points,
   written by DiverseDistill runs (:mod:`diversedistill.importance`): the paper's Figure 4;
+- the ``diag/...`` columns of a DiverseDistill run's metrics.csv: what each teacher's
+  answer carries, per epoch (:meth:`~diversedistill.methods.DiverseDistill.validation_stats`);
 - ``sweep.csv``: the τ sweep (passes skipped, test metric and epoch time against τ).
 
 Several directories (one per seed, say) are read together, as ``summarize`` does. An
@@ -33,7 +35,7 @@ from diversedistill.sweep import sweep_run_name, tau_of_label
 from diversedistill.tables import read_search
 
 PLOTS = ("gap_recovered.png", "test_metric.png", "learning_curves.png", "importance.png",
-         "sweep.png")
+         "diagnostics.png", "sweep.png")
 NO_RUNS = ("reference", "teacher alone")  # rows that no run directory of their own backs
 DPI = 120
 
@@ -312,6 +314,72 @@ def importance_plot(inputs: Inputs, path: Path) -> Path | None:
     return save(fig, path)
 
 
+DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
+    ("teacher's {metric}: asked (solid) / own pass (dashed)",
+     [("teacher_asked", "-", "asked"), ("teacher_own", "--", "own")]),
+    ("student head's {metric}: on the answer (solid) / on z (dotted)",
+     [("head_on_answer", "-", "answer")]),
+    ("importance α: mean ± spread over samples", [("alpha_mean", "-", "α")]),
+    ("share of ‖a − z‖² the head reads", [("along_head", "-", "share")]),
+)
+
+
+def read_diagnostics(path: Path) -> dict[str, dict[int, float]]:
+    """Every ``diag/...`` column of a metrics.csv, per epoch."""
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    return {c.removeprefix("diag/"): read_curve(path, c) for c in header if c.startswith("diag/")}
+
+
+def diagnostics_plot(inputs: Inputs, path: Path) -> Path | None:
+    """Per DiverseDistill committee (lowest seed), what each teacher's answer carries per
+    epoch on validation rows: the teacher asked against its own pass, the student's head on
+    the answer against on ``z``, α and its spread, and the share of the distance the head
+    reads. One colour per teacher."""
+    chosen: dict[str, tuple[int, dict]] = {}
+    for (method, teachers, seed), run in sorted(inputs.runs.items()):
+        log = run / "logs" / "metrics.csv"
+        if method == "diversedistill" and teachers not in chosen and log.is_file():
+            diag = read_diagnostics(log)
+            if diag:
+                chosen[teachers] = (seed, diag)
+    if not chosen:
+        if any(k[0] == "diversedistill" for k in inputs.runs):
+            inputs.notes.append("no diag/ columns in any DiverseDistill run's metrics.csv: run "
+                                "with a version that logs them (diagnostics left out)")
+        return None
+    metric = inputs.metric.name
+    fig = Figure(figsize=(4.2 * len(DIAGNOSTIC_PANELS), 3.3 * len(chosen)), layout="constrained")
+    axes = fig.subplots(len(chosen), len(DIAGNOSTIC_PANELS), squeeze=False)
+    for row, (teachers, (seed, diag)) in zip(axes, sorted(chosen.items())):
+        names = teachers.split("+")
+        for ax, (title, lines) in zip(row, DIAGNOSTIC_PANELS):
+            for k, name in enumerate(names):
+                for suffix, style, word in lines:
+                    curve = diag.get(f"{name}/{suffix}", {})
+                    if not curve:
+                        continue
+                    epochs = sorted(curve)
+                    values = [curve[e] for e in epochs]
+                    ax.plot(epochs, values, linestyle=style, color=f"C{k}", marker=".",
+                            label=f"{name} {word}")
+                    if suffix == "alpha_mean" and f"{name}/alpha_std" in diag:
+                        spread = [diag[f"{name}/alpha_std"].get(e, 0.0) for e in epochs]
+                        ax.fill_between(epochs, [v - s for v, s in zip(values, spread)],
+                                        [v + s for v, s in zip(values, spread)],
+                                        color=f"C{k}", alpha=0.2, linewidth=0)
+            if lines[0][0] == "head_on_answer" and diag.get("head_on_z"):
+                epochs = sorted(diag["head_on_z"])
+                ax.plot(epochs, [diag["head_on_z"][e] for e in epochs], ":", color="black",
+                        label="z")
+            ax.set_title(f"{teachers}, seed {seed}\n" + title.format(metric=metric), fontsize=8)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    return save(fig, path)
+
+
 def sweep_stats(rows: list[dict], column: str) -> tuple[list[float], list[float], list[float]]:
     """τ, mean and std over seeds of ``column`` (τ with no value of it left out)."""
     by_tau: dict[float, list[float]] = defaultdict(list)
@@ -366,6 +434,11 @@ CAPTIONS = {
                            "epochs: the first ones may lie out of view).",
     "importance.png": "Importance α of each teacher on the same fixed sample points (the first "
                       "test rows), lowest seed: the paper's Figure 4.",
+    "diagnostics.png": "What each teacher's answer carries, per epoch on validation rows "
+                       "(DiverseDistill, lowest seed): the teacher asked the question against "
+                       "its own pass, the student's head on the answer against on z, α ± its "
+                       "spread over samples (flat: α learned nothing), and the share of "
+                       "‖a − z‖² along the directions the head reads.",
     "sweep.png": "τ sweep: teacher passes skipped, {label} and epoch time against τ "
                  "(mean ± std over seeds).",
 }
@@ -404,6 +477,7 @@ def write_report(results: list[str | Path], out: str | Path | None = None) -> tu
              "test_metric.png": lambda p: metric_plot(summary, inputs.metric, p),
              "learning_curves.png": lambda p: curves_plot(inputs, p) if inputs.runs else None,
              "importance.png": lambda p: importance_plot(inputs, p),
+             "diagnostics.png": lambda p: diagnostics_plot(inputs, p) if inputs.runs else None,
              "sweep.png": lambda p: sweep_plot(inputs, p) if inputs.sweep else None}
     written = {}
     for name, plot in plots.items():

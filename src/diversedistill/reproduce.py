@@ -39,14 +39,28 @@ SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's commit
 # Baselines run beside DiverseDistill (the LM rows of the paper's Table 3; the full tables
 # are `--tables`): method name -> committees. A method not registered is skipped.
 BASELINE_ROWS = {"fd": (("lm",),)}
-# Open-choice ablations (METHOD.md): each changes one choice of the default configuration.
+# Ablations (METHOD.md's open choices): each row changes the default configuration in one
+# respect — or, for "first implementation", in all of them — on the same committee.
+LEGACY = DiverseDistillConfig.legacy()
 ABLATIONS = {
-    "answers not detached": {"detach": False},
-    "importance: binary target": {"importance_target": "binary"},
-    "importance: none (α = 1)": {"importance_target": "none"},
-    "module lr 3x the student's": {"module_lr": 3 * STUDENT.lr},
+    "first implementation (all old choices)": {
+        k: getattr(LEGACY, k) for k in ("lam", "distance", "distill_trains_answers",
+                                        "importance_target", "importance_temperature",
+                                        "z_as_served", "zero_init_questions", "module_lr",
+                                        "distill_per_asked_row")},
+    "answers detached": {"distill_trains_answers": False},
+    "answers and alpha trained by distill": {"distill_trains_importance": True},
+    "answers detached, alpha trained by distill": {"distill_trains_answers": False,
+                                                   "distill_trains_importance": True},
+    "distance: sum, lam 10": {"distance": "sum", "lam": 10.0},
+    "z with dropout": {"z_as_served": False},
+    "questions: random init": {"zero_init_questions": False},
     "injection: replace": {"injection": "replace"},
+    "importance: soft, T 0.25": {"importance_target": "soft", "importance_temperature": 0.25},
+    "importance: none (alpha = 1)": {"importance_target": "none"},
+    "module lr 3x the student's": {"module_lr": 3 * STUDENT.lr},
 }
+ABLATION_COMMITTEES = (("mlp-m", "mlp-l"), ("lm", "mlp-l"))
 
 
 def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "results/movielens",
@@ -59,7 +73,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         tables: TablesConfig | None = None,
                         methods: list[str] | None = None,
                         tau_sweep: list[float] | None = None,
-                        resume: bool = False, workers: int = 1) -> list[ResultRow]:
+                        resume: bool = False, workers: int = 1,
+                        variants: dict[str, dict] | None = None) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
@@ -72,7 +87,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
     (:mod:`diversedistill.sweep`). ``resume`` (with ``tables`` or ``tau_sweep``) keeps the
     rows already in ``out``/results.csv, search.csv and sweep.csv and runs only what is
-    missing. ``workers`` students train at a time, each in its own single-threaded process."""
+    missing. ``workers`` students train at a time, each in its own single-threaded process.
+    ``variants`` (label -> changes to ``cfg``) replaces :data:`ABLATIONS` for ``ablations``,
+    e.g. a λ grid on validation."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     if tau_sweep:  # checked before any teacher is trained
@@ -191,7 +208,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                  for seed in seed_range for tau in tau_sweep if (tau, seed) not in done], swept)
     else:
         execute(default_runs(seed_range, lm is not None, ablations, wanted, method_wanted,
-                             teacher_models), record_run)
+                             teacher_models, variants), record_run)
     summary, best = summarize(rows)
     write_summary_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
@@ -203,12 +220,15 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
 
 
 def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_wanted,
-                 teachers: dict) -> list[Run]:
+                 teachers: dict, changes: dict[str, dict] | None = None) -> list[Run]:
     """The rows of a reproduction without --tables / --tau-sweep: DiverseDistill on every
-    committee (or the ablations on MLP-M + MLP-L) and the baselines of BASELINE_ROWS."""
-    if ablations:  # the committee only: the default, then one change at a time
-        variants = {"diversedistill": ({}, COMMITTEES[-1:])}
-        variants.update({f"dd ablation: {k}": (v, COMMITTEES[-1:]) for k, v in ABLATIONS.items()})
+    committee (or the ablations on MLP-M + MLP-L and LM + MLP-L) and the baselines of
+    BASELINE_ROWS."""
+    if ablations:  # the committees only: the default, then the changes
+        chosen = tuple(c for c in ABLATION_COMMITTEES if with_lm or "lm" not in c)
+        variants = {"diversedistill": ({}, chosen)}
+        variants.update({f"dd ablation: {k}": (v, chosen)
+                         for k, v in (ABLATIONS if changes is None else changes).items()})
     else:
         variants = {"diversedistill": ({}, COMMITTEES + (LM_COMMITTEES if with_lm else ()))}
     runs = []

@@ -40,9 +40,34 @@ def make_method(name: str, cfg: DiverseDistillConfig):
     return DiverseDistill(cfg) if name == "diversedistill" else method_class(name)()
 
 
+# The MovieLens ablations (reproduce.ABLATIONS) with the vision committee's first-
+# implementation choices: λ = 0.003 (summed squared L2, chosen on validation then) and the
+# question replacing the towers' [CLS] token.
+VISION_LEGACY = {"lam": 0.003, "injection": "replace"}
+
+
+def vision_ablations() -> dict[str, dict]:
+    from diversedistill.reproduce import ABLATIONS
+
+    out = {}
+    for label, changes in ABLATIONS.items():
+        if label.startswith("first implementation"):
+            changes = {**changes, **VISION_LEGACY}
+        elif label.startswith("distance: sum"):
+            label, changes = "distance: sum, lam 0.003", {"distance": "sum", "lam": 0.003}
+        out[label] = changes
+    return out
+
+
 def distill_run(parts, exp: VisionExperiment, teachers: dict, names, method: str,
-                cfg: DiverseDistillConfig, seed: int, run_dir: Path, progress: bool):
+                cfg: DiverseDistillConfig, seed: int, run_dir: Path, progress: bool,
+                injection: str = ""):
     committee = Committee([teachers[n] for n in names])
+    for teacher in committee:  # the run's injection mode; held teachers are shared by runs
+        if injection and hasattr(teacher, "injection"):
+            teacher.injection = injection
+        elif hasattr(teacher, "injection"):
+            teacher.injection = "add"
     before = committee.fingerprint()
     student_model = build_vit(exp.student, len(parts.class_names), seed)
     train, val, test = loaders(parts, exp, exp.student.batch_size, seed)
@@ -64,6 +89,8 @@ class Job:
     seed: int = 0
     method: str = ""
     names: tuple[str, ...] = ()
+    values: tuple = ()  # sorted (key, value) changes to DiverseDistill's config (ablations)
+    label: str = ""  # the results row's method column ("" = the method's name)
 
 
 def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root: Path,
@@ -99,19 +126,28 @@ def run_job(job: Job):
         return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
                            result.seconds)
     teachers = {n: _teacher(state, n)[0] for n in job.names}
-    run_dir = out / "runs" / f"{job.method}-{'+'.join(job.names)}-{job.seed}"
-    _, result = distill_run(parts, exp, teachers, job.names, job.method, state["cfg"], job.seed,
-                            run_dir, progress)
-    return AccuracyRow(job.method, "+".join(job.names), job.seed, result.val, result.test,
+    label = job.label or job.method
+    run_dir = out / "runs" / f"{label.replace(' ', '_')}-{'+'.join(job.names)}-{job.seed}"
+    changes = dict(job.values)
+    injection = changes.pop("injection", "")
+    _, result = distill_run(parts, exp, teachers, job.names, job.method,
+                            replace(state["cfg"], **changes), job.seed, run_dir, progress,
+                            injection)
+    return AccuracyRow(label, "+".join(job.names), job.seed, result.val, result.test,
                        result.seconds)
 
 
 def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
                      out: str | Path | None = None, cfg: DiverseDistillConfig | None = None,
                      cache: str | Path | None = None, progress: bool = True, split_seed: int = 0,
-                     log=print, workers: int = 1) -> list[AccuracyRow]:
+                     log=print, workers: int = 1, methods: list[str] | None = None,
+                     committees: list[str] | None = None,
+                     variants: dict[str, dict] | None = None) -> list[AccuracyRow]:
     """``workers`` > 1 runs that many runs at a time, each in its own single-threaded
-    process (:mod:`diversedistill.parallel`); the teachers first, then every student."""
+    process (:mod:`diversedistill.parallel`); the teachers first, then every student.
+    ``methods`` / ``committees`` (e.g. ``["vit-l+clip"]``) keep only those distillation
+    rows; ``variants`` (label -> changes to ``cfg``, ``injection`` included) adds a
+    DiverseDistill row per variant on the multi-teacher committees (the ablations)."""
     out = Path(out or f"results/{exp.dataset}")
     cfg = cfg or DiverseDistillConfig(**exp.diversedistill)
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
@@ -145,17 +181,29 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
 
     run_jobs([Job("teacher", names=(n,)) for n in exp.teachers], run_job, teacher_done, workers,
              _prepare_worker, init)
-    methods = [m for m in exp.methods if m in METHODS]
-    for missing in [m for m in exp.methods if m not in METHODS]:
+    for missing in [m for m in (methods or exp.methods) if m not in METHODS]:
         log(f"method {missing!r} is not registered in diversedistill.methods.METHODS: skipped")
     for seed in range(seeds):
         for name in exp.teachers:
             metrics = teacher_metrics[name]
             record(AccuracyRow("teacher alone", name, seed, metrics["val_accuracy"],
                                metrics["test_accuracy"], metrics["seconds"]))
+    if methods is not None:
+        methods = [m for m in methods if m in METHODS]
+    else:
+        methods = [m for m in exp.methods if m in METHODS]
+
+    def wanted(names) -> bool:
+        return committees is None or "+".join(names) in committees
+
     jobs = [Job("student", seed) for seed in range(seeds)]
     jobs += [Job("distill", seed, method, tuple(names)) for seed in range(seeds)
-             for method in methods for names in committees_for(method, exp.committees)]
+             for method in methods for names in committees_for(method, exp.committees)
+             if wanted(names)]
+    jobs += [Job("distill", seed, "diversedistill", tuple(names), tuple(sorted(v.items())),
+                 f"dd ablation: {label}")
+             for seed in range(seeds) for label, v in (variants or {}).items()
+             for names in exp.committees if len(names) > 1 and wanted(names)]
     log(f"{len(jobs)} student runs, {max(workers, 1)} at a time")
     run_jobs(jobs, run_job, lambda _job, row: record(row), workers, _prepare_worker, init)
     summary, best = summarize(rows, ("student alone", exp.student_name), metric=ACCURACY)
@@ -179,9 +227,8 @@ def experiment_for(name: str, config: str | None) -> tuple[VisionExperiment, dic
 
 def cmd_reproduce_vision(args) -> int:
     """The CLI's ``reproduce cifar10|cifar100``."""
-    if args.injection is not None or args.ablations or args.tau_sweep or args.methods:
-        raise ConfigError("--injection, --ablations, --tau-sweep and --methods apply to "
-                          "reproduce movielens only")
+    if args.injection is not None or args.tau_sweep:
+        raise ConfigError("--injection and --tau-sweep apply to reproduce movielens only")
     exp, dd = experiment_for(args.experiment, args.config)
     if args.train_size is not None:
         exp = replace(exp, train_size=args.train_size)
@@ -190,5 +237,7 @@ def cmd_reproduce_vision(args) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     reproduce_vision(exp, args.data_dir, args.seeds, args.out, cfg, args.cache_dir,
-                     not args.no_progress, split_seed=args.split_seed, workers=args.workers)
+                     not args.no_progress, split_seed=args.split_seed, workers=args.workers,
+                     methods=args.methods, committees=args.committees,
+                     variants=vision_ablations() if args.ablations else None)
     return 0

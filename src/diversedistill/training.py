@@ -181,6 +181,13 @@ class DistillationTask(L.LightningModule):
         # over processes is the same number: early stopping agrees everywhere
         self.log(f"val_{self.metric}", score, on_epoch=True, batch_size=batch["target"].shape[0],
                  prog_bar=True, sync_dist=True)
+        self.method.observe_validation(self.student, self.committee, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        # the method's own diagnostics (DiverseDistill: what each teacher's answer carries);
+        # every process saw the same validation rows: the mean over processes is the value
+        for name, value in self.method.validation_stats().items():
+            self.log(name, value, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = make_optimizer(self.student, self.method, self.cfg.lr, self.cfg.weight_decay)

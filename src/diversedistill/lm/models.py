@@ -58,7 +58,7 @@ class EncoderRater(nn.Module):
     """An encoder-only LM with a regression head on its last-layer [CLS] state."""
 
     def __init__(self, encoder: nn.Module, rating_mean: float = 3.5, inject: int = -1,
-                 question_mode: str = "token", injection: str = "replace"):
+                 question_mode: str = "token", injection: str = "add"):
         super().__init__()
         if question_mode not in ("token", "full"):
             raise ModelError(f"question_mode must be 'token' or 'full', got {question_mode!r}")
@@ -185,7 +185,7 @@ class T5Rater(nn.Module):
     """A T5 model reading the rating as the expected value over the tokens "1".."5"."""
 
     def __init__(self, model: nn.Module, rating_token_ids: list[int], scale: tuple[float, float],
-                 injection: str = "replace"):
+                 injection: str = "add"):
         super().__init__()
         if injection not in ("replace", "add"):
             raise ModelError(f"injection must be 'replace' or 'add', got {injection!r}")
@@ -258,7 +258,7 @@ def rating_token_ids(tokenizer, scale: tuple[float, float]) -> list[int]:
 
 
 def load_rater(name_or_path: str | Path, rating_mean: float, scale: tuple[float, float],
-               inject: int = -1, question_mode: str = "token", injection: str = "replace"):
+               inject: int = -1, question_mode: str = "token", injection: str = "add"):
     """(rater, tokenizer) for a hub name or a local directory; never runs remote code."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, T5ForConditionalGeneration
 

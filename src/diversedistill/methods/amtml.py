@@ -118,14 +118,15 @@ class AMTML(Method):
         out = student(batch)
         task = task_loss(out.prediction, batch["target"])
         answers = own_answers(committee, batch)
-        beta = out.z.detach() if cfg.detach_features else out.z
+        z = student.served(batch, out).z  # the feature as served: no dropout noise
+        beta = z.detach() if cfg.detach_features else z
         theta, w = self.theta, self.w
         if self.stage == 2:  # frozen: no gradient, no regularizer
             theta, w = theta.detach(), w.detach()
         mu = instance_weights(beta, theta, w)  # [B, K]
         target = mixed_target(mu, [a.prediction for a in answers], cfg.temperature)
         distill = distill_to(out.prediction, target, cfg.temperature).mean()
-        hint = torch.stack([feature_loss(p(out.z), a.hidden, cfg.reduction).mean()
+        hint = torch.stack([feature_loss(p(z), a.hidden, cfg.reduction).mean()
                             for p, a in zip(self.proj, answers)]).sum()
         reg = theta.pow(2).sum() + w.pow(2).sum()
         loss = 2 * cfg.alpha * distill + (1 - cfg.alpha) * task + cfg.hint_weight * hint

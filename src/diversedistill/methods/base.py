@@ -84,7 +84,15 @@ class Method(nn.Module):
         return True
 
     def epoch_stats(self) -> dict[str, float]:
-        """Figures to log once per epoch (and then reset)."""
+        """Figures to log once per training epoch (and then reset)."""
+        return {}
+
+    def observe_validation(self, student: HookedStudent, committee: Committee | None,
+                           batch: Batch) -> None:
+        """See one validation batch (eval mode, no gradient) for :meth:`validation_stats`."""
+
+    def validation_stats(self) -> dict[str, float]:
+        """Diagnostics of the validation epoch just seen (then reset), logged per epoch."""
         return {}
 
     def forward(self, student: HookedStudent, committee: Committee, batch: Batch) -> dict[str, torch.Tensor]:

@@ -1,79 +1,142 @@
 """DiverseDistill (Liu et al., arXiv 2402.14035), as specified in METHOD.md.
 
-Per batch, with student question point ``h``, last hidden state ``z`` and N teachers::
+Per batch, with the student's training pass ``out``, its pass as served (``h``, ``z``: no
+dropout) and N teachers::
 
-    q_i, α_i = QuestionAugmenter(h)                      # α known before any teacher runs
+    u, α_i   = QuestionAugmenter(h)                        # α known before any teacher runs
     rows_i   = {b : α_bi > τ}  (all rows while warming up; plus a few explored rows)
-    t_i      = T_i(q_i[rows_i]; context_i[rows_i])        # one pass on the sub-batch only
+    t_i      = T_i(q_i[rows_i]; context_i[rows_i])          # one pass on the sub-batch only
     a_i      = AnswerAugmenter_i(t_i)
 
-    L_student = L_task(f_s(x), y) + λ Σ_i Σ_{b∈rows_i} α_bi ‖a_bi − z_b‖² / B
+    L_student = L_task(out, y) + λ Σ_i mean_{b∈rows_i} α_bi D(a_bi, z_b)
     L_reg     = Σ_i [ L_task(head_T_i(t_i), y) + L_task(head_S(a_i), y) ]    (module only)
     L_α       = Σ_i BCE(α_i[rows_i], target_i)                              (module only)
 
-The three choices METHOD.md leaves open, made here (each switchable for the ablation):
+The choices METHOD.md leaves open, each a switch of :class:`DiverseDistillConfig` so the
+ablation (``reproduce movielens --ablations``) can measure it. The defaults were chosen on
+validation (docs/movielens.md, "Ablations"); :meth:`DiverseDistillConfig.legacy` gives the
+first implementation's choices, which reproduce its figures.
 
-1. ``detach`` (default True): ``a_i`` and ``α_i`` are detached in L_student. Otherwise the
-   cheapest way for the module to lower λ·α·‖a − z‖² is to shrink α and pull the answers
-   onto ``z`` — the distillation term then teaches the student nothing. Detached, the
-   answers are shaped only by L_reg (they must be *right*), and the student follows them.
-2. ``importance_target`` (default "soft"): α is trained by binary cross-entropy towards
-   target_i = sigmoid((ℓ(head_S(z)) − ℓ(head_S(a_i))) / T): "does the student's last layer
-   predict this sample better from teacher i's answer than from its own state?" — the
-   per-sample usefulness METHOD.md asks for, with detached losses so it moves only α.
-   "binary" uses the hard 0/1 version; "none" fixes α = 1 (no importance, no gating).
-   Collapse guard: the target is a comparison, not a reward for small α, so α goes to 0
-   only where the answer really is worse; gated-off rows give no target (they are not
-   asked), and ``explore`` keeps asking a random fraction of them so α can recover.
-3. One optimizer, two parameter groups: the student at the run's learning rate, the module
-   at ``module_lr`` (default: the student's rate; 3× is the ablation). Gradients are routed
-   by detaching (h is detached before the module; head_S is applied with detached
-   parameters; teachers are frozen), so one optimizer is exactly equivalent to two and
-   keeps checkpoints and DDP simple. λ is chosen on validation.
+1. What the distillation term trains, as two switches.
+   ``distill_trains_answers`` (default True): the term reaches the answers, so the module is
+   trained *with the student*, as the paper says (only L_reg is restricted to the module).
+   Detached, only the directions of ``a`` the student's head reads were ever trained; the
+   rest stayed a random projection of the teacher's state that ``z`` was pulled towards
+   (measured: 83% of ‖a − z‖² in entries a post-ReLU ``z`` can never reach).
+   ``distill_trains_importance`` (default False): the term reaches α. Undetached, the
+   cheapest way to lower λ·α·D is α → 0 (measured: the collapse at λ = 30), so α learns
+   only from its own target (choice 3). What guards against the answers collapsing onto
+   ``z`` instead: L_reg keeps every answer right on the task through the student's frozen
+   head, and the distance is normalized by ``z``'s spread (choice 2), so pulling ``a``
+   onto ``z`` costs the regularizer what it saves the distance.
+2. ``distance`` (default "normalized"): D(a, z) per dimension, relative to ``z``'s running
+   mean square (:func:`~diversedistill.losses.normalized_squared_error`), free of width and
+   scale, so one λ serves a 64-wide post-ReLU recommender and a layer-normed ViT. "sum" is
+   METHOD.md's literal squared L2.
+3. ``importance_target`` (default "relative"): α_i is trained by binary cross-entropy
+   towards ``sigmoid(g_i / (T·s))`` with the gain
+
+       g_i = mean(ℓ(head_S(z)), ℓ(head_S(a_j)) for the other asked teachers j) − ℓ(head_S(a_i))
+
+   "does teacher i's answer predict this sample better than the alternatives — the
+   student's own state and the other teachers' answers?". Comparing with the other
+   teachers puts the per-sample *difference between teachers* in the target (a weaker
+   teacher is told where the stronger one is better); ``s`` is a running mean of |g| (in
+   the task loss's units, so MSE and cross-entropy alike), so the target spreads over the
+   sigmoid's range instead of sitting at 0.5 ± 0.05, and T (``importance_temperature``) is
+   unitless. The first implementation's "soft" target sigmoid((ℓ(z) − ℓ(a_i)) / T), T in
+   squared-error units, left α at 0.55 ± 0.02 for both MLP teachers. "binary" is the hard
+   version of "soft"; "none" fixes α = 1 (no importance, no gating). Collapse guard: a
+   comparison, not a reward for small α; gated-off rows give no target, and ``explore``
+   keeps asking a random fraction of them so α can recover.
+4. ``z_as_served`` (default True): ``h`` and ``z`` come from the student's pass in eval mode
+   (:meth:`~diversedistill.interface.HookedStudent.served`); the task loss keeps the
+   training pass with its dropout.
+5. ``zero_init_questions`` (default True): each question MLP's last layer starts at zero,
+   so with "add" injection every teacher first answers exactly as trained.
+6. The module's optimization: one optimizer, two parameter groups, the module at
+   ``module_lr`` (None: the student's rate) following the run's schedule (warm-up and
+   decay, ``TrainConfig.schedule``). Gradients are routed by detaching (L_reg and L_α see
+   ``h`` and ``z`` detached and the student's head through detached parameters; teachers are
+   frozen), so one optimizer equals two and keeps checkpoints and DDP simple.
+   ``distill_per_asked_row`` (default True): each teacher's term is a mean over the rows
+   asked, so gating does not shrink the effective λ as it skips rows.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from diversedistill.errors import ConfigError
 from diversedistill.interface import take_rows
-from diversedistill.losses import squared_l2, task_loss
+from diversedistill.losses import normalized_squared_error, squared_l2, task_loss, task_score
 from diversedistill.methods.base import Method, register_method
 from diversedistill.module import DistillationModule
 
-IMPORTANCE_TARGETS = ("soft", "binary", "none")
+IMPORTANCE_TARGETS = ("relative", "soft", "binary", "none")
+DISTANCES = ("normalized", "sum")
+RUNNING_MOMENTUM = 0.05  # weight of a new batch in the running size of z and gain scale
 
 
 @dataclass
 class DiverseDistillConfig:
-    # λ, weight of the distillation term in the student's loss. Chosen on validation MSE
-    # (ML-100K, committee MLP-M + MLP-L, seed 0) from {0.1, 1, 5, 10, 20}: docs/movielens.md.
-    lam: float = 10.0
+    # λ, weight of the distillation term in the student's loss. Chosen on validation
+    # (ML-100K, committee MLP-M + MLP-L, seed 0): docs/movielens.md, "Ablations".
+    lam: float = 1.0
+    distance: str = "normalized"  # D: "normalized" (per dimension, relative to z's size) | "sum"
     tau: float = 0.0  # importance gating threshold: teacher i runs on rows with α_i > τ
     warmup_epochs: int = 1  # epochs in which every teacher answers every row (α learns first)
     explore: float = 0.1  # fraction of gated-off rows asked anyway, so α can recover
     d1: int = 16  # teacher-embedding width
     d2: int = 64  # question hidden width
     hidden: int = 256  # width of the per-teacher question / answer MLPs
-    detach: bool = True  # open choice 1
-    importance_target: str = "soft"  # open choice 2: soft | binary | none
-    importance_temperature: float = 0.25  # T of the soft target, in units of squared error
-    module_lr: float = 1e-3  # open choice 3: the module's learning rate
+    distill_trains_answers: bool = True  # choice 1: the distillation term reaches the answers
+    distill_trains_importance: bool = False  # choice 1: ... and α (collapses at large λ)
+    importance_target: str = "relative"  # choice 3: relative | soft | binary | none
+    importance_temperature: float = 1.0  # relative: × the running |gain|; soft: task-loss units
+    z_as_served: bool = True  # choice 4: h and z from the dropout-free pass
+    zero_init_questions: bool = True  # choice 5: every teacher starts answering as trained
+    module_lr: float | None = None  # choice 6: the module's learning rate (None: the student's)
+    distill_per_asked_row: bool = True  # choice 6: a teacher's term is a mean over asked rows
+    diagnostic_rows: int = 2048  # validation rows the per-epoch diagnostics read (0: none)
 
     def __post_init__(self):
-        if not 0.0 <= self.tau <= 1.0:
-            raise ConfigError(f"tau must be in [0, 1], got {self.tau}")
-        if not 0.0 <= self.explore <= 1.0:
-            raise ConfigError(f"explore must be in [0, 1], got {self.explore}")
-        if self.importance_target not in IMPORTANCE_TARGETS:
-            raise ConfigError(
-                f"importance_target must be one of {IMPORTANCE_TARGETS}, got {self.importance_target!r}")
-        if self.lam < 0:
-            raise ConfigError(f"lam must be non-negative, got {self.lam}")
+        checks = [
+            (0.0 <= self.tau <= 1.0, f"tau must be in [0, 1], got {self.tau}"),
+            (0.0 <= self.explore <= 1.0, f"explore must be in [0, 1], got {self.explore}"),
+            (self.importance_target in IMPORTANCE_TARGETS,
+             f"importance_target must be one of {IMPORTANCE_TARGETS}, got {self.importance_target!r}"),
+            (self.distance in DISTANCES, f"distance must be one of {DISTANCES}, got {self.distance!r}"),
+            (math.isfinite(self.lam) and self.lam >= 0, f"lam must be finite and non-negative, got {self.lam}"),
+            (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
+             f"importance_temperature must be positive, got {self.importance_temperature}"),
+            (self.module_lr is None or (math.isfinite(self.module_lr) and self.module_lr > 0),
+             f"module_lr must be positive, got {self.module_lr}"),
+            (min(self.d1, self.d2, self.hidden) >= 1,
+             f"d1, d2 and hidden must be at least 1, got {self.d1}, {self.d2}, {self.hidden}"),
+            (self.warmup_epochs >= 0 and self.diagnostic_rows >= 0,
+             "warmup_epochs and diagnostic_rows must not be negative"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @classmethod
+    def legacy(cls, **changes: Any) -> DiverseDistillConfig:
+        """The first implementation's choices (its figures in docs/movielens.md and the
+        first tables): answers and α detached, summed squared L2 at λ = 10, ``z`` from the
+        training pass, random questions, the "soft" α target at T = 0.25 squared-error
+        units, module lr 1e-3, the gated sum divided by the whole batch."""
+        values = dict(lam=10.0, distance="sum", distill_trains_answers=False,
+                      importance_target="soft", importance_temperature=0.25, z_as_served=False,
+                      zero_init_questions=False, module_lr=1e-3, distill_per_asked_row=False)
+        return cls(**{**values, **changes})
 
 
 @register_method("diversedistill")
@@ -86,6 +149,7 @@ class DiverseDistill(Method):
         self.module: DistillationModule | None = None
         self._rows = 0  # rows seen this epoch (the buffer _asked counts rows asked per teacher)
         self._teacher_names: list[str] = []
+        self._diagnostics = ValidationDiagnostics()
 
     def setup(self, student, committee, example) -> None:
         with torch.no_grad():
@@ -95,11 +159,12 @@ class DiverseDistill(Method):
             question_widths=[t.question_width for t in committee],
             answer_widths=[t.answer_width for t in committee],
             d1=self.cfg.d1, d2=self.cfg.d2, hidden=self.cfg.hidden,
+            zero_init_questions=self.cfg.zero_init_questions,
         )
         self.register_buffer("_asked", torch.zeros(len(committee)), persistent=False)
         self._teacher_names = committee.names
 
-    def learning_rate(self) -> float:
+    def learning_rate(self) -> float | None:
         return self.cfg.module_lr
 
     def uses_every_parameter(self) -> bool:
@@ -122,22 +187,43 @@ class DiverseDistill(Method):
         loss = parts["task"] + self.cfg.lam * parts["distill"] + parts["reg"] + parts["importance"]
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
 
+    def _running(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Update the running estimate ``name`` with this batch's ``value`` (training only;
+        the first batch sets it) and return it, detached."""
+        buffer = getattr(self.module, name)
+        if self.training:
+            value = value.detach().to(buffer.dtype)
+            buffer.copy_(value if buffer <= 0 else buffer + RUNNING_MOMENTUM * (value - buffer))
+        return buffer
+
+    def distance(self, a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """D(a, z) per row [b] (choice 2); the running mean square is updated by loss_parts."""
+        if self.cfg.distance == "sum":
+            return squared_l2(a, z)
+        return normalized_squared_error(a, z, self.module.z_mean_square)
+
     def loss_parts(self, student, committee, batch) -> dict[str, torch.Tensor]:
         """The four terms of METHOD.md, undetached: task, distill, reg, importance (+ alpha)."""
         cfg, y = self.cfg, batch["target"]
         out = student(batch)
         task = task_loss(out.prediction, y)
+        seen = student.served(batch, out) if cfg.z_as_served else out
+        h, z = seen.h, seen.z
+        if cfg.distance == "normalized":
+            self._running("z_mean_square", z.detach().pow(2).mean())
         augmenter = self.module.questions
-        states, alpha = augmenter.states_and_importance(out.h.detach())
+        states, alpha = augmenter.states_and_importance(h.detach())
         if cfg.importance_target == "none":
             alpha = torch.ones_like(alpha)
         batch_size = y.shape[0]
-        distill = reg = importance = out.z.new_zeros(())
-        own_loss = task_loss(student.frozen_head(out.z.detach()), y, reduction="none")
+        distill = reg = importance = z.new_zeros(())
+        own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
+        answer_losses = []  # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
         for i, teacher in enumerate(committee):
             mask = self.gate(alpha[:, i].detach())
             self._asked[i] += mask.sum()
             if not mask.any():
+                answer_losses.append(None)
                 continue
             # The teacher's whole pass, context included, runs on the asked rows only: a
             # gated row costs nothing (for a language teacher, not even its cache read).
@@ -151,21 +237,54 @@ class DiverseDistill(Method):
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()
             alpha_i = alpha[rows, i]
-            weight = alpha_i.detach() if cfg.detach else alpha_i
-            target_answer = a.detach() if cfg.detach else a
-            distill = distill + (weight * squared_l2(target_answer, out.z[rows])).sum() / batch_size
-            if cfg.importance_target != "none":
-                importance = importance + F.binary_cross_entropy(
-                    alpha_i, self._importance_target(own_loss[rows], answer_loss.detach()))
+            weight = alpha_i if cfg.distill_trains_importance else alpha_i.detach()
+            target = a if cfg.distill_trains_answers else a.detach()
+            terms = weight * self.distance(target, z[rows])
+            rows_counted = terms.shape[0] if cfg.distill_per_asked_row else batch_size
+            distill = distill + terms.sum() / rows_counted
+            answer_losses.append((rows, answer_loss.detach()))
+        if cfg.importance_target != "none":
+            for i, targets in enumerate(self._importance_targets(own_loss, answer_losses)):
+                if targets is not None:
+                    rows, target = targets
+                    importance = importance + F.binary_cross_entropy(alpha[rows, i], target)
         self._rows += batch_size
         return {"task": task, "distill": distill, "reg": reg, "importance": importance,
                 "alpha": alpha.detach().mean()}
 
-    def _importance_target(self, own_loss: torch.Tensor, answer_loss: torch.Tensor) -> torch.Tensor:
-        gain = own_loss - answer_loss  # > 0: the answer predicts this sample better than z
-        if self.cfg.importance_target == "binary":
-            return (gain > 0).float()
-        return torch.sigmoid(gain / self.cfg.importance_temperature)
+    def _importance_targets(self, own_loss: torch.Tensor, answer_losses: list):
+        """Per teacher, (rows, the α target on them) or None where it was not asked."""
+        cfg = self.cfg
+        if cfg.importance_target in ("soft", "binary"):
+            out = []
+            for item in answer_losses:
+                if item is None:
+                    out.append(None)
+                    continue
+                rows, loss = item
+                gain = own_loss[rows] - loss  # > 0: the answer predicts this sample better than z
+                out.append((rows, (gain > 0).float() if cfg.importance_target == "binary"
+                            else torch.sigmoid(gain / cfg.importance_temperature)))
+            return out
+        # "relative": each answer against the mean of the alternatives on the same row
+        n, batch_size = len(answer_losses), own_loss.shape[0]
+        losses = own_loss.new_zeros(batch_size, n)
+        asked = torch.zeros(batch_size, n, dtype=torch.bool, device=own_loss.device)
+        for i, item in enumerate(answer_losses):
+            if item is not None:
+                losses[item[0], i] = item[1]
+                asked[item[0], i] = True
+        total = own_loss[:, None] + (losses * asked).sum(1, keepdim=True)
+        count = 1 + asked.sum(1, keepdim=True)
+        # the alternatives of teacher i: the student's own state and every other asked teacher
+        others = (total - losses * asked) / (count - asked.float())
+        gain = others - losses
+        if asked.any():
+            self._running("gain_scale", gain[asked].abs().mean())
+        scale = self.module.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny) * cfg.importance_temperature
+        target = torch.sigmoid(gain / scale)
+        return [None if item is None else (item[0], target[item[0], i])
+                for i, item in enumerate(answer_losses)]
 
     def epoch_stats(self) -> dict[str, float]:
         """Fraction of teacher passes skipped by gating, per teacher, since the last call."""
@@ -177,3 +296,88 @@ class DiverseDistill(Method):
         self._rows = 0
         return stats
 
+    # ----------------------------------------------------------------- diagnostics
+
+    @torch.no_grad()
+    def observe_validation(self, student, committee, batch) -> None:
+        """Accumulate the per-teacher diagnostics on the first ``diagnostic_rows``
+        validation rows of the epoch (every teacher asked; no random number drawn)."""
+        left = self.cfg.diagnostic_rows - self._diagnostics.rows
+        if left <= 0 or committee is None:
+            return
+        y = batch["target"]
+        if y.shape[0] > left:
+            batch, y = take_rows(batch, slice(0, left)), y[:left]
+        out = student(batch)
+        states, alpha = self.module.questions.states_and_importance(out.h)
+        if self.cfg.importance_target == "none":
+            alpha = torch.ones_like(alpha)
+        diag = self._diagnostics
+        diag.add("head_on_z", task_score(student.frozen_head(out.z), y))
+        directions = head_directions(student.head, out.z.shape[-1])
+        for i, teacher in enumerate(committee):
+            context = teacher.context(batch)
+            own = teacher.answer(None, context)
+            answer = teacher.answer(self.module.questions.ask(i, states[:, i]), context)
+            a = self.module.answers(i, answer.hidden)
+            name = self._teacher_names[i]
+            diag.add(f"{name}/teacher_own", task_score(own.prediction, y))
+            diag.add(f"{name}/teacher_asked", task_score(answer.prediction, y))
+            diag.add(f"{name}/head_on_answer", task_score(student.frozen_head(a), y))
+            diag.add(f"{name}/alpha", alpha[:, i])
+            diag.add(f"{name}/alpha_sq", alpha[:, i].pow(2))
+            diff = a - out.z
+            diag.add(f"{name}/distance", self.distance(a, out.z))
+            if directions is not None:
+                diag.add(f"{name}/along_head", (diff @ directions).pow(2).sum(-1))
+                diag.add(f"{name}/diff_sq", diff.pow(2).sum(-1))
+        diag.rows += y.shape[0]
+
+    def validation_stats(self) -> dict[str, float]:
+        """The epoch's diagnostics (then reset), per teacher ``diag/<teacher>/...``:
+        ``teacher_own`` / ``teacher_asked``: the teacher's task metric on its own pass and
+        when asked the question; ``head_on_answer`` against ``diag/head_on_z``: the
+        student's head on the answer and on ``z``; ``alpha_mean`` / ``alpha_std``: α and
+        its spread across samples (a flat α learned nothing); ``distance``: mean D(a, z);
+        ``along_head``: the share of ‖a − z‖² along the directions the head reads (its
+        weight's row space; only for a linear head). Metric: squared error for ratings,
+        accuracy for classes."""
+        diag, stats = self._diagnostics, {}
+        means = diag.means()
+        if not means:
+            return {}
+        stats["diag/head_on_z"] = means.pop("head_on_z")
+        for name in self._teacher_names:
+            for key in ("teacher_own", "teacher_asked", "head_on_answer", "distance"):
+                stats[f"diag/{name}/{key}"] = means[f"{name}/{key}"]
+            mean, square = means[f"{name}/alpha"], means[f"{name}/alpha_sq"]
+            stats[f"diag/{name}/alpha_mean"] = mean
+            stats[f"diag/{name}/alpha_std"] = math.sqrt(max(square - mean * mean, 0.0))
+            if f"{name}/along_head" in means:
+                total = means[f"{name}/diff_sq"]
+                stats[f"diag/{name}/along_head"] = means[f"{name}/along_head"] / total if total else 0.0
+        self._diagnostics = ValidationDiagnostics()
+        return stats
+
+
+class ValidationDiagnostics:
+    """Running sums of per-row figures over the validation rows of one epoch."""
+
+    def __init__(self):
+        self.rows = 0
+        self._sums: dict[str, float] = {}
+
+    def add(self, name: str, per_row: torch.Tensor) -> None:
+        self._sums[name] = self._sums.get(name, 0.0) + float(per_row.double().sum())
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.rows for k, v in self._sums.items()} if self.rows else {}
+
+
+def head_directions(head: nn.Module, width: int) -> torch.Tensor | None:
+    """An orthonormal basis [width, r] of the directions of ``z`` a linear head reads (the
+    row space of its weight [C, width]), or None for a head that is not one linear layer."""
+    if not isinstance(head, nn.Linear) or head.in_features != width:
+        return None
+    basis, _ = torch.linalg.qr(head.weight.detach().float().T)  # [width, min(C, width)]
+    return basis.to(head.weight.dtype)

@@ -65,6 +65,7 @@ class FD(Method):
         out = student(batch)
         task = task_loss(out.prediction, batch["target"])
         answers = own_answers(committee, batch, self._chosen)
-        distill = torch.stack([feature_loss(p(out.z), a.hidden, cfg.reduction).mean()
+        z = student.served(batch, out).z  # the feature as served: no dropout noise to match
+        distill = torch.stack([feature_loss(p(z), a.hidden, cfg.reduction).mean()
                                for p, a in zip(self.proj, answers)]).mean()
         return task_plus(task, cfg.lam, distill)

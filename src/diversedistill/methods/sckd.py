@@ -114,6 +114,9 @@ class SCKD(Method):
         out = student(batch)
         task = task_loss(out.prediction, batch["target"])
         answers = own_answers(committee, batch, self._chosen)
+        # the feature as served (no dropout noise to match); a gate measured at z needs the
+        # task's gradient at the same tensor, so that variant keeps the training pass's z
+        z = out.z if cfg.gradients_over == "z" else student.served(batch, out).z
         terms, lams, adapters = [], [], []  # term losses through the student; P-only losses
         for j, answer in enumerate(answers):
             for term in cfg.terms:
@@ -123,12 +126,12 @@ class SCKD(Method):
                     adapters.append(None)
                 else:
                     proj = self.proj[j]
-                    terms.append(feature_loss(proj(out.z), answer.hidden, cfg.reduction).mean())
+                    terms.append(feature_loss(proj(z), answer.hidden, cfg.reduction).mean())
                     lams.append(cfg.lam_feature)
-                    adapters.append(feature_loss(proj(out.z.detach()), answer.hidden,
+                    adapters.append(feature_loss(proj(z.detach()), answer.hidden,
                                                  cfg.reduction).mean())
         if self._step % cfg.gate_every == 0:
-            self._evaluate_gates(student, out.z, task, terms)
+            self._evaluate_gates(student, z, task, terms)
         self._step += 1
         loss = task
         for k, (term, lam, adapter) in enumerate(zip(terms, lams, adapters)):
