@@ -163,3 +163,42 @@ def test_distillation_losses_are_finite_scalars_for_any_committee(teachers, rows
         assert p.grad is None or p.grad.shape == p.shape
     assert committee.fingerprint() == before
     assert all(0 <= int(n) <= rows for n in method._asked)
+
+
+def test_workers_end_when_their_parent_is_killed():
+    """A reproduction killed with SIGKILL must not leave its workers training for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "import os, sys, time\n"
+        "from diversedistill.parallel import run_jobs\n"
+        "run_jobs([60, 60], time.sleep, lambda j, r: None, workers=2)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    children = []
+    while time.time() < deadline and len(children) < 2:
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        children = [int(p) for p in out.stdout.split()]
+        time.sleep(0.2)
+    # the pool's workers, and possibly its resource tracker: every child must go
+    assert children, "no worker started"
+    time.sleep(2)  # the workers have reached their initializer
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 20
+    alive = children
+    while alive and time.time() < deadline:
+        alive = [p for p in alive if running(p)]
+        time.sleep(0.2)
+    assert not alive, f"workers still running after their parent was killed: {alive}"

@@ -23,8 +23,10 @@ def test_skipped_fractions_average_the_logged_epochs(tmp_path):
 
 
 def rows(val_by_tau: dict[float, list[float]]) -> list[SweepRow]:
+    # asked because α > τ: all but 5% of the asked rows (the rest explored at random)
     return [SweepRow(tau, seed, val, val + 0.01, 10, 20.0 * (1 - tau / 2),
-                     {"lm": tau, "mlp-l": tau / 2})
+                     {"lm": tau, "mlp-l": tau / 2},
+                     {"lm": 1 - tau - 0.05 * (tau > 0), "mlp-l": 1 - tau / 2 - 0.05 * (tau > 0)})
             for tau, vals in val_by_tau.items() for seed, val in enumerate(vals)]
 
 
@@ -39,10 +41,25 @@ def test_chosen_tau_is_the_largest_within_the_tau0_spread_on_validation():
 def test_sweep_table_and_csv_report_skips_and_time_saved():
     sweep = rows({0.0: [0.84, 0.84], 0.6: [0.84, 0.84]})
     table = format_sweep(sweep)
-    assert "| 0.6 | 2 | 60.0% | 30.0% | 45.0% | 14.0 | 30.0% |" in table
+    assert "| 0.6 | 2 | 60.0% | 30.0% | 45.0% | 50.0% / 5.0% | 14.0 | 30.0% |" in table
     assert "τ chosen on validation" in table and table.rstrip().endswith("0.6")
     lines = list(csv.DictReader(sweep_csv_text(sweep).splitlines()))
     assert lines[2]["tau"] == "0.6" and float(lines[2]["skipped/lm"]) == 0.6
+    assert float(lines[2]["asked_by_alpha/lm"]) == pytest.approx(0.35)
+    assert read_back_equal(sweep)
+
+
+def read_back_equal(sweep) -> bool:
+    import tempfile
+    from pathlib import Path
+
+    from diversedistill.sweep import read_sweep, write_sweep
+
+    with tempfile.TemporaryDirectory() as d:
+        write_sweep(Path(d) / "sweep.csv", sweep)
+        back = read_sweep(Path(d) / "sweep.csv")
+    return all(a.by_alpha == pytest.approx(b.by_alpha) and a.skipped == pytest.approx(b.skipped)
+               for a, b in zip(sweep, back))
 
 
 def test_cli_refuses_a_bad_sweep_before_training(ml100k_dir, tmp_path, capsys):

@@ -200,7 +200,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             sweep_rows.append(SweepRow(dict(job.values)["tau"], job.seed, result.val_mse,
                                        result.test_mse, result.epochs,
                                        result.seconds / max(result.epochs, 1),
-                                       skipped_fractions(result.run_dir)))
+                                       skipped_fractions(result.run_dir),
+                                       skipped_fractions(result.run_dir, "asked_by_alpha")))
             write_sweep(out / "sweep.csv", sorted(sweep_rows, key=lambda r: (r.tau, r.seed)))
         done = {(r.tau, r.seed) for r in sweep_rows}  # kept by --resume
         execute([Run(sweep_label(tau), seed, names, values=(("tau", tau),),

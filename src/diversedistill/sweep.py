@@ -48,27 +48,34 @@ class SweepRow:
     epochs: int
     epoch_seconds: float  # wall time per epoch, validation included
     skipped: dict[str, float] = field(default_factory=dict)  # teacher -> fraction of rows
+    # teacher -> fraction of rows asked because α > τ (the rest of the asked rows were
+    # explored at random); absent in sweeps of older versions
+    by_alpha: dict[str, float] = field(default_factory=dict)
 
 
-def skipped_fractions(run_dir: str | Path) -> dict[str, float]:
-    """Fraction of each teacher's rows skipped over the whole run (every epoch has the same
-    number of rows, so it is the mean of the per-epoch fractions)."""
+def skipped_fractions(run_dir: str | Path, what: str = "skipped") -> dict[str, float]:
+    """Fraction of each teacher's rows skipped (``what="asked_by_alpha"``: asked because
+    α > τ) over the whole run (every epoch has the same number of rows, so it is the mean
+    of the per-epoch fractions)."""
     path = Path(run_dir) / "logs" / "metrics.csv"
     per_teacher: dict[str, list[float]] = {}
+    prefix = f"train/{what}/"
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             for key, value in row.items():
-                if key and key.startswith("train/skipped/") and value not in ("", None):
-                    per_teacher.setdefault(key.removeprefix("train/skipped/"), []).append(float(value))
+                if key and key.startswith(prefix) and value not in ("", None):
+                    per_teacher.setdefault(key.removeprefix(prefix), []).append(float(value))
     return {name: statistics.fmean(v) for name, v in per_teacher.items()}
 
 
 def sweep_csv_text(rows: list[SweepRow]) -> str:
     teachers = sorted({t for r in rows for t in r.skipped})
     head = ["tau", "seed", "val_mse", "test_mse", "epochs", "epoch_seconds"]
-    lines = [",".join(head + [f"skipped/{t}" for t in teachers])]
+    lines = [",".join(head + [f"skipped/{t}" for t in teachers]
+                      + [f"asked_by_alpha/{t}" for t in teachers])]
     for r in rows:
-        values = [asdict(r)[k] for k in head] + [r.skipped.get(t, float("nan")) for t in teachers]
+        values = ([asdict(r)[k] for k in head] + [r.skipped.get(t, float("nan")) for t in teachers]
+                  + [r.by_alpha.get(t, float("nan")) for t in teachers])
         lines.append(",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values))
     return "\n".join(lines) + "\n"
 
@@ -82,9 +89,13 @@ def read_sweep(path: str | Path) -> list[SweepRow]:
     with open(path, newline="", encoding="utf-8") as f:
         return [SweepRow(float(r["tau"]), int(r["seed"]), float(r["val_mse"]), float(r["test_mse"]),
                          int(r["epochs"]), float(r["epoch_seconds"]),
-                         {k.removeprefix("skipped/"): float(v) for k, v in r.items()
-                          if k.startswith("skipped/") and not math.isnan(float(v))})
+                         _columns(r, "skipped/"), _columns(r, "asked_by_alpha/"))
                 for r in csv.DictReader(f)]
+
+
+def _columns(row: dict, prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): float(v) for k, v in row.items()
+            if k.startswith(prefix) and v not in ("", None) and not math.isnan(float(v))}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -114,15 +125,22 @@ def format_sweep(rows: list[SweepRow]) -> str:
     teachers = sorted({t for r in rows for t in r.skipped})
     base = statistics.fmean(r.epoch_seconds for r in by_tau[0.0]) if 0.0 in by_tau else math.nan
     lines = ["| τ | seeds | " + " | ".join(f"skipped {t}" for t in teachers)
-             + " | all passes skipped | s / epoch | time saved vs τ = 0 | val MSE | test MSE |",
-             "|---|---|" + "---|" * len(teachers) + "---|---|---|---|---|"]
+             + " | all passes skipped | asked: by α / explored | s / epoch | time saved vs τ = 0 "
+             "| val MSE | test MSE |",
+             "|---|---|" + "---|" * len(teachers) + "---|---|---|---|---|---|"]
     for tau, rs in by_tau.items():
         skips = [statistics.fmean(r.skipped.get(t, 0.0) for r in rs) for t in teachers]
+        # of all rows (every teacher, every epoch): asked because α > τ, and asked only by
+        # the random exploration (the rest were skipped)
+        asked = 1 - statistics.fmean(skips) if skips else 1.0
+        by_alpha = [r.by_alpha[t] for r in rs for t in teachers if t in r.by_alpha]
+        share = (f"{statistics.fmean(by_alpha):.1%} / {asked - statistics.fmean(by_alpha):.1%}"
+                 if by_alpha else "-")
         seconds = statistics.fmean(r.epoch_seconds for r in rs)
         val, val_sd = _mean_std([r.val_mse for r in rs])
         test, test_sd = _mean_std([r.test_mse for r in rs])
         lines.append(f"| {tau:g} | {len(rs)} | " + " | ".join(f"{s:.1%}" for s in skips)
-                     + f" | {statistics.fmean(skips) if skips else 0:.1%} | {seconds:.1f} | "
+                     + f" | {statistics.fmean(skips) if skips else 0:.1%} | {share} | {seconds:.1f} | "
                      f"{1 - seconds / base:.1%} | {val:.4f} ± {val_sd:.4f} | "
                      f"{test:.4f} ± {test_sd:.4f} |")
     chosen = choose_tau(rows)

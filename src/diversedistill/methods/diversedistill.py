@@ -162,6 +162,7 @@ class DiverseDistill(Method):
             zero_init_questions=self.cfg.zero_init_questions,
         )
         self.register_buffer("_asked", torch.zeros(len(committee)), persistent=False)
+        self.register_buffer("_by_alpha", torch.zeros(len(committee)), persistent=False)
         self._teacher_names = committee.names
 
     def learning_rate(self) -> float | None:
@@ -172,12 +173,19 @@ class DiverseDistill(Method):
         # importance "none" never uses the importance projection
         return self.cfg.tau <= 0 and self.cfg.importance_target != "none"
 
-    def gate(self, alpha: torch.Tensor) -> torch.Tensor:
-        """Boolean [B] mask of the rows a teacher is asked, from its importance α [B]."""
+    def gate(self, alpha: torch.Tensor, i: int | None = None) -> torch.Tensor:
+        """Boolean [B] mask of the rows a teacher is asked, from its importance α [B]; with
+        the teacher's index ``i``, the rows asked because of α (α > τ) are counted apart
+        from those asked only by exploration."""
         cfg = self.cfg
         if cfg.tau <= 0 or cfg.importance_target == "none" or self.epoch < cfg.warmup_epochs:
-            return torch.ones_like(alpha, dtype=torch.bool)
+            mask = torch.ones_like(alpha, dtype=torch.bool)
+            if i is not None:
+                self._by_alpha[i] += mask.sum()
+            return mask
         mask = alpha > cfg.tau
+        if i is not None:
+            self._by_alpha[i] += mask.sum()
         if cfg.explore > 0 and self.training:
             mask |= torch.rand_like(alpha) < cfg.explore
         return mask
@@ -220,7 +228,7 @@ class DiverseDistill(Method):
         own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
         answer_losses = []  # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
         for i, teacher in enumerate(committee):
-            mask = self.gate(alpha[:, i].detach())
+            mask = self.gate(alpha[:, i].detach(), i)
             self._asked[i] += mask.sum()
             if not mask.any():
                 answer_losses.append(None)
@@ -287,12 +295,19 @@ class DiverseDistill(Method):
                 for i, item in enumerate(answer_losses)]
 
     def epoch_stats(self) -> dict[str, float]:
-        """Fraction of teacher passes skipped by gating, per teacher, since the last call."""
+        """Per teacher, since the last call: the fraction of its passes skipped by gating
+        (``skipped/``), and the fractions of rows asked because α > τ (``asked_by_alpha/``)
+        and only by the random exploration (``asked_by_exploration/``). Gating that learned
+        something skips rows by α; one that learned nothing asks the explored rows only."""
         if not self._rows:
             return {}
-        stats = {f"skipped/{name}": 1.0 - float(n) / self._rows
-                 for name, n in zip(self._teacher_names, self._asked)}
+        stats = {}
+        for name, asked, by_alpha in zip(self._teacher_names, self._asked, self._by_alpha):
+            stats[f"skipped/{name}"] = 1.0 - float(asked) / self._rows
+            stats[f"asked_by_alpha/{name}"] = float(by_alpha) / self._rows
+            stats[f"asked_by_exploration/{name}"] = float(asked - by_alpha) / self._rows
         self._asked.zero_()
+        self._by_alpha.zero_()
         self._rows = 0
         return stats
 
