@@ -13,6 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -29,6 +30,7 @@ ARCHITECTURES = {"mlp-recommender": MLPRecommender}
 def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None = None) -> Path:
     out_dir = Path(out_dir)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite(weights, out_dir / WEIGHTS)
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file(weights, str(tmp))
         checksum = file_sha256(tmp)
@@ -37,6 +39,15 @@ def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None 
               **(extra or {}), "weights_sha256": checksum}
     write_text_atomic(out_dir / CONFIG, json.dumps(config, indent=2))
     return out_dir
+
+
+def check_finite(weights: dict, where: str | Path) -> None:
+    """Weights holding NaN or infinity are never exported (a diverged run, a damaged file)."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelError(f"{where}: {name} holds {bad} non-finite value(s) (NaN or "
+                             "infinity); refused: the run diverged or the file is damaged")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -66,7 +77,11 @@ def load_model(path: str | Path) -> nn.Module:
     config = read_config(path)
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
     expected = config.get("weights_sha256")
-    if expected is not None and (path / WEIGHTS).is_file() and file_sha256(path / WEIGHTS) != expected:
+    if not (path / WEIGHTS).is_file():
+        raise ModelError(f"{path / WEIGHTS}: not found; the export is incomplete")
+    if not isinstance(expected, str):
+        raise ModelError(f"{path / CONFIG}: records no weights_sha256; cannot check the weights")
+    if file_sha256(path / WEIGHTS) != expected:
         raise ModelError(f"{path / WEIGHTS}: checksum differs from {CONFIG}; the file is corrupt "
                          "or was replaced after the export")
     try:
@@ -81,10 +96,12 @@ def load_model(path: str | Path) -> nn.Module:
     if missing or unexpected:
         raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    check_finite(state, path / WEIGHTS)
     return model.eval()
 
 
-def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
+def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
+                           before_writing=None) -> Path:
     """Export the student of a ``distill`` run from its best checkpoint.
 
     The checkpoint holds the training wrapper's state (student and distillation module);
@@ -92,14 +109,26 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    if (run_dir / "checkpoints").is_dir() and not (run_dir / "student" / CONFIG).is_file():
+        raise ModelError(f"{run_dir}: no student/{CONFIG}; the run has not finished (resume it "
+                         "with the same command and --resume)")
     if not checkpoint.is_file():
         raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; is it a 'distill' run directory?")
     config = read_config(run_dir / "student")
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
     # weights_only: a checkpoint that would run code when unpickled is refused
-    state = read_checkpoint(checkpoint)["state_dict"]
+    state = read_checkpoint(checkpoint)["state_dict"]  # its checksum checked first
     prefix = "student.model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    check_finite(weights, checkpoint)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{checkpoint}: its student does not fit {run_dir / 'student' / CONFIG} "
+                         f"({first})") from None
     extra = {k: v for k, v in config.items()
              if k not in ("format", "architecture", "model", "weights_sha256")}
+    if before_writing is not None:  # everything is checked: the CLI takes the directory now
+        before_writing()
     return export_model(model, out_dir, extra)
