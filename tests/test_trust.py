@@ -239,3 +239,144 @@ def test_every_checkpoint_of_a_run_has_its_checksum(finished):
         verify_checkpoint(finished / "checkpoints" / name)
     assert json.loads((finished / "run.json").read_text())["data.release"] == "ml-100k"
     assert os.path.isfile(finished / ".diversedistill")
+
+
+# ---------------------------------------------------------------------------- 3. provenance
+
+
+def train_teacher(data: Path, out: Path, *extra: str) -> Path:
+    assert main(["train-teacher", "--size", "mlp-s", "--data-dir", str(data), "--out", str(out),
+                 "--no-progress", "--max-epochs", "1", *extra]) == 0
+    return out
+
+
+def test_a_teacher_trained_on_the_runs_test_rows_is_refused(committee, tmp_path, capsys):
+    data, _ = committee
+    teacher = train_teacher(data, tmp_path / "t1", "--split-seed", "1")
+    config = json.loads((teacher / "config.json").read_text())
+    assert config["data"]["release"] == "ml-100k" and config["data"]["split"]["name"] == "random-1"
+    assert [f["name"] for f in config["data"]["fields"]][:2] == ["user", "item"]
+    capsys.readouterr()
+    args = ["distill", "--teacher", str(teacher), "--data-dir", str(data), "--out",
+            str(tmp_path / "run"), *RUN]
+    assert main(args) == 2
+    error = one_error(capsys)
+    assert "teacher 't1' was trained on" in error and "validation and test ratings" in error
+    assert "(its split random-1, this run's random-0)" in error
+    assert not (tmp_path / "run").exists()
+
+    assert main([*args, "--allow-teacher-overlap", "--max-epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: teacher 't1' was trained on" in err and "--allow-teacher-overlap" in err
+
+    same = train_teacher(data, tmp_path / "t0")  # the run's own split: accepted, no warning
+    capsys.readouterr()
+    assert main(["distill", "--teacher", str(same), "--data-dir", str(data), "--out",
+                 str(tmp_path / "run0"), *RUN, "--max-epochs", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    student = json.loads((tmp_path / "run0" / "student" / "config.json").read_text())
+    assert student["data"]["data_sha256"] == config["data"]["data_sha256"]
+    assert student["teacher_weights"] == {"t0": json.loads(
+        (same / "config.json").read_text())["weights_sha256"]}
+
+
+def test_a_teacher_of_another_release_or_other_ratings_is_refused(committee, tmp_path, capsys):
+    from conftest import write_ml1m
+    from diversedistill.data import RatingSplit, load_movielens
+    from diversedistill.export import export_model
+    from diversedistill.models.recommender import build_recommender
+    from diversedistill.provenance import data_record
+
+    data, _ = committee
+    ml1m = load_movielens(write_ml1m(tmp_path / "ml-1m"))  # 4 ratings: every part holds all
+    parts = RatingSplit("random-0", ml1m.ratings, ml1m.ratings, ml1m.ratings)
+    record = data_record(ml1m, parts, "ml-1m", "random", 0)
+    export_model(build_recommender(ml1m.fields, "mlp-s", 3.5, hidden=[8], embedding_dim=4),
+                 tmp_path / "other", {"data": record})
+    assert main(["distill", "--teacher", str(tmp_path / "other"), "--data-dir", str(data),
+                 "--out", str(tmp_path / "run"), *RUN]) == 2
+    assert "teacher 'other' was trained on ml-1m with other fields" in one_error(capsys)
+
+    changed = tmp_path / "changed"  # the same release, one rating changed
+    shutil.copytree(data, changed)
+    lines = (changed / "u.data").read_text().splitlines()
+    user, item, rating, stamp = lines[0].split("\t")
+    lines[0] = "\t".join([user, item, "1" if rating != "1" else "2", stamp])
+    (changed / "u.data").write_text("\n".join(lines) + "\n")
+    assert main(distill_command(committee, tmp_path / "run", *RUN)[:-2] +
+                ["--data-dir", str(changed), "--out", str(tmp_path / "run")]) == 2
+    assert "was trained on other ratings" in one_error(capsys)
+
+
+def test_release_decides_which_files_are_read(committee, tmp_path, capsys):
+    from conftest import write_ml100k, write_ml_csv
+    from diversedistill.data import load_movielens, locate_movielens
+
+    both = write_ml100k(tmp_path / "both")
+    write_ml_csv(both)
+    assert load_movielens(locate_movielens("ml-latest-small", both), "ml-latest-small") \
+        .rating_scale == (0.5, 5.0)
+    assert load_movielens(locate_movielens("ml-100k", both), "ml-100k").rating_scale == (1.0, 5.0)
+    assert main(distill_args(committee, tmp_path / "run", "--release", "ml-100")) == 2
+    assert "unknown MovieLens release 'ml-100'; known: ml-100k" in one_error(capsys)
+    assert main(distill_args(committee, tmp_path / "run", "--release", "ml-1m")) == 2
+    assert "MovieLens ml-1m is not in" in one_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_other_ratings_or_another_teacher_of_the_same_name(committee, finished,
+                                                                         tmp_path, capsys):
+    from diversedistill.export import export_model, load_model, read_config
+
+    data, teachers = committee
+    out = copy_run(finished, tmp_path)
+    changed = tmp_path / "changed"
+    shutil.copytree(data, changed)
+    lines = (changed / "u.data").read_text().splitlines()
+    user, item, rating, stamp = lines[0].split("\t")
+    lines[0] = "\t".join([user, item, "1" if rating != "1" else "2", stamp])
+    (changed / "u.data").write_text("\n".join(lines) + "\n")
+    before = snapshot(out)
+    args = distill_args(committee, out, "--resume", "--allow-teacher-overlap")
+    args[args.index("--data-dir") + 1] = str(changed)
+    assert main(args) == 2
+    assert "cannot resume, the run was started with data.sha256=" in one_error(capsys)
+
+    other = tmp_path / "elsewhere" / "ta"  # a teacher of the same name, other weights
+    model = load_model(teachers[0])
+    with torch.no_grad():
+        next(iter(model.parameters())).add_(1.0)
+    export_model(model, other, {"data": read_config(teachers[0])["data"]})
+    args = distill_args(committee, out, "--resume")
+    args[args.index(str(teachers[0]))] = str(other)
+    assert main(args) == 2
+    assert "cannot resume, the run was started with teacher ta.weights_sha256=" in one_error(capsys)
+    assert snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------- 5. signals
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_run_with_a_checkpoint_one_line_and_its_exit_status(
+        committee, finished, tmp_path, capsys, signum, code):
+    out = tmp_path / "run"
+    proc = start_child(distill_args(committee, out), tmp_path / "paused",
+                       DD_TEST_PAUSE_AT_STEP="7")  # mid-epoch; the last checkpoint is step 4
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == code
+    lines = (tmp_path / "paused.log").read_text().strip().splitlines()
+    assert lines[-1] == "diversedistill distill: interrupted at epoch 0 step 7; continue with --resume"
+    assert not (out / "student").exists()
+
+    assert main(distill_args(committee, out, "--resume")) == 0  # exact, as if never stopped
+    ours = json.loads((out / "student" / "config.json").read_text())["metrics"]
+    theirs = json.loads((finished / "student" / "config.json").read_text())["metrics"]
+    ours.pop("seconds"), theirs.pop("seconds")
+    assert ours == theirs
+    from safetensors.torch import load_file
+
+    a = load_file(str(out / "student" / "model.safetensors"))
+    b = load_file(str(finished / "student" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
