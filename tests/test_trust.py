@@ -380,3 +380,91 @@ def test_a_signal_ends_the_run_with_a_checkpoint_one_line_and_its_exit_status(
     a = load_file(str(out / "student" / "model.safetensors"))
     b = load_file(str(finished / "student" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------- 6. one line instead of a traceback
+
+
+def test_a_full_disk_is_named_in_one_line(committee, tmp_path, capsys, monkeypatch):
+    import diversedistill.checkpoints as checkpoints
+
+    def full(obj, f, *a, **k):  # what torch's C++ writer raises when the disk fills up
+        Path(f).write_bytes(b"PK\x03\x04")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4416 vs 4310")
+
+    monkeypatch.setattr(checkpoints.torch, "save", full)
+    assert main(distill_args(committee, tmp_path / "run")) == 2
+    error = one_error(capsys)
+    assert error.endswith("last.ckpt: disk full (no space left on device)"), error
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_os_errors_are_one_line_naming_the_file(committee, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import diversedistill.rundir as rundir
+
+    def denied(path, kind="run"):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(rundir, "mark", denied)  # as on a read-only --out
+    assert main(distill_args(committee, tmp_path / "run")) == 2
+    assert one_error(capsys).endswith("/run: permission denied")
+    monkeypatch.undo()
+
+    (tmp_path / "t" / "config.json").mkdir(parents=True)  # a directory where a file belongs
+    assert main(distill_args(committee, tmp_path / "run", "--teacher", str(tmp_path / "t"))) == 2
+    assert one_error(capsys).endswith("t/config.json: is a directory, not a file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_an_unreadable_config_or_read_only_out_is_one_line(committee, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("diversedistill:\n  lam: 1\n")
+    config.chmod(0)
+    assert main(distill_args(committee, tmp_path / "run", "--config", str(config))) == 2
+    assert "c.yaml: permission denied" in one_error(capsys)
+    locked_out = tmp_path / "ro"
+    locked_out.mkdir()
+    locked_out.chmod(0o555)
+    assert main(distill_args(committee, locked_out)) == 2
+    assert "ro: permission denied" in one_error(capsys)
+
+
+def write_results(path: Path, rows: list[str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.csv").write_text(
+        "method,teachers,seed,val_mse,test_mse,seconds\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("command", ["summarize", "report"])
+def test_report_and_summarize_refuse_duplicate_or_non_finite_rows(tmp_path, capsys, command):
+    good = ["student alone,mlp-s,0,1.0,1.1,3", "teacher alone,mlp-l,0,0.9,0.95,3",
+            "reference,global mean,0,nan,1.27,0"]
+    twice = write_results(tmp_path / "twice", [*good, "student alone,mlp-s,0,1.0,1.2,3"])
+    assert main([command, str(twice), "--out", str(tmp_path / "o1")]) == 2
+    assert "line 5: student alone / mlp-s / seed 0 is listed twice (first at line 2)" \
+        in one_error(capsys)
+    infinite = write_results(tmp_path / "inf", [*good, "diversedistill,mlp-l,0,0.9,inf,3"])
+    assert main([command, str(infinite), "--out", str(tmp_path / "o2")]) == 2
+    assert "line 5: test_mse is inf, not a finite number" in one_error(capsys)
+    nan = write_results(tmp_path / "nan", [*good, "diversedistill,mlp-l,0,0.9,nan,3"])
+    assert main([command, str(nan), "--out", str(tmp_path / "o3")]) == 2
+    assert "line 5: test_mse is nan, not a finite number" in one_error(capsys)
+
+
+def test_a_signal_outside_training_is_one_line_too(committee, tmp_path, capsys, monkeypatch):
+    import diversedistill.cli as cli
+
+    real = cli._load_data
+
+    def interrupted_while_loading(args):
+        result = real(args)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(cli, "_load_data", interrupted_while_loading)
+    assert main(distill_args(committee, tmp_path / "run")) == 143
+    assert one_error(capsys) == "diversedistill distill: interrupted; continue with --resume"
+    assert not (tmp_path / "run").exists()

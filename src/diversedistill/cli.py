@@ -284,6 +284,9 @@ def os_error_message(err: OSError) -> str:
 def _load_data(args):
     from diversedistill.data import load_movielens, locate_movielens, make_split
 
+    for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
+        if not 0 <= value < 1 << 32:
+            raise ConfigError(f"{flag} must be in 0..{(1 << 32) - 1}, got {value}")
     ml = load_movielens(locate_movielens(args.release, args.data_dir), release=args.release)
     split = make_split(ml, args.split, args.split_seed)
     print(ml.summary())

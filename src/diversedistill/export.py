@@ -66,6 +66,12 @@ def read_config(path: str | Path) -> dict:
         raise ModelError(f"{path}: no {CONFIG}; not an exported diversedistill model") from None
     except json.JSONDecodeError as err:
         raise ModelError(f"{path / CONFIG}, line {err.lineno}: invalid JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise ModelError(f"{path / CONFIG}: not valid UTF-8 text (byte {err.start})") from None
+    except NotADirectoryError:
+        raise ModelError(f"{path}: a file, not an exported model directory") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
     if config.get("format") != FORMAT or config.get("architecture") not in ARCHITECTURES:
         raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
     return config

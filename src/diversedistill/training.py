@@ -80,8 +80,13 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "warmup_epochs"):  # NaN passes every comparison
+            if not math.isfinite(float(getattr(self, name))):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must not be negative, got {self.weight_decay}")
         if self.patience < 0 or self.checkpoint_every_n_steps < 0:
             raise ConfigError("patience and checkpoint_every_n_steps must not be negative")
         if self.accelerator not in ACCELERATORS:
