@@ -468,3 +468,32 @@ def test_a_signal_outside_training_is_one_line_too(committee, tmp_path, capsys, 
     assert main(distill_args(committee, tmp_path / "run")) == 143
     assert one_error(capsys) == "diversedistill distill: interrupted; continue with --resume"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_never_clears_a_teacher_or_an_input_inside_its_directory(committee, finished,
+                                                                        tmp_path, capsys):
+    data, teachers = committee
+    trained = train_teacher(data, tmp_path / "mlp-s")  # carries the tool's marker: an export
+    before = snapshot(trained)
+    capsys.readouterr()
+    assert main(distill_args(committee, trained)) == 2  # a teacher is an export, not a run
+    assert "holds an exported model, not a run" in one_error(capsys)
+    assert snapshot(trained) == before
+    out = copy_run(finished, tmp_path)
+    inside = out / "teachers" / "ta"
+    shutil.copytree(teachers[0], inside)
+    args = distill_args(committee, out)
+    args[args.index(str(teachers[0]))] = str(inside)
+    assert main(args) == 2
+    assert "lies inside --out" in one_error(capsys) and inside.is_dir()
+
+
+def test_export_refuses_a_best_checkpoint_of_another_run(committee, finished, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(distill_args(committee, other, "--lam", "3", "--max-epochs", "1")) == 0
+    out = copy_run(finished, tmp_path)
+    for name in ("best.ckpt", "best.ckpt.sha256"):  # a valid checkpoint, but not this run's
+        shutil.copy(other / "checkpoints" / name, out / "checkpoints" / name)
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(tmp_path / "served")]) == 2
+    assert "best.ckpt: belongs to another run than" in one_error(capsys)

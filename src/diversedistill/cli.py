@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from diversedistill.config import from_dict, load_yaml
+from diversedistill.config import from_dict, load_yaml, short
 from diversedistill.errors import ConfigError, DiverseDistillError
 
 COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "report", "bench")
@@ -96,11 +96,18 @@ def _dd_config(args):
     from diversedistill.methods.diversedistill import DiverseDistillConfig
 
     base = _yaml(args)
-    values = dict(base.get("diversedistill") or {})
+    section = base.get("diversedistill")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{args.config}: diversedistill: expected a mapping of keys to values, "
+                          f"got {type(section).__name__}")
+    values = dict(section or {})
     if args.config:  # the file alone first, so that its mistakes are blamed on it
         from_dict(DiverseDistillConfig, values, args.config)
     values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
+    if injection not in ("add", "replace"):
+        raise ConfigError(f"{args.config}: injection must be 'add' or 'replace', "
+                          f"got {short(injection)}")
     return from_dict(DiverseDistillConfig, values, "command line"), injection
 
 
@@ -122,7 +129,11 @@ def _lm_config(args):
     """The language-model teacher from --lm and the YAML 'lm:' section; None for --lm none."""
     from diversedistill.lm.prepare import LMConfig
 
-    values = dict(_yaml(args).get("lm") or {})
+    values = _yaml(args).get("lm") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{args.config}: lm: expected a mapping of keys to values, "
+                          f"got {type(values).__name__}")
+    values = dict(values)
     if args.lm:
         values["model"] = args.lm
     if values.get("model") == "none":
@@ -299,7 +310,8 @@ def cmd_train_teacher(args) -> int:
     from diversedistill.export import export_model
     from diversedistill.recsys import STUDENT, TEACHERS, build, train_alone
 
-    out = rundir.check_owned(args.out, "--out")  # before anything: never a user's directory
+    out = rundir.check_owned(args.out, "--out", kind="model")  # never a user's directory
+    rundir.check_inputs_outside(out, [("--data-dir", args.data_dir)])
     ml, split = _load_data(args)
     recipe = TEACHERS.get(args.size) or (STUDENT if args.size == "mlp-s" else None)
     if recipe is None:
@@ -313,7 +325,8 @@ def cmd_train_teacher(args) -> int:
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
-    rundir.mark(out, "model")
+    rundir.mark(out, "model")  # `out` was checked before training; its run/ is in it now
+    rundir.acquire(out, "model")  # held until the command ends: no other command mixes in
     export_model(model, out, {"metrics": metrics, "recipe": asdict(recipe), "data": record})
     print(json.dumps(metrics))
     return 0
@@ -327,7 +340,9 @@ def cmd_distill(args) -> int:
     from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
     from diversedistill.training import fit
 
-    out = rundir.check_owned(args.out, "--out")  # before anything: never a user's directory
+    out = rundir.check_owned(args.out, "--out", kind="run")  # never a user's directory
+    rundir.check_inputs_outside(out, [("--data-dir", args.data_dir), ("--config", args.config),
+                                      *(("--teacher", t) for t in args.teacher)])
     ml, split = _load_data(args)
     cfg, injection = _dd_config(args)
     if args.method == "diversedistill":
@@ -395,7 +410,7 @@ def cmd_export(args) -> int:
     from diversedistill import rundir
     from diversedistill.export import export_from_checkpoint
 
-    out = rundir.check_owned(args.out, "--out")
+    out = rundir.check_owned(args.out, "--out", kind="model")
     path = export_from_checkpoint(args.run, out,
                                   before_writing=lambda: rundir.acquire(out, "model"))
     print(f"wrote {path}")

@@ -26,9 +26,9 @@ T = TypeVar("T")
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``, checking every key and value type."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {short(data)}")
     data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -138,9 +138,10 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)
             seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
+            for key_node, _ in node.value:  # before merging: an explicit key may override '<<'
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 try:
                     key = self.construct_object(key_node, deep=True)
                     hash(key)

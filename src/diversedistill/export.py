@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.checkpoints import read_checkpoint
-from diversedistill.errors import ModelError
+from diversedistill.errors import DiverseDistillError, ModelError
 from diversedistill.models.recommender import MLPRecommender
 
 FORMAT = "diversedistill-model/1"
@@ -32,13 +33,27 @@ def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None 
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     check_finite(weights, out_dir / WEIGHTS)
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(weights, str(tmp))
+        try:
+            save_file(weights, str(tmp))
+        except Exception as err:  # safetensors reports I/O errors as its own type
+            raise _os_error(err, out_dir / WEIGHTS) from None
         checksum = file_sha256(tmp)
     # the config is written last: a directory with a config always has complete weights
     config = {"format": FORMAT, "architecture": "mlp-recommender", "model": model.describe(),
               **(extra or {}), "weights_sha256": checksum}
     write_text_atomic(out_dir / CONFIG, json.dumps(config, indent=2))
     return out_dir
+
+
+def _os_error(err: Exception, path: Path) -> Exception:
+    """safetensors' "... (os error 28)" as the OSError it is (28: no space left on device)."""
+    import re
+
+    found = re.search(r"os error (\d+)", str(err))
+    if isinstance(err, OSError) or not found:
+        return err
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def check_finite(weights: dict, where: str | Path) -> None:
@@ -123,7 +138,21 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
     config = read_config(run_dir / "student")
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
     # weights_only: a checkpoint that would run code when unpickled is refused
-    state = read_checkpoint(checkpoint)["state_dict"]  # its checksum checked first
+    saved = read_checkpoint(checkpoint)  # its checksum checked first
+    run_file = run_dir / "run.json"
+    if run_file.is_file():  # the checkpoint must be this run's, not one copied in
+        from diversedistill.checkpoints import check_same_settings
+
+        try:
+            settings = json.loads(run_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise ModelError(f"{run_file}: not readable JSON") from None
+        try:
+            check_same_settings(checkpoint, saved.get("run_settings"), settings)
+        except DiverseDistillError as err:
+            raise ModelError(f"{checkpoint}: belongs to another run than {run_file} "
+                             f"({str(err).split('cannot resume, ')[-1].split(';')[0]})") from None
+    state = saved["state_dict"]
     prefix = "student.model."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     check_finite(weights, checkpoint)

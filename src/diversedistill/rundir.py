@@ -53,13 +53,31 @@ def is_owned(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
-def check_owned(path: str | os.PathLike, what: str = "run directory") -> Path:
+def kind_of(path: Path) -> str | None:
+    """What the marker says the directory holds: "run" (distill, train-teacher's run/) or
+    "model" (an export); None without a readable marker."""
+    try:
+        return json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_owned(path: str | os.PathLike, what: str = "run directory",
+                kind: str | None = None) -> Path:
     """Refuse a directory the tool may not write into; writes nothing.
 
     Accepted: a path that does not exist yet, an empty directory, or a directory that
-    carries the marker of an earlier diversedistill command."""
+    carries the marker of an earlier diversedistill command (of ``kind``, when given: a
+    run never clears an exported teacher's directory)."""
     path = check_out(path, what)
-    if not path.exists() or is_owned(path):
+    if is_owned(path):
+        found = kind_of(path)
+        if kind is not None and found != kind:
+            held = {"model": "an exported model", "run": "a run"}.get(found, "something else")
+            raise ConfigError(f"{path}: holds {held}, not {'a run' if kind == 'run' else 'an export'}; "
+                              f"refusing to overwrite it. Choose another {what}")
+        return path
+    if not path.exists():
         return path
     try:
         entries = sorted(p.name for p in path.iterdir())
@@ -89,7 +107,7 @@ def acquire(path: str | os.PathLike, kind: str = "run") -> Path:
 
     A lock held by another process is one clear error; the lock ends with the process (or
     :func:`release`), so a killed run never leaves a stale lock behind."""
-    path = check_owned(path)
+    path = check_owned(path, kind=kind)
     key = _key(path) if path.exists() else None
     if key is not None and key in _held:
         return path
@@ -146,6 +164,18 @@ def locked(path: str | os.PathLike, kind: str = "run") -> Iterator[Path]:
     finally:
         if not already and not _sessions[0]:
             release(path)
+
+
+def check_inputs_outside(out: Path, inputs: list[tuple[str, str | os.PathLike | None]]) -> None:
+    """A fresh run clears ``out``: no input (teacher, data, config) may live inside it."""
+    root = out.resolve()
+    for what, where in inputs:
+        if where is None:
+            continue
+        path = Path(where).resolve()
+        if path == root or root in path.parents:
+            raise ConfigError(f"{what} {where} lies inside --out {out}, which a fresh run "
+                              "clears; move it out or choose another --out")
 
 
 def clear(path: str | os.PathLike) -> None:

@@ -292,7 +292,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     checkpoints = run_dir / "checkpoints"
     writer = is_global_zero()  # the other DDP processes never write here
     if writer:  # before anything else: a directory of the user's own files is never touched
-        rundir.check_owned(run_dir)
+        rundir.check_owned(run_dir, kind="run")
     batch_size = getattr(train.sampler, "batch_size", train.batch_size)
     if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
         raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
@@ -351,8 +351,9 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             elif checkpoints.is_dir():
                 for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill
                     partial.unlink(missing_ok=True)
-            if provenance:  # what this run was made from, readable without a checkpoint
-                write_text_atomic(run_dir / RUN_FILE, json.dumps(provenance, indent=2))
+            # what this run was made from, readable without a checkpoint; `export` checks
+            # that the best checkpoint belongs to it
+            write_text_atomic(run_dir / RUN_FILE, json.dumps(task.settings, indent=2))
             for line in notices:
                 print(line, file=sys.stderr)
         return _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
@@ -383,6 +384,8 @@ def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) 
         nan = math.nan            # that can read the checkpoints (multi-node, local disks)
         return FitResult(nan, nan, seconds, epochs, -1, run_dir, trainer.global_rank, metric)
     best_state = read_checkpoint(best.best_model_path, map_location=task.device)
+    # the best checkpoint must be this run's: not one copied in from another run
+    check_same_settings(Path(best.best_model_path), best_state.get("run_settings"), task.settings)
     task.load_state_dict(best_state["state_dict"])
     return FitResult(
         val=evaluate(task, val),
