@@ -428,7 +428,7 @@ def test_an_unreadable_config_or_read_only_out_is_one_line(committee, tmp_path, 
     locked_out.mkdir()
     locked_out.chmod(0o555)
     assert main(distill_args(committee, locked_out)) == 2
-    assert "ro: permission denied" in one_error(capsys)
+    assert "ro: permission denied; the run cannot write there" in one_error(capsys)
 
 
 def write_results(path: Path, rows: list[str]) -> Path:
@@ -452,6 +452,17 @@ def test_report_and_summarize_refuse_duplicate_or_non_finite_rows(tmp_path, caps
     nan = write_results(tmp_path / "nan", [*good, "diversedistill,mlp-l,0,0.9,nan,3"])
     assert main([command, str(nan), "--out", str(tmp_path / "o3")]) == 2
     assert "line 5: test_mse is nan, not a finite number" in one_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["summarize", "report"])
+def test_report_and_summarize_refuse_an_empty_or_file_out(tmp_path, capsys, command):
+    good = write_results(tmp_path / "good", ["student alone,mlp-s,0,1.0,1.1,3"])
+    assert main([command, str(good), "--out", ""]) == 2
+    assert "--out is empty" in one_error(capsys)
+    (tmp_path / "f").write_text("mine")
+    assert main([command, str(good), "--out", str(tmp_path / "f")]) == 2
+    assert "f (--out): is a file, not a directory" in one_error(capsys)
+    assert (tmp_path / "f").read_text() == "mine"
 
 
 def test_a_signal_outside_training_is_one_line_too(committee, tmp_path, capsys, monkeypatch):

@@ -420,6 +420,10 @@ def cmd_export(args) -> int:
 def cmd_reproduce(args) -> int:
     from diversedistill.reproduce import reproduce_movielens
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is run
+        from diversedistill.rundir import check_out
+
+        check_out(args.out)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     if args.experiment != "movielens":  # cifar10, cifar100: the config file is an experiment's
@@ -444,6 +448,10 @@ def cmd_summarize(args) -> int:
     from diversedistill.results import (format_table, merge_runs, read_results, summarize,
                                         write_csv, write_summary_csv)
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is read
+        from diversedistill.rundir import check_out
+
+        check_out(args.out)
     if args.tables and not args.out:
         raise ConfigError("summarize --tables writes the tables: give --out")
     rows, searches = [], []
@@ -471,7 +479,10 @@ def cmd_summarize(args) -> int:
 
 def cmd_report(args) -> int:
     from diversedistill.report import write_report
+    from diversedistill.rundir import check_out
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is read
+        check_out(args.out)
     path, inputs, plots = write_report(args.results, args.out)
     print(f"wrote {path} ({len(inputs.rows)} result rows, {len(plots)} plots: "
           f"{', '.join(plots) or 'none'})")

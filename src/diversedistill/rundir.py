@@ -70,6 +70,7 @@ def check_owned(path: str | os.PathLike, what: str = "run directory",
     carries the marker of an earlier diversedistill command (of ``kind``, when given: a
     run never clears an exported teacher's directory)."""
     path = check_out(path, what)
+    _check_writable(path)
     if is_owned(path):
         found = kind_of(path)
         if kind is not None and found != kind:
@@ -90,6 +91,23 @@ def check_owned(path: str | os.PathLike, what: str = "run directory",
             "file); refusing to delete or overwrite anything there. Choose a new or empty "
             "directory")
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """The directory (or, for a new one, its nearest existing parent) can be written."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only_fs(existing) else "permission denied"
+        raise ConfigError(f"{existing}: {reason}; the run cannot write there")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def mark(path: str | os.PathLike, kind: str = "run") -> Path:
