@@ -156,6 +156,8 @@ CASES: dict[str, Case] = {
         args=("--batch-size", "1", "--devices", "2", "--strategy", "ddp")),
     "config-teacher-device": Case(r"--teacher-device: 'gpu7' is not a device",
                                   args=("--teacher-device", "gpu7")),
+    "config-teacher-device-absent": Case(r"--teacher-device: cuda:99 is not on this machine",
+                                         args=("--teacher-device", "cuda:99")),
     # ---- teachers: missing, damaged, mismatched
     "teacher-missing": Case(r"absent: no config\.json; not an exported diversedistill model",
                             args=("--teacher", "{root}/absent")),

@@ -395,9 +395,18 @@ def _teacher_device(text: str | None):
     if text is None:
         return None
     try:
-        return torch.device(text)
+        device = torch.device(text)
     except RuntimeError:
-        raise ConfigError(f"--teacher-device: {text!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+        raise ConfigError(f"--teacher-device: {short(text)} is not a device (cpu, cuda, cuda:1, ...)") from None
+    # checked now, not when the teachers move there after the run directory was cleared
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"--teacher-device: {text} is not on this machine "
+                              f"({count} CUDA device(s))")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--teacher-device: {text} is not on this machine (no MPS)")
+    return device
 
 
 def _teacher_dtype(text: str | None):
