@@ -6,7 +6,8 @@ Lightning's DDP launcher starts the other processes with this same command line 
 environment, so every process gets the same additions. Environment variables:
 
 - ``DD_TEST_PAUSE_AT_STEP=k``: after optimizer step ``k`` create ``$DD_TEST_MARKER`` and
-  sleep, so that the parent can SIGKILL the process at a known point.
+  sleep, so that the parent can SIGKILL the process at a known point (or send SIGTERM or
+  SIGINT: the pause then ends, and the run answers the signal).
 - ``DD_TEST_PAUSE_IN_SAVE=k``: the same inside the ``k``-th write of ``last.ckpt``, after
   the temporary file is complete and before it is renamed over the old checkpoint.
 - ``DD_TEST_NO_DROPOUT=1``: a student without dropout. DDP processes draw different
@@ -18,7 +19,6 @@ environment, so every process gets the same additions. Environment variables:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -29,10 +29,14 @@ from lightning.pytorch.callbacks import Callback
 
 
 def _pause(reason: str) -> None:
+    from diversedistill.interrupt import pending
+
     marker = Path(os.environ["DD_TEST_MARKER"])
     marker.with_suffix(".tmp").write_text(reason)
     os.replace(marker.with_suffix(".tmp"), marker)  # the parent never sees it half-written
-    time.sleep(600)  # the parent kills us long before this ends
+    deadline = time.monotonic() + 600  # the parent kills us long before this ends,
+    while time.monotonic() < deadline and pending() is None:  # or sends SIGTERM / SIGINT
+        time.sleep(0.02)
 
 
 class PauseAtStep(Callback):
@@ -98,16 +102,20 @@ def main() -> int:
     import diversedistill.training as training
     from diversedistill.cli import main as cli_main
 
-    callbacks = []
+    test_callbacks = []
     if os.environ.get("DD_TEST_PAUSE_AT_STEP"):
-        callbacks.append(PauseAtStep(int(os.environ["DD_TEST_PAUSE_AT_STEP"])))
+        test_callbacks.append(PauseAtStep(int(os.environ["DD_TEST_PAUSE_AT_STEP"])))
     if os.environ.get("DD_TEST_PAUSE_IN_SAVE"):
         _pause_inside_last_checkpoint_write(int(os.environ["DD_TEST_PAUSE_IN_SAVE"]))
     if os.environ.get("DD_TEST_REPORT_DIR"):
-        callbacks.append(ReportWrapping(os.environ["DD_TEST_REPORT_DIR"]))
+        test_callbacks.append(ReportWrapping(os.environ["DD_TEST_REPORT_DIR"]))
     if os.environ.get("DD_TEST_NO_DROPOUT"):
         recsys.STUDENT = recsys.ModelRecipe("mlp-s", {"dropout": 0.0})
-    fit = functools.partial(training.fit, callbacks=callbacks)
+    real_fit = training.fit
+
+    def fit(*args, callbacks=(), **kwargs):  # the CLI's own callbacks, then the test's
+        return real_fit(*args, callbacks=[*callbacks, *test_callbacks], **kwargs)
+
     training.fit = recsys.fit = fit  # the CLI looks both up when it runs
     return cli_main(sys.argv[1:])
 

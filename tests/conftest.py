@@ -91,15 +91,19 @@ def write_tiny_committee(root: Path) -> tuple[Path, list[Path]]:
     from diversedistill.data import global_mean, load_movielens, make_split
     from diversedistill.export import export_model
     from diversedistill.models.recommender import build_recommender
+    from diversedistill.provenance import data_record
 
     data = write_ml100k(root / "ml-100k")
     ml = load_movielens(data)
-    mean = global_mean(make_split(ml, "random", 0).train)
+    split = make_split(ml, "random", 0)
+    mean = global_mean(split.train)
+    # what `train-teacher` records: the release, data and split it was trained on
+    record = data_record(ml, split, "ml-100k", "random", 0)
     teachers = []
     for i, name in enumerate(("ta", "tb")):
         torch.manual_seed(i + 1)
         model = build_recommender(ml.fields, "mlp-s", mean, hidden=[32, 16 + 8 * i], embedding_dim=8)
-        teachers.append(export_model(model, root / name))
+        teachers.append(export_model(model, root / name, {"data": record}))
     return data, teachers
 
 

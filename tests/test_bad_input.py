@@ -61,6 +61,40 @@ def foreign_teacher(root: Path) -> None:
                  root / "ta")
 
 
+def recorded_teacher(root: Path, split_seed: int = 0, ml1m: bool = False) -> None:
+    """Teacher 'ta' with the data record `train-teacher` writes: of another split of the
+    same ratings, or of another release."""
+    from diversedistill.data import RatingSplit, load_movielens, make_split
+    from diversedistill.export import export_model
+    from diversedistill.models.recommender import build_recommender
+    from diversedistill.provenance import data_record
+
+    if ml1m:
+        ml = load_movielens(write_ml1m(root / "ml-1m"))
+        split = RatingSplit("random-0", ml.ratings, ml.ratings, ml.ratings)
+        record = data_record(ml, split, "ml-1m", "random", 0)
+    else:
+        ml = load_movielens(root / "ml-100k")
+        record = data_record(ml, make_split(ml, "random", split_seed), "ml-100k", "random",
+                             split_seed)
+    export_model(build_recommender(ml.fields, "mlp-s", 3.5, hidden=[8], embedding_dim=4),
+                 root / "ta", {"data": record})
+
+
+def non_finite_teacher(root: Path) -> None:
+    """Teacher 'ta' whose weights hold a NaN, under a checksum that matches them."""
+    from safetensors.torch import load_file, save_file
+
+    from diversedistill.export import file_sha256
+
+    weights = load_file(str(root / "ta" / "model.safetensors"))
+    key = sorted(k for k in weights if k.startswith("embed"))[0]
+    weights[key].view(-1)[0] = float("nan")
+    save_file(weights, str(root / "ta" / "model.safetensors"))
+    edit_json(root / "ta" / "config.json",
+              lambda c: c.update(weights_sha256=file_sha256(root / "ta" / "model.safetensors")))
+
+
 CASES: dict[str, Case] = {
     # ---- data files (the rating-line cases are test_data.py's, here through the CLI)
     **{f"data-{name}": Case(re.escape(f"u.data, {message}"), prepare=ratings_line(line))
@@ -122,6 +156,8 @@ CASES: dict[str, Case] = {
         args=("--batch-size", "1", "--devices", "2", "--strategy", "ddp")),
     "config-teacher-device": Case(r"--teacher-device: 'gpu7' is not a device",
                                   args=("--teacher-device", "gpu7")),
+    "config-teacher-device-absent": Case(r"--teacher-device: cuda:99 is not on this machine",
+                                         args=("--teacher-device", "cuda:99")),
     # ---- teachers: missing, damaged, mismatched
     "teacher-missing": Case(r"absent: no config\.json; not an exported diversedistill model",
                             args=("--teacher", "{root}/absent")),
@@ -138,6 +174,59 @@ CASES: dict[str, Case] = {
                                     args=("--teacher", "{root}/ta")),
     "teacher-other-release": Case(r"teacher 'ta' cannot run on a batch of this data \(IndexError",
                                   prepare=foreign_teacher),
+    # ---- issue 17: numbers checked, configs strict
+    "config-negative-module-lr": Case(r"c\.yaml: module_lr must be > 0, got -1\.0",
+                                      args=("--config", "{root}/c.yaml"),
+                                      prepare=yaml("diversedistill:\n  module_lr: -1.0\n")),
+    "config-nan-lam": Case(r"command line: lam must be a finite number, got nan",
+                           args=("--lam", "nan")),
+    "config-infinite-lam": Case(r"c\.yaml: lam must be a finite number, got inf",
+                                args=("--config", "{root}/c.yaml"),
+                                prepare=yaml("diversedistill:\n  lam: .inf\n")),
+    "config-zero-width": Case(r"command line: d1 must be an integer in 1\.\.1048576, got 0",
+                              args=("--d1", "0")),
+    "config-negative-width": Case(r"c\.yaml: hidden must be an integer in 1\.\.1048576, got -3",
+                                  args=("--config", "{root}/c.yaml"),
+                                  prepare=yaml("diversedistill:\n  hidden: -3\n")),
+    "config-negative-epochs": Case(r"command line: warmup_epochs must be >= 0, got -1",
+                                   args=("--warmup-epochs", "-1")),
+    "config-negative-seed": Case(r"--split-seed must be in 0\.\.4294967295, got -1",
+                                 args=("--split-seed", "-1")),
+    "config-duplicate-key": Case(r"c\.yaml, line 3: duplicate key 'lam' \(first at line 2\)",
+                                 args=("--config", "{root}/c.yaml"),
+                                 prepare=yaml("diversedistill:\n  lam: 1\n  lam: 2\n")),
+    "config-long-value": Case(r"c\.yaml\.lam: expected a number, got 'xxxxx[x]*\.\.\. \(5002 characters\)$",
+                              args=("--config", "{root}/c.yaml"),
+                              prepare=yaml("diversedistill:\n  lam: " + "x" * 5000 + "\n")),
+    "config-utf16": Case(r"c\.yaml: not valid UTF-8 text \(byte 0\) \(it starts with a UTF-16 "
+                         r"byte-order mark\); save the config file as UTF-8",
+                         args=("--config", "{root}/c.yaml"),
+                         prepare=lambda root: (root / "c.yaml").write_text(
+                             "diversedistill:\n  lam: 1\n", encoding="utf-16")),
+    "config-is-a-directory": Case(r"ml-100k: is a directory, not a config file",
+                                  args=("--config", "{root}/ml-100k")),
+    # ---- issue 17: data that does not fit, a release that is not there
+    "data-id-too-large": Case(r"u\.data, line 3: user '9223372036854775808' does not fit a "
+                              r"64-bit integer", prepare=ratings_line("9223372036854775808\t1\t3\t1")),
+    "data-release-typo": Case(r"unknown MovieLens release 'ml-100'; known: ml-100k, ml-1m",
+                              args=("--release", "ml-100")),
+    # ---- issue 17: the run directory
+    "out-empty": Case(r"--out is empty; name a directory for the run", args=("--out", "")),
+    "out-is-a-file": Case(r"notes\.txt \(--out\): is a file, not a directory",
+                          args=("--out", "{root}/notes.txt"),
+                          prepare=lambda root: (root / "notes.txt").write_text("mine")),
+    "out-not-owned": Case(r"mine: not empty \(notes\.txt\) and not a diversedistill directory",
+                          args=("--out", "{root}/mine"),
+                          prepare=lambda root: (root / "mine").mkdir() or
+                          (root / "mine" / "notes.txt").write_text("mine")),
+    # ---- issue 17: teachers' provenance and weights
+    "teacher-other-split": Case(r"teacher 'ta' was trained on \d+ of this run's \d+ validation "
+                                r"and test ratings \(its split random-1, this run's random-0\)",
+                                prepare=lambda root: recorded_teacher(root, split_seed=1)),
+    "teacher-other-release-recorded": Case(r"teacher 'ta' was trained on ml-1m with other fields",
+                                           prepare=lambda root: recorded_teacher(root, ml1m=True)),
+    "teacher-non-finite": Case(r"ta/model\.safetensors: embed.*holds 1 non-finite value",
+                               prepare=lambda root: non_finite_teacher(root)),
 }
 
 

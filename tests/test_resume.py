@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from conftest import child_env, distill_command, write_tiny_committee
 from diversedistill.cli import main
 from diversedistill.data.order import EpochBatches
+from diversedistill.rundir import mark
 
 CHILD = Path(__file__).resolve().parent / "cli_child.py"
 # 480 training rows in batches of 32: 15 steps per epoch, 60 in all; last.ckpt every 4 steps
@@ -132,6 +133,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(committee, tmp_path, caps
 def test_resume_refuses_a_corrupt_checkpoint_and_starts_fresh_without_one(committee, tmp_path, capsys):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
+    mark(out)  # a run directory of the tool's, whose checkpoint was replaced
     (out / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 not really a checkpoint")
     code = main(distill_args(committee, out, "--max-epochs", "1", "--resume"))
     err = capsys.readouterr().err.strip().splitlines()

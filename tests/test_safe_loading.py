@@ -15,6 +15,7 @@ from conftest import write_tiny_committee
 from diversedistill.checkpoints import AtomicCheckpointIO, read_checkpoint
 from diversedistill.cli import main
 from diversedistill.errors import ModelError
+from diversedistill.rundir import mark
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "diversedistill"
 
@@ -44,6 +45,7 @@ def test_resume_refuses_a_malicious_last_checkpoint(tmp_path, capsys):
     data, teachers = write_tiny_committee(tmp_path)
     marker = tmp_path / "pwned"
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    mark(tmp_path / "run")  # a run directory of the tool's, whose checkpoint was replaced
     torch.save({"state_dict": {}, "payload": Exploit(marker)}, tmp_path / "run" / "checkpoints" / "last.ckpt")
     code = main(["distill", "--teacher", str(teachers[0]), "--data-dir", str(data), "--no-progress",
                  "--out", str(tmp_path / "run"), "--resume"])
@@ -60,7 +62,7 @@ def test_checkpoints_are_written_by_rename_only(tmp_path):
     with pytest.raises(RuntimeError):  # a save that fails half-way leaves the old file
         io.save_checkpoint({"w": torch.zeros(2), "bad": _Unsaveable()}, target)
     assert torch.equal(read_checkpoint(target)["w"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "c.ckpt.sha256"]
 
 
 class _Unsaveable:

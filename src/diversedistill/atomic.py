@@ -27,6 +27,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~_umask())
         _flush_to_disk(tmp_path)  # a rename can reach the disk before the data it names
         os.replace(tmp_path, target)
+    except OSError as err:  # a write error names no file: name the one being written
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or str(err), str(target)) from err
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -5,6 +5,11 @@
   checkpoint (Lightning's own writer opens the target file directly).
 - :func:`read_checkpoint` is the only way a checkpoint is loaded: ``weights_only=True``, so
   a file that would run code when unpickled is refused, and a truncated one is named.
+- Every checkpoint has its SHA-256 beside it (``last.ckpt.sha256``), written before the
+  checkpoint is renamed into place; :func:`read_checkpoint` checks it before anything is
+  loaded, so a damaged file is refused on resume and on export instead of trained on.
+  The checksum file keeps the previous checkpoint's digest too: a kill between the two
+  renames leaves the old checkpoint, which still matches.
 - :class:`LastCheckpoint` saves ``last.ckpt`` every N optimizer steps and after every epoch.
   The epoch-end save runs after early stopping and the best checkpoint have updated
   their state, so the file carries it (and whether the run has decided to stop).
@@ -15,7 +20,10 @@
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import io
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -29,15 +37,55 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, ModelError
+from diversedistill.interrupt import Interrupted, pending
 
 LAST, BEST = "last.ckpt", "best.ckpt"
+CHECKSUM_SUFFIX = ".sha256"
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint as plain tensors and containers; anything else is refused."""
+def checksum_path(path: str | Path) -> Path:
     path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """The checkpoint's bytes match the digest written with it; otherwise one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found")
+    sums = checksum_path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        recorded = json.loads(sums.read_text(encoding="utf-8"))
+        accepted = {recorded["sha256"], *(recorded.get("previous") or [])}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no checksum beside it ({sums.name}); not written by this "
+                         "version of diversedistill, or the checksum was removed") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ModelError(f"{sums}: not a readable checksum file") from None
+    if sha256_of(path) not in accepted:
+        raise ModelError(f"{path}: checksum differs from {sums.name}; the checkpoint is "
+                         "corrupt or was replaced after it was written")
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", verify: bool = True) -> dict:
+    """Load a checkpoint as plain tensors and containers; anything else is refused.
+
+    ``verify``: check the SHA-256 written beside it first (always, except for a caller
+    that has just checked it)."""
+    path = Path(path)
+    checked = verify and checksum_path(path).is_file()
+    if checked:  # a damaged file is refused before anything in it is loaded
+        verify_checkpoint(path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: refused to load, it holds more than tensors ({first})") from None
@@ -46,12 +94,51 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     except (RuntimeError, EOFError, OSError, ValueError) as err:  # truncated or not a checkpoint
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a readable checkpoint ({first})") from None
+    if verify and not checked:  # loadable, but without its checksum: refused
+        verify_checkpoint(path)
+    return checkpoint
+
+
+def _previous_digest(path: Path) -> list[str]:
+    """Digests the file now on disk may have: the last one written, and (after a cut
+    write, whose checksum landed but whose checkpoint did not) the ones before it."""
+    try:
+        recorded = json.loads(checksum_path(path).read_text(encoding="utf-8"))
+        return [recorded["sha256"], *(recorded.get("previous") or [])][:4]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def save_verified(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary file; its digest beside it; then rename into place."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(checkpoint, tmp)
+        except RuntimeError as err:  # torch's C++ writer: "unexpected pos" on a full disk
+            if "unexpected pos" in str(err) or _disk_full(path.parent):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+            raise
+        digest = {"sha256": sha256_of(tmp), "previous": _previous_digest(path)}
+        write_text_atomic(checksum_path(path), json.dumps(digest) + "\n")
+
+
+def _disk_full(directory: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(directory).free < (1 << 20)
+    except OSError:
+        return False
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        save_verified(checkpoint, path)
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        checksum_path(path).unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         # weights_only whatever the caller asks: Lightning's strategies do not all pass it on
@@ -68,12 +155,22 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # the last batch of an epoch is saved a moment later, after validation
-        if (self.every_n_steps and trainer.global_step % self.every_n_steps == 0
-                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        signalled = pending() is not None
+        if (not last_batch and (signalled or (
+                self.every_n_steps and trainer.global_step % self.every_n_steps == 0))):
             self._save(trainer)
+        if signalled:  # SIGTERM / SIGINT: stop after this step, its checkpoint written
+            self._stop(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._save(trainer)
+        if pending() is not None:
+            self._stop(trainer)
+
+    @staticmethod
+    def _stop(trainer) -> None:
+        raise Interrupted(pending(), trainer.current_epoch, trainer.global_step)
 
     def _save(self, trainer) -> None:
         for logger in trainer.loggers:  # the rows the checkpoint counts are on disk first

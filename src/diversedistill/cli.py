@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from diversedistill.config import from_dict, load_yaml
+from diversedistill.config import from_dict, load_yaml, short
 from diversedistill.errors import ConfigError, DiverseDistillError
 
 COMMANDS = ("train-teacher", "distill", "export", "reproduce", "summarize", "report", "bench")
@@ -96,11 +96,18 @@ def _dd_config(args):
     from diversedistill.methods.diversedistill import DiverseDistillConfig
 
     base = _yaml(args)
-    values = dict(base.get("diversedistill") or {})
+    section = base.get("diversedistill")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{args.config}: diversedistill: expected a mapping of keys to values, "
+                          f"got {type(section).__name__}")
+    values = dict(section or {})
     if args.config:  # the file alone first, so that its mistakes are blamed on it
         from_dict(DiverseDistillConfig, values, args.config)
     values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
+    if injection not in ("add", "replace"):
+        raise ConfigError(f"{args.config}: injection must be 'add' or 'replace', "
+                          f"got {short(injection)}")
     return from_dict(DiverseDistillConfig, values, "command line"), injection
 
 
@@ -122,7 +129,11 @@ def _lm_config(args):
     """The language-model teacher from --lm and the YAML 'lm:' section; None for --lm none."""
     from diversedistill.lm.prepare import LMConfig
 
-    values = dict(_yaml(args).get("lm") or {})
+    values = _yaml(args).get("lm") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{args.config}: lm: expected a mapping of keys to values, "
+                          f"got {type(values).__name__}")
+    values = dict(values)
     if args.lm:
         values["model"] = args.lm
     if values.get("model") == "none":
@@ -153,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-dtype", choices=TEACHER_DTYPES,
                    help="teacher precision (default float32); bfloat16 halves teacher memory")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, student/)")
+    p.add_argument("--allow-teacher-overlap", action="store_true",
+                   help="use a teacher whose training rows overlap this run's validation or "
+                        "test rows (or cannot be checked), with a warning; refused otherwise")
     _add_train_args(p)
     _add_dd_args(p)
 
@@ -243,21 +257,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diversedistill import interrupt, rundir
+
     args = build_parser().parse_args(argv)
+    prefix = f"diversedistill {args.command}"
     try:
-        return HANDLERS[args.command](args)
+        with rundir.session(), interrupt.handle_signals():
+            return HANDLERS[args.command](args)
     except DiverseDistillError as err:
-        print(f"diversedistill {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 2
+    except interrupt.Interrupted as err:  # SIGTERM: 143, SIGINT: 130; a scheduler requeues
+        print(f"{prefix}: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # permission, not found, a full disk: the system's, in one line
+        print(f"{prefix}: error: {os_error_message(err)}", file=sys.stderr)
+        return 2
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an error of the operating system, naming the file and the cause."""
+    import errno
+
+    reasons = {errno.ENOSPC: "disk full (no space left on device)",
+               errno.EDQUOT: "disk quota exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "read-only file system", errno.ENOENT: "not found",
+               errno.EISDIR: "is a directory, not a file",
+               errno.ENOTDIR: "a part of the path is not a directory",
+               errno.ENAMETOOLONG: "file name too long", errno.EMFILE: "too many open files"}
+    reason = reasons.get(err.errno, err.strerror or str(err) or type(err).__name__)
+    where = err.filename if err.filename is not None else None
+    return f"{where}: {reason}" if where is not None else reason
 
 
 def _load_data(args):
     from diversedistill.data import load_movielens, locate_movielens, make_split
 
-    ml = load_movielens(locate_movielens(args.release, args.data_dir))
+    for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
+        if not 0 <= value < 1 << 32:
+            raise ConfigError(f"{flag} must be in 0..{(1 << 32) - 1}, got {value}")
+    ml = load_movielens(locate_movielens(args.release, args.data_dir), release=args.release)
     split = make_split(ml, args.split, args.split_seed)
     print(ml.summary())
     print(split.describe())
@@ -265,33 +308,43 @@ def _load_data(args):
 
 
 def cmd_train_teacher(args) -> int:
+    from diversedistill import provenance, rundir
     from diversedistill.export import export_model
     from diversedistill.recsys import STUDENT, TEACHERS, build, train_alone
 
+    out = rundir.check_owned(args.out, "--out", kind="model")  # never a user's directory
+    rundir.check_inputs_outside(out, [("--data-dir", args.data_dir)])
     ml, split = _load_data(args)
     recipe = TEACHERS.get(args.size) or (STUDENT if args.size == "mlp-s" else None)
     if recipe is None:
         raise ConfigError(f"unknown size {args.size!r}; choose mlp-s, mlp-m or mlp-l")
     recipe = _recipe(recipe, args)
+    record = provenance.data_record(ml, split, args.release, args.split, args.split_seed)
     model = build(ml, split, recipe, args.seed)
-    result = train_alone(ml, split, model, recipe, args.seed, Path(args.out) / "run",
+    result = train_alone(ml, split, model, recipe, args.seed, out / "run",
                          progress=not args.no_progress, resume=args.resume,
-                         **_train_overrides(args))
+                         provenance=provenance.run_settings(record), **_train_overrides(args))
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
-    export_model(model, args.out, {"metrics": metrics, "recipe": asdict(recipe)})
+    rundir.mark(out, "model")  # `out` was checked before training; its run/ is in it now
+    rundir.acquire(out, "model")  # held until the command ends: no other command mixes in
+    export_model(model, out, {"metrics": metrics, "recipe": asdict(recipe), "data": record})
     print(json.dumps(metrics))
     return 0
 
 
 def cmd_distill(args) -> int:
+    from diversedistill import provenance, rundir
     from diversedistill.committee import Committee
-    from diversedistill.export import export_model, load_model
+    from diversedistill.export import export_model, load_model, read_config
     from diversedistill.methods import build_method
     from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
     from diversedistill.training import fit
 
+    out = rundir.check_owned(args.out, "--out", kind="run")  # never a user's directory
+    rundir.check_inputs_outside(out, [("--data-dir", args.data_dir), ("--config", args.config),
+                                      *(("--teacher", t) for t in args.teacher)])
     ml, split = _load_data(args)
     cfg, injection = _dd_config(args)
     if args.method == "diversedistill":
@@ -300,9 +353,18 @@ def cmd_distill(args) -> int:
         method = build_method(args.method, _yaml(args).get(args.method),
                               f"{args.config}: {args.method}" if args.config else None)
     device, dtype = _teacher_device(args.teacher_device), _teacher_dtype(args.teacher_dtype)
-    committee = Committee([as_teacher(Path(d).name, load_model(d), mode=injection, device=device,
-                                      dtype=dtype)
-                           for d in args.teacher])
+    record = provenance.data_record(ml, split, args.release, args.split, args.split_seed)
+    teachers, weights, warnings = [], {}, []
+    for d in args.teacher:
+        name, model = Path(d).name, load_model(d)  # weights checked against their checksum
+        config = read_config(d)
+        warning = provenance.check_teacher(name, config, ml, split, record,
+                                           args.allow_teacher_overlap)
+        if warning:
+            warnings.append(warning)
+        weights[name] = config["weights_sha256"]
+        teachers.append(as_teacher(name, model, mode=injection, device=device, dtype=dtype))
+    committee = Committee(teachers)
     recipe = _recipe(STUDENT, args)
     train_cfg = recipe.train_config(args.seed, progress=not args.no_progress,
                                     **_train_overrides(args))
@@ -310,16 +372,20 @@ def cmd_distill(args) -> int:
     train, val, test = loaders(ml, split, recipe.batch_size, args.seed)
     student = as_student(student_model)
     result = fit(student, method, committee, train, val, test, train_cfg,
-                 args.out, clamp=ml.rating_scale, resume=args.resume)
+                 out, clamp=ml.rating_scale, resume=args.resume,
+                 provenance=provenance.run_settings(record, weights),
+                 notices=warnings)  # printed once every input has been checked
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
     from diversedistill.importance import record_importance
 
-    record_importance(method, student, result, test, committee.names, args.out)  # for `report`
+    record_importance(method, student, result, test, committee.names, out)  # for `report`
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
-    export_model(student_model, Path(args.out) / "student",
+    rundir.mark(out / "student", "model")
+    export_model(student_model, out / "student",
                  {"metrics": metrics, "method": args.method, "teachers": committee.names,
+                  "teacher_weights": weights, "data": record,
                   "distillation": asdict(method.cfg) if hasattr(method, "cfg") else {}})
     print(json.dumps(metrics))
     return 0
@@ -331,9 +397,18 @@ def _teacher_device(text: str | None):
     if text is None:
         return None
     try:
-        return torch.device(text)
+        device = torch.device(text)
     except RuntimeError:
-        raise ConfigError(f"--teacher-device: {text!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+        raise ConfigError(f"--teacher-device: {short(text)} is not a device (cpu, cuda, cuda:1, ...)") from None
+    # checked now, not when the teachers move there after the run directory was cleared
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"--teacher-device: {text} is not on this machine "
+                              f"({count} CUDA device(s))")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--teacher-device: {text} is not on this machine (no MPS)")
+    return device
 
 
 def _teacher_dtype(text: str | None):
@@ -343,9 +418,12 @@ def _teacher_dtype(text: str | None):
 
 
 def cmd_export(args) -> int:
+    from diversedistill import rundir
     from diversedistill.export import export_from_checkpoint
 
-    path = export_from_checkpoint(args.run, args.out)
+    out = rundir.check_owned(args.out, "--out", kind="model")
+    path = export_from_checkpoint(args.run, out,
+                                  before_writing=lambda: rundir.acquire(out, "model"))
     print(f"wrote {path}")
     return 0
 
@@ -353,6 +431,10 @@ def cmd_export(args) -> int:
 def cmd_reproduce(args) -> int:
     from diversedistill.reproduce import reproduce_movielens
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is run
+        from diversedistill.rundir import check_out
+
+        check_out(args.out)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     if args.experiment != "movielens":  # cifar10, cifar100: the config file is an experiment's
@@ -377,6 +459,10 @@ def cmd_summarize(args) -> int:
     from diversedistill.results import (format_table, merge_runs, read_results, summarize,
                                         write_csv, write_summary_csv)
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is read
+        from diversedistill.rundir import check_out
+
+        check_out(args.out)
     if args.tables and not args.out:
         raise ConfigError("summarize --tables writes the tables: give --out")
     rows, searches = [], []
@@ -404,7 +490,10 @@ def cmd_summarize(args) -> int:
 
 def cmd_report(args) -> int:
     from diversedistill.report import write_report
+    from diversedistill.rundir import check_out
 
+    if args.out is not None:  # an empty --out or a file: refused before anything is read
+        check_out(args.out)
     path, inputs, plots = write_report(args.results, args.out)
     print(f"wrote {path} ({len(inputs.rows)} result rows, {len(plots)} plots: "
           f"{', '.join(plots) or 'none'})")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.checkpoints import read_checkpoint
-from diversedistill.errors import ModelError
+from diversedistill.errors import DiverseDistillError, ModelError
 from diversedistill.models.recommender import MLPRecommender
 
 FORMAT = "diversedistill-model/1"
@@ -29,14 +31,38 @@ ARCHITECTURES = {"mlp-recommender": MLPRecommender}
 def export_model(model: MLPRecommender, out_dir: str | Path, extra: dict | None = None) -> Path:
     out_dir = Path(out_dir)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite(weights, out_dir / WEIGHTS)
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(weights, str(tmp))
+        try:
+            save_file(weights, str(tmp))
+        except Exception as err:  # safetensors reports I/O errors as its own type
+            raise _os_error(err, out_dir / WEIGHTS) from None
         checksum = file_sha256(tmp)
     # the config is written last: a directory with a config always has complete weights
     config = {"format": FORMAT, "architecture": "mlp-recommender", "model": model.describe(),
               **(extra or {}), "weights_sha256": checksum}
     write_text_atomic(out_dir / CONFIG, json.dumps(config, indent=2))
     return out_dir
+
+
+def _os_error(err: Exception, path: Path) -> Exception:
+    """safetensors' "... (os error 28)" as the OSError it is (28: no space left on device)."""
+    import re
+
+    found = re.search(r"os error (\d+)", str(err))
+    if isinstance(err, OSError) or not found:
+        return err
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
+
+
+def check_finite(weights: dict, where: str | Path) -> None:
+    """Weights holding NaN or infinity are never exported (a diverged run, a damaged file)."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelError(f"{where}: {name} holds {bad} non-finite value(s) (NaN or "
+                             "infinity); refused: the run diverged or the file is damaged")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -55,6 +81,12 @@ def read_config(path: str | Path) -> dict:
         raise ModelError(f"{path}: no {CONFIG}; not an exported diversedistill model") from None
     except json.JSONDecodeError as err:
         raise ModelError(f"{path / CONFIG}, line {err.lineno}: invalid JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise ModelError(f"{path / CONFIG}: not valid UTF-8 text (byte {err.start})") from None
+    except NotADirectoryError:
+        raise ModelError(f"{path}: a file, not an exported model directory") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
     if config.get("format") != FORMAT or config.get("architecture") not in ARCHITECTURES:
         raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
     return config
@@ -66,7 +98,11 @@ def load_model(path: str | Path) -> nn.Module:
     config = read_config(path)
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
     expected = config.get("weights_sha256")
-    if expected is not None and (path / WEIGHTS).is_file() and file_sha256(path / WEIGHTS) != expected:
+    if not (path / WEIGHTS).is_file():
+        raise ModelError(f"{path / WEIGHTS}: not found; the export is incomplete")
+    if not isinstance(expected, str):
+        raise ModelError(f"{path / CONFIG}: records no weights_sha256; cannot check the weights")
+    if file_sha256(path / WEIGHTS) != expected:
         raise ModelError(f"{path / WEIGHTS}: checksum differs from {CONFIG}; the file is corrupt "
                          "or was replaced after the export")
     try:
@@ -81,10 +117,12 @@ def load_model(path: str | Path) -> nn.Module:
     if missing or unexpected:
         raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    check_finite(state, path / WEIGHTS)
     return model.eval()
 
 
-def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
+def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
+                           before_writing=None) -> Path:
     """Export the student of a ``distill`` run from its best checkpoint.
 
     The checkpoint holds the training wrapper's state (student and distillation module);
@@ -92,14 +130,40 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    if (run_dir / "checkpoints").is_dir() and not (run_dir / "student" / CONFIG).is_file():
+        raise ModelError(f"{run_dir}: no student/{CONFIG}; the run has not finished (resume it "
+                         "with the same command and --resume)")
     if not checkpoint.is_file():
         raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; is it a 'distill' run directory?")
     config = read_config(run_dir / "student")
     model = ARCHITECTURES[config["architecture"]].from_description(config["model"])
     # weights_only: a checkpoint that would run code when unpickled is refused
-    state = read_checkpoint(checkpoint)["state_dict"]
+    saved = read_checkpoint(checkpoint)  # its checksum checked first
+    run_file = run_dir / "run.json"
+    if run_file.is_file():  # the checkpoint must be this run's, not one copied in
+        from diversedistill.checkpoints import check_same_settings
+
+        try:
+            settings = json.loads(run_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise ModelError(f"{run_file}: not readable JSON") from None
+        try:
+            check_same_settings(checkpoint, saved.get("run_settings"), settings)
+        except DiverseDistillError as err:
+            raise ModelError(f"{checkpoint}: belongs to another run than {run_file} "
+                             f"({str(err).split('cannot resume, ')[-1].split(';')[0]})") from None
+    state = saved["state_dict"]
     prefix = "student.model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    check_finite(weights, checkpoint)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{checkpoint}: its student does not fit {run_dir / 'student' / CONFIG} "
+                         f"({first})") from None
     extra = {k: v for k, v in config.items()
              if k not in ("format", "architecture", "model", "weights_sha256")}
+    if before_writing is not None:  # everything is checked: the CLI takes the directory now
+        before_writing()
     return export_model(model, out_dir, extra)

@@ -103,6 +103,10 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
         except (ModelError, KeyError) as err:
             log(f"teacher cache entry not used, training again: {err}")
     model = build(ml, split, recipe, seed)
+    if entry.is_dir():  # a cache entry is the tool's own: an older run there may be cleared
+        from diversedistill import rundir
+
+        rundir.mark(entry / "run")
     result = train_alone(ml, split, model, recipe, seed, entry / "run", progress)
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
     export_model(model, entry, {"cache_key": key, "key": key_data, "metrics": metrics})
@@ -110,11 +114,12 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
 
 
 def train_alone(ml, split, model, recipe: ModelRecipe, seed: int, run_dir: Path,
-                progress: bool = False, resume: bool = False, **train_overrides) -> FitResult:
+                progress: bool = False, resume: bool = False, provenance: dict | None = None,
+                **train_overrides) -> FitResult:
     train, val, test = loaders(ml, split, recipe.batch_size, seed)
     cfg = recipe.train_config(seed, progress=progress, **train_overrides)
     return fit(as_student(model), StudentOnly(), None, train, val, test, cfg, run_dir,
-               clamp=ml.rating_scale, resume=resume)
+               clamp=ml.rating_scale, resume=resume, provenance=provenance)
 
 
 # --------------------------------------------------------------------------- references

@@ -143,7 +143,15 @@ def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metri
 
 def read_results(path: str | Path) -> list:
     """The rows of a results.csv: :class:`ResultRow` (MovieLens: ``val_mse``, ``test_mse``)
-    or :class:`AccuracyRow` (image classification: ``val_accuracy``, ...), by its header."""
+    or :class:`AccuracyRow` (image classification: ``val_accuracy``, ...), by its header.
+    A run listed twice, or a score that is not a finite number, is refused."""
+    try:
+        return _read_results(path)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start})") from None
+
+
+def _read_results(path: str | Path) -> list:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         metric = next((m for m in (MSE, ACCURACY) if f"test_{m.name}" in (reader.fieldnames or ())),
@@ -151,12 +159,34 @@ def read_results(path: str | Path) -> list:
         if metric is None:
             raise DataError(f"{path}: expected a test_mse or test_accuracy column, "
                             f"found {', '.join(reader.fieldnames or ()) or 'no header'}")
-        try:
-            return [metric.row(r["method"], r["teachers"], int(r["seed"]),
-                               float(r[f"val_{metric.name}"]), float(r[f"test_{metric.name}"]),
-                               float(r["seconds"])) for r in reader]
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
+        rows, seen = [], {}
+        for r in reader:
+            try:
+                row = metric.row(r["method"], r["teachers"], int(r["seed"]),
+                                 float(r[f"val_{metric.name}"]), float(r[f"test_{metric.name}"]),
+                                 float(r["seconds"]))
+            except (KeyError, TypeError, ValueError) as err:
+                raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
+            _check_row(row, metric, path, reader.line_num)
+            key = (row.method, row.teachers, row.seed)
+            if key in seen:
+                raise DataError(f"{path}: line {reader.line_num}: {row.method} / {row.teachers} / "
+                                f"seed {row.seed} is listed twice (first at line {seen[key]}); "
+                                "one run, one row")
+            seen[key] = reader.line_num
+            rows.append(row)
+        return rows
+
+
+def _check_row(row, metric: Metric, path, line: int) -> None:
+    """A score must be a finite number; only the validation score may be NaN (not measured,
+    as for the references)."""
+    test, val = getattr(row, f"test_{metric.name}"), getattr(row, f"val_{metric.name}")
+    for name, value, nan_ok in ((f"test_{metric.name}", test, False),
+                                (f"val_{metric.name}", val, True), ("seconds", row.seconds, False)):
+        if math.isinf(value) or (math.isnan(value) and not nan_ok):
+            raise DataError(f"{path}: line {line}: {name} is {value}, not a finite number "
+                            f"({row.method} / {row.teachers} / seed {row.seed})")
 
 
 def metric_of(rows: list) -> Metric:

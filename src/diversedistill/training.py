@@ -18,11 +18,14 @@ seeded with (seed, step, process), so nothing depends on what happened before th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
-import shutil
+import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,10 +34,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from diversedistill import interrupt, rundir
+from diversedistill.atomic import write_text_atomic
 from diversedistill.checkpoints import (BEST, LAST, AtomicCheckpointIO, LastCheckpoint, RunLogger,
                                         check_same_settings, read_checkpoint)
 from diversedistill.committee import Committee
@@ -44,6 +51,7 @@ from diversedistill.interface import HookedStudent, check_prediction
 from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+RUN_FILE = "run.json"  # the provenance of a run
 STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes > 1
 
 
@@ -72,8 +80,13 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "warmup_epochs"):  # NaN passes every comparison
+            if not math.isfinite(float(getattr(self, name))):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must not be negative, got {self.weight_decay}")
         if self.patience < 0 or self.checkpoint_every_n_steps < 0:
             raise ConfigError("patience and checkpoint_every_n_steps must not be negative")
         if self.accelerator not in ACCELERATORS:
@@ -274,7 +287,8 @@ def is_global_zero() -> bool:
 def fit(student: HookedStudent, method: Method, committee: Committee | None,
         train: DataLoader, val: DataLoader, test: DataLoader | None, cfg: TrainConfig,
         run_dir: str | Path, clamp: tuple[float, float] | None = None, resume: bool = False,
-        callbacks: Sequence[Callback] = (), metric: str = "mse") -> FitResult:
+        callbacks: Sequence[Callback] = (), metric: str = "mse",
+        provenance: dict | None = None, notices: Sequence[str] = ()) -> FitResult:
     """Train ``student`` with ``method`` until the validation ``metric`` (:data:`METRICS`)
     stops improving; restore the best epoch; report the metric on validation and test.
 
@@ -283,6 +297,9 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     """
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
+    writer = is_global_zero()  # the other DDP processes never write here
+    if writer:  # before anything else: a directory of the user's own files is never touched
+        rundir.check_owned(run_dir, kind="run")
     batch_size = getattr(train.sampler, "batch_size", train.batch_size)
     if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
         raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
@@ -300,7 +317,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     method.setup(student, committee, example)
     task = DistillationTask(student, method, committee, cfg, clamp, metric)
     monitor, mode = f"val_{metric}", METRICS[metric][0]
-    task.settings = run_settings(cfg, method, committee, train, val)
+    task.settings = {**run_settings(cfg, method, committee, train, val), **(provenance or {})}
 
     last = checkpoints / LAST
     resume_from = last if resume and last.is_file() else None
@@ -310,29 +327,46 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         check_same_settings(resume_from, saved.get("run_settings"), task.settings)
         keep_log_rows = int(saved.get("log_rows", 0))
         del saved
-    if is_global_zero():  # the other DDP processes never write here
-        if resume_from is None:  # a new run in an old directory starts from nothing
-            for stale in (checkpoints, run_dir / "logs"):
-                shutil.rmtree(stale, ignore_errors=True)
-        for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill
-            partial.unlink(missing_ok=True)
 
     best = ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
                            monitor=monitor, mode=mode, save_top_k=1)
     stopper = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-        num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
-        plugins=[AtomicCheckpointIO()],
-        callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps), *callbacks],
-        logger=RunLogger(run_dir, keep_rows=keep_log_rows),
-        # every process walks its own shard of each batch (data/order.py): no sampler swap
-        use_distributed_sampler=False,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, deterministic=True,
-        num_sanity_val_steps=0, log_every_n_steps=50,
-    )
+    try:  # built before anything is removed: a Trainer that cannot run deletes nothing
+        trainer = L.Trainer(
+            max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+            num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
+            plugins=[AtomicCheckpointIO()],
+            callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps),
+                       *callbacks],
+            logger=RunLogger(run_dir, keep_rows=keep_log_rows),
+            # every process walks its own shard of each batch (data/order.py): no sampler swap
+            use_distributed_sampler=False,
+            enable_progress_bar=cfg.progress, enable_model_summary=False, deterministic=True,
+            num_sanity_val_steps=0, log_every_n_steps=50,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot run on --accelerator {cfg.accelerator} with "
+                          f"--devices {cfg.devices}: {first}") from None
+    with contextlib.ExitStack() as stack:
+        if writer:
+            stack.enter_context(rundir.locked(run_dir))
+            if resume_from is None:  # a new run in an old directory starts from nothing
+                rundir.clear(run_dir)
+            elif checkpoints.is_dir():
+                for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill
+                    partial.unlink(missing_ok=True)
+            # what this run was made from, readable without a checkpoint; `export` checks
+            # that the best checkpoint belongs to it
+            write_text_atomic(run_dir / RUN_FILE, json.dumps(task.settings, indent=2))
+            for line in notices:
+                print(line, file=sys.stderr)
+        return _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+
+
+def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) -> FitResult:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -340,8 +374,15 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
         # a resumed run's directory holds its own checkpoints (a fresh run's was emptied)
         warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
-        trainer.fit(task, train_dataloaders=train, val_dataloaders=val,
-                    ckpt_path=resume_from, weights_only=True)
+        try:  # a signal is only noted here; LastCheckpoint saves and stops after the step
+            with interrupt.deferred():
+                trainer.fit(task, train_dataloaders=train, val_dataloaders=val,
+                            ckpt_path=resume_from, weights_only=True)
+        except SIGTERMException:  # Lightning's own stop (in validation): not a success
+            raise interrupt.Interrupted(signal.SIGTERM, trainer.current_epoch,
+                                        trainer.global_step) from None
+    if interrupt.pending() is not None:  # after the last step: the run is complete on disk
+        raise interrupt.Interrupted(interrupt.pending(), trainer.current_epoch, trainer.global_step)
     seconds = time.perf_counter() - start
     # epochs trained: counted from the loop's progress, which a resumed run restores even
     # when it has nothing left to train (``current_epoch`` would be one short then)
@@ -350,6 +391,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         nan = math.nan            # that can read the checkpoints (multi-node, local disks)
         return FitResult(nan, nan, seconds, epochs, -1, run_dir, trainer.global_rank, metric)
     best_state = read_checkpoint(best.best_model_path, map_location=task.device)
+    # the best checkpoint must be this run's: not one copied in from another run
+    check_same_settings(Path(best.best_model_path), best_state.get("run_settings"), task.settings)
     task.load_state_dict(best_state["state_dict"])
     return FitResult(
         val=evaluate(task, val),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
-from diversedistill.data.movielens import detect_layout
+from diversedistill.data.movielens import detect_layout, release_layout
 from diversedistill.errors import DataError
 
 ENV_VAR = "DIVERSEDISTILL_DATA"
@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 
 def find_release(root: Path, release: str) -> Path | None:
     for candidate in (root, root / release, root / _ARCHIVE_DIR.get(release, release)):
-        if candidate.is_dir() and detect_layout(candidate):
+        if candidate.is_dir() and detect_layout(candidate, release):
             return candidate
     return None
 
@@ -59,14 +59,13 @@ def data_root(data_dir: str | Path | None) -> tuple[Path, str]:
 def locate_movielens(release: str = "ml-100k", data_dir: str | Path | None = None,
                      download: bool = True) -> Path:
     """Return the directory holding ``release``, downloading it into the cache if needed."""
+    release_layout(release)  # a typo ('ml-100') is refused, never read as another release
     root, origin = data_root(data_dir)
     found = find_release(root, release)
     if found:
         return found
     if origin != "the cache directory" or not download:
         raise DataError(_missing_message(release, root, origin))
-    if release not in RELEASES:
-        raise DataError(f"unknown MovieLens release {release!r}; known: {', '.join(RELEASES)}")
     try:
         _download(release, root)
     except (urllib.error.URLError, OSError, TimeoutError) as err:

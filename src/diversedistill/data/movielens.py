@@ -106,17 +106,37 @@ class MovieLens:
 LAYOUT_MARKERS = {"u.data": "ml-100k", "ratings.dat": "dat", "ratings.csv": "csv"}
 
 
-def detect_layout(path: Path) -> str | None:
+# the layout each official release ships in; any other release name is refused
+RELEASE_LAYOUTS = {"ml-100k": "ml-100k", "ml-1m": "dat", "ml-10m": "dat",
+                   "ml-latest-small": "csv", "ml-latest": "csv", "ml-20m": "csv",
+                   "ml-25m": "csv", "ml-32m": "csv"}
+
+
+def release_layout(release: str) -> str:
+    """The file layout of ``release``; a name that is not a MovieLens release is an error."""
+    if release not in RELEASE_LAYOUTS:
+        raise DataError(f"unknown MovieLens release {release!r}; known: "
+                        f"{', '.join(RELEASE_LAYOUTS)}")
+    return RELEASE_LAYOUTS[release]
+
+
+def detect_layout(path: Path, release: str | None = None) -> str | None:
+    """The layout of the release in ``path``: the one ``release`` ships in, if its ratings
+    file is there (a directory may hold several releases' files), else the first found."""
     for marker, layout in LAYOUT_MARKERS.items():
+        if release is not None and layout != release_layout(release):
+            continue
         if (path / marker).is_file():
             return layout
     return None
 
 
-def load_movielens(path: str | Path) -> MovieLens:
-    """Read the MovieLens release in directory ``path`` (layout detected from its files)."""
+def load_movielens(path: str | Path, release: str | None = None) -> MovieLens:
+    """Read the MovieLens release in directory ``path``: ``release``'s files when given
+    (``--release`` decides when a directory holds more than one release), else the layout
+    detected from its files."""
     path = Path(path)
-    layout = detect_layout(path)
+    layout = detect_layout(path, release)
     if layout is None:
         raise DataError(
             f"{path}: no MovieLens ratings file here (expected u.data for ML-100K, "

@@ -128,6 +128,30 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path, kind: type = in
         row = int(np.argmax(bad))
         raise DataError(
             f"{path}, line {frame['_line'].iat[row]}: {column} must be "
-            f"{'an integer' if kind is int else 'a number'}, found {frame[column].iat[row]!r}"
+            f"{'an integer' if kind is int else 'a number'}, found {_short(frame[column].iat[row])}"
         )
+    if kind is int and values.dtype != np.int64:  # too large for int64: it would wrap around
+        _check_int64(frame, column, values, path)
     return values.to_numpy(dtype=np.int64 if kind is int else np.float64)
+
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _check_int64(frame: pd.DataFrame, column: str, values: pd.Series, path: Path) -> None:
+    """Ids must fit a signed 64-bit integer: two ids that wrap to one would merge two users."""
+    near = np.abs(values.to_numpy(dtype=np.float64)) >= 2.0 ** 62  # exact test below
+    for row in np.flatnonzero(near):
+        text = frame[column].iat[row].strip()
+        try:
+            number = int(text)
+        except ValueError:
+            number = int(float(text))
+        if not INT64[0] <= number <= INT64[1]:
+            raise DataError(f"{path}, line {frame['_line'].iat[row]}: {column} {_short(text)} "
+                            f"does not fit a 64-bit integer (largest {INT64[1]})")
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 15]}... ({len(text)} characters)"

@@ -251,6 +251,10 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
         train = _loader(lower, parts["train"], split.train.rating, cfg.batch_size, True, seed)
         val = _loader(lower, parts["val"], split.val.rating, 1024, False)
         test = _loader(lower, parts["test"], split.test.rating, 1024, False)
+        if tuned.is_dir():  # a cache entry is the tool's own: an older run there may be cleared
+            from diversedistill import rundir
+
+            rundir.mark(tuned / "run")
         result = fit(HookedStudent(model, question_at="rater", head="rater"), StudentOnly(), None,
                      train, val, test, TrainConfig(max_epochs=cfg.epochs, patience=1,
                                                    batch_size=cfg.batch_size, lr=cfg.lr,

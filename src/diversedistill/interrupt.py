@@ -1,0 +1,76 @@
+"""SIGTERM and SIGINT: end a run with a checkpoint, one line and the signal's exit status.
+
+A cluster scheduler preempts a job with SIGTERM and requeues it only when it does not exit
+0; a user stops one with Ctrl-C (SIGINT). Either way the command ends with
+
+    diversedistill distill: interrupted at epoch 1 step 22; continue with --resume
+
+and exit status 128 + signal (143 for SIGTERM, 130 for SIGINT). Inside training the signal
+is only noted; :class:`~diversedistill.checkpoints.LastCheckpoint` acts on it at the end of
+the current optimizer step: it saves ``last.ckpt`` (the same mid-epoch checkpoint it saves
+every N steps, so the resume is exact) and raises :class:`Interrupted`. Outside training
+(loading data, exporting) the signal raises :class:`Interrupted` at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_state = {"signum": None, "defer": 0}
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, signum: int, epoch: int | None = None, step: int | None = None):
+        self.signum, self.epoch, self.step = signum, epoch, step
+        where = f" at epoch {epoch} step {step}" if epoch is not None else ""
+        super().__init__(f"interrupted{where}; continue with --resume")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+
+def _handler(signum, frame) -> None:
+    again = _state["signum"] is not None
+    _state["signum"] = signum
+    if not _state["defer"] or again:  # a second signal does not wait for the step to end
+        raise Interrupted(signum)
+
+
+def pending() -> int | None:
+    """The signal received since :func:`handle_signals` began, if any."""
+    return _state["signum"]
+
+
+@contextlib.contextmanager
+def handle_signals() -> Iterator[None]:
+    """Answer SIGTERM and SIGINT for the block (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    _state["signum"] = None
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        _state["signum"] = None
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside the block (training) a signal is only noted, for the loop to act on."""
+    _state["defer"] += 1
+    try:
+        yield
+    finally:
+        _state["defer"] -= 1
