@@ -196,12 +196,23 @@ class DiverseDistill(Method):
         loss = parts["task"] + self.cfg.lam * parts["distill"] + parts["reg"] + parts["importance"]
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
 
-    def _running(self, name: str, value: torch.Tensor) -> torch.Tensor:
-        """Update the running estimate ``name`` with this batch's ``value`` (training only;
-        the first batch sets it) and return it, detached."""
+    def _running(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """Update the running estimate ``name`` with the mean of this batch's ``values``
+        (training only; the first batch sets it) and return it, detached. Under DDP the
+        sums and counts of every process are added first, so each process keeps the
+        estimate one process keeps on the whole batch, and every process takes part on
+        every step (with a count of 0 where it has nothing to add), so none waits."""
         buffer = getattr(self.module, name)
-        if self.training:
-            value = value.detach().to(buffer.dtype)
+        if not self.training:
+            return buffer
+        values = values.detach().to(buffer.dtype)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            both = torch.stack([values.sum(), values.new_tensor(float(values.numel()))])
+            torch.distributed.all_reduce(both)
+            value = both[0] / both[1] if both[1] > 0 else None
+        else:
+            value = values.mean() if values.numel() else None
+        if value is not None:
             buffer.copy_(value if buffer <= 0 else buffer + RUNNING_MOMENTUM * (value - buffer))
         return buffer
 
@@ -219,7 +230,7 @@ class DiverseDistill(Method):
         seen = student.served(batch, out) if cfg.z_as_served else out
         h, z = seen.h, seen.z
         if cfg.distance == "normalized":
-            self._running("z_mean_square", z.detach().pow(2).mean())
+            self._running("z_mean_square", z.detach().pow(2))
         augmenter = self.module.questions
         states, alpha = augmenter.states_and_importance(h.detach())
         if cfg.importance_target == "none":
@@ -288,8 +299,7 @@ class DiverseDistill(Method):
         # the alternatives of teacher i: the student's own state and every other asked teacher
         others = (total - losses * asked) / (count - asked.float())
         gain = others - losses
-        if asked.any():
-            self._running("gain_scale", gain[asked].abs().mean())
+        self._running("gain_scale", gain[asked].abs())
         scale = self.module.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny) * cfg.importance_temperature
         target = torch.sigmoid(gain / scale)
         return [None if item is None else (item[0], target[item[0], i])
