@@ -165,8 +165,9 @@ def test_distillation_losses_are_finite_scalars_for_any_committee(teachers, rows
     assert all(0 <= int(n) <= rows for n in method._asked)
 
 
-def test_workers_end_when_their_parent_is_killed():
-    """A reproduction killed with SIGKILL must not leave its workers training for nobody."""
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """A reproduction killed with SIGKILL must not leave its workers training for nobody —
+    even workers that, like a training run, answer SIGTERM by carrying on to a checkpoint."""
     import os
     import signal
     import subprocess
@@ -174,11 +175,20 @@ def test_workers_end_when_their_parent_is_killed():
     import time
     from pathlib import Path
 
+    (tmp_path / "stubborn_job.py").write_text(
+        "import os, signal, time\n"
+        f"MARKS = {str(tmp_path)!r}\n"
+        "def run(seconds):\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a run mid-step would\n"
+        "    open(os.path.join(MARKS, f'started-{os.getpid()}'), 'w').close()\n"
+        "    time.sleep(seconds)\n")
     script = (
-        "import os, sys, time\n"
         "from diversedistill.parallel import run_jobs\n"
-        "run_jobs([60, 60], time.sleep, lambda j, r: None, workers=2)\n")
-    parent = subprocess.Popen([sys.executable, "-c", script])
+        "from stubborn_job import run\n"
+        "run_jobs([60, 60], run, lambda j, r: None, workers=2)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
     deadline = time.time() + 60
     children = []
     while time.time() < deadline and len(children) < 2:
@@ -187,7 +197,9 @@ def test_workers_end_when_their_parent_is_killed():
         time.sleep(0.2)
     # the pool's workers, and possibly its resource tracker: every child must go
     assert children, "no worker started"
-    time.sleep(2)  # the workers have reached their initializer
+    while len(list(tmp_path.glob("started-*"))) < 2 and time.time() < deadline + 60:
+        time.sleep(0.2)  # both workers inside their jobs, SIGTERM ignored
+    assert len(list(tmp_path.glob("started-*"))) == 2
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     def running(pid: int) -> bool:

@@ -28,9 +28,11 @@ def worker_state() -> dict[str, Any]:
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel sends this worker SIGTERM when its parent dies, so a reproduction
-    killed with SIGKILL leaves no worker training on (and holding both cores) for nobody.
-    Elsewhere a no-op."""
+    """Linux: the kernel kills this worker when its parent dies, so a reproduction killed
+    with SIGKILL leaves no worker training on (and holding both cores) for nobody. SIGKILL,
+    not SIGTERM: a run answers SIGTERM by finishing its step and saving a checkpoint
+    (interrupt.py), which a worker whose parent is gone must not wait for; the parent
+    records every result, so a worker has nothing of its own to save. Elsewhere a no-op."""
     if not os.sys.platform.startswith("linux"):
         return
     try:
@@ -39,7 +41,7 @@ def _die_with_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() == 1:  # the parent died before the call: nobody will signal us
             os._exit(1)
     except (OSError, AttributeError):
