@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 from diversedistill import ml_runs
@@ -41,13 +42,11 @@ SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's commit
 BASELINE_ROWS = {"fd": (("lm",),)}
 # Ablations (METHOD.md's open choices): each row changes the default configuration in one
 # respect — or, for "first implementation", in all of them — on the same committee.
-LEGACY = DiverseDistillConfig.legacy()
 ABLATIONS = {
+    # every field where legacy() differs from today's defaults
     "first implementation (all old choices)": {
-        k: getattr(LEGACY, k) for k in ("lam", "distance", "distill_trains_answers",
-                                        "importance_target", "importance_temperature",
-                                        "z_as_served", "zero_init_questions", "module_lr",
-                                        "distill_per_asked_row")},
+        k: v for k, v in asdict(DiverseDistillConfig.legacy()).items()
+        if v != getattr(DiverseDistillConfig(), k)},
     "answers detached": {"distill_trains_answers": False},
     "answers and alpha trained by distill": {"distill_trains_importance": True},
     "answers detached, alpha trained by distill": {"distill_trains_answers": False,
