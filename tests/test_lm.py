@@ -249,15 +249,17 @@ def test_encoder_rater_rejects_unknown_modes(tiny):
         EncoderRater(rater.encoder, question_mode="sometimes")
 
 
+@pytest.mark.parametrize("buckets", [True, False])
 def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, tmp_path,
-                                                                         monkeypatch):
-    from diversedistill.data.order import EpochBatches
+                                                                         monkeypatch, buckets):
+    from diversedistill.data.order import EpochBatches, LengthBuckets
 
-    prepared(tiny, tmp_path)
+    prepared(tiny, tmp_path, length_buckets=buckets)
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 1
-    prepared(tiny, tmp_path)  # same code, same order: read back
+    prepared(tiny, tmp_path, length_buckets=buckets)  # same code, same order: read back
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 1
-    shuffled = EpochBatches.order
-    monkeypatch.setattr(EpochBatches, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
-    prepared(tiny, tmp_path)  # the shuffling code changed: fine-tuned again, under a new key
+    sampler = LengthBuckets if buckets else EpochBatches
+    shuffled = sampler.order
+    monkeypatch.setattr(sampler, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
+    prepared(tiny, tmp_path, length_buckets=buckets)  # the shuffling changed: a new key
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 2

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from diversedistill.data import MovieLens, Ratings, RatingSplit, global_mean, rating_loader
+from diversedistill.data.history import build_histories, shown_star_mean
 from diversedistill.errors import ModelError
 from diversedistill.export import export_model, load_model, read_config
 from diversedistill.interface import HookedStudent, HookedTeacher
@@ -125,10 +126,9 @@ def train_alone(ml, split, model, recipe: ModelRecipe, seed: int, run_dir: Path,
 # --------------------------------------------------------------------------- references
 
 
-def reference_mse(train: Ratings, test: Ratings, n_users: int, n_items: int,
-                  scale: tuple[float, float], reg: float = 10.0) -> dict[str, float]:
-    """Test MSE of the global mean and of regularized user + item biases (alternating
-    least squares, a few sweeps) — the floor any recommender must clear."""
+def fit_biases(train: Ratings, n_users: int, n_items: int, reg: float = 10.0):
+    """Regularized user + item biases by alternating least squares: a function
+    (user, item) -> unclipped prediction."""
     mu = float(train.rating.mean())
     b_u, b_i = np.zeros(n_users), np.zeros(n_items)
     for _ in range(10):
@@ -136,8 +136,43 @@ def reference_mse(train: Ratings, test: Ratings, n_users: int, n_items: int,
         b_u = np.bincount(train.user, r, n_users) / (np.bincount(train.user, None, n_users) + reg)
         r = train.rating - mu - b_u[train.user]
         b_i = np.bincount(train.item, r, n_items) / (np.bincount(train.item, None, n_items) + reg)
-    bias_prediction = np.clip(mu + b_u[test.user] + b_i[test.item], *scale)
+    return lambda user, item: mu + b_u[user] + b_i[item]
+
+
+def reference_mse(train: Ratings, test: Ratings, n_users: int, n_items: int,
+                  scale: tuple[float, float], reg: float = 10.0) -> dict[str, float]:
+    """Test MSE of the global mean and of regularized user + item biases (alternating
+    least squares, a few sweeps) — the floor any recommender must clear."""
+    mu = float(train.rating.mean())
+    bias_prediction = np.clip(fit_biases(train, n_users, n_items, reg)(test.user, test.item),
+                              *scale)
     return {
         "global mean": float(np.mean((test.rating - mu) ** 2)),
         "user + item biases": float(np.mean((test.rating - bias_prediction) ** 2)),
     }
+
+
+HISTORY_REFERENCE = "biases + history means"
+
+
+def history_reference(split: RatingSplit, n_users: int, n_items: int,
+                      scale: tuple[float, float], k: int = 3) -> dict[str, float]:
+    """What the statistics a language model is handed give without it: a linear
+    combination of the user + item biases and the text's history numbers (the user's and
+    the item's means, the mean of the ``k`` shown stars), its 5 weights fitted on the
+    validation split by least squares (so the training rows' own ratings, which the
+    biases have seen, do not inflate the biases' weight). Val and test MSE."""
+    biases = fit_biases(split.train, n_users, n_items)
+    mu = float(split.train.rating.mean())
+
+    def features(part: Ratings) -> np.ndarray:
+        h = build_histories(split.train, part.user, part.item, n_items, k)
+        columns = [biases(part.user, part.item), h.mean, h.item_mean, shown_star_mean(h)]
+        return np.stack([np.ones(len(part))] + [np.where(np.isnan(c), mu, c) for c in columns], 1)
+
+    weights = np.linalg.lstsq(features(split.val), split.val.rating.astype(np.float64),
+                              rcond=None)[0]
+
+    def mse(part: Ratings) -> float:
+        return float(np.mean((part.rating - np.clip(features(part) @ weights, *scale)) ** 2))
+    return {"val": mse(split.val), "test": mse(split.test)}

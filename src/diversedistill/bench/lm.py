@@ -22,7 +22,8 @@ from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistill, StudentOnly
-from diversedistill.recsys import STUDENT, TEACHERS, as_teacher, build, loaders
+from diversedistill.recsys import (HISTORY_REFERENCE, STUDENT, TEACHERS, as_teacher, build,
+                                  history_reference, loaders, reference_mse)
 from diversedistill.recsys import train_or_load_teacher
 
 PREP_BUDGET_S = 45 * 60  # issue 4: at most 45 minutes on the 2-core CPU machine
@@ -49,8 +50,18 @@ def bench_lm(data_dir=None, lm: LMConfig | None = None, cache: str | Path | None
     verdict = "within" if total <= PREP_BUDGET_S else "OVER"
     log(f"| **total** | **{total:.0f}** ({total / 60:.1f} min, {verdict} the 45 min budget) |")
     log(f"\n(this run: {this_run:.0f}s; steps read from the cache report the seconds recorded "
-        f"when they were built). LM alone: val MSE {metrics['val_mse']:.4f}, "
-        f"test MSE {metrics['test_mse']:.4f}")
+        f"when they were built)")
+    log("\n## The LM alone beside the simple references (test MSE)\n")
+    log("| predictor | val MSE | test MSE |\n|---|---|---|")
+    references = {k: (None, v) for k, v in reference_mse(
+        split.train, split.test, ml.n_users, ml.n_items, ml.rating_scale).items()}
+    if lm.history:
+        history = history_reference(split, ml.n_users, ml.n_items, ml.rating_scale, lm.history_k)
+        references[f"{HISTORY_REFERENCE} (k = {lm.history_k}, weights fitted on val)"] = (
+            history["val"], history["test"])
+    references["LM alone"] = (metrics["val_mse"], metrics["test_mse"])
+    for name, (val, test) in references.items():
+        log(f"| {name} | {'-' if val is None else f'{val:.4f}'} | {test:.4f} |")
 
     mlp_l, _, _ = train_or_load_teacher(ml, split, "mlp-l", TEACHERS["mlp-l"], 0,
                                         root / "teachers", progress)

@@ -102,3 +102,30 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.load_state_dict(state)
+
+
+class LengthBuckets(EpochBatches):
+    """Seeded batches of rows of similar length, in random order: a batch trimmed to its
+    longest row then carries little padding (31% of the tokens were padding at batch 64
+    with plain shuffling of ML-100K texts).
+
+    Each epoch the rows are shuffled, cut into chunks of ``bucket`` batches, sorted by
+    length within a chunk and cut into batches; the full batches are shuffled and the
+    partial one, if any, comes last (so ``__len__`` and sharding behave as in the parent).
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int = 0, shard: bool = False,
+                 bucket: int = 50):
+        super().__init__(len(lengths), batch_size, shuffle=True, seed=seed, shard=shard)
+        self.lengths, self.bucket = torch.as_tensor(lengths), bucket
+
+    def order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        rows = torch.randperm(self.n_rows, generator=generator)
+        chunk = self.batch_size * self.bucket
+        rows = torch.cat([part[self.lengths[part].argsort(stable=True)]
+                          for part in rows.split(chunk)]) if self.n_rows else rows
+        full = self.n_rows // self.batch_size * self.batch_size
+        batches = rows[:full].view(-1, self.batch_size)
+        batches = batches[torch.randperm(len(batches), generator=generator)]
+        return torch.cat([batches.reshape(-1), rows[full:]])

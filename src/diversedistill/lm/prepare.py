@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.data import MovieLens, RatingSplit, global_mean
-from diversedistill.data.order import EpochBatches, ResumableLoader
+from diversedistill.data.history import HistoryConfig
+from diversedistill.data.order import EpochBatches, LengthBuckets, ResumableLoader
 from diversedistill.data.text import render_texts
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent
@@ -48,14 +49,19 @@ class LMConfig:
 
     model: str = DEFAULT_MODEL  # hub name or local path; the default is the packaged MiniLM
     template: str | None = None  # text template (data/text.py); None: Kang et al. style default
-    max_length: int = 96  # tokens per text (ML-100K texts need at most 53)
+    history: bool = True  # texts carry the user's training history (data/history.py)
+    history_k: int = 3  # rated titles shown, most similar to the rated item first
+    history_title_words: int = 4  # words kept of each shown title
+    max_length: int = 128  # tokens per text (ML-100K texts with history: at most 78)
     finetune_layers: int = 2  # top transformer layers fine-tuned; the rest frozen and cached
     inject: int = -1  # layer whose input [CLS] state the question replaces (-1: the last)
     question_mode: str = "token"  # token: one question token over cached context; full: re-run
     injection: str = "add"  # the question replaces the [CLS] state, or is added to it (default)
     epochs: int = 2  # fine-tuning epochs (early stopping on validation MSE)
     lr: float = 2e-4  # fine-tuning learning rate (AdamW)
+    schedule: str = "constant"  # "constant" or "cosine" decay over the epochs
     batch_size: int = 64
+    length_buckets: bool = True  # fine-tuning batches of texts of similar length
     cache_dtype: str = "float16"  # dtype of the cached states (float32 for bit-exact contexts)
     context_cache: str = "disk"  # disk (memory-mapped) | memory | none (recomputed each step)
     build_batch: int = 256  # texts per batch when building the caches
@@ -63,10 +69,16 @@ class LMConfig:
     def __post_init__(self):
         if self.context_cache not in CONTEXT_CACHES:
             raise ConfigError(f"context_cache must be one of {CONTEXT_CACHES}, got {self.context_cache!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.cache_dtype not in ("float16", "float32"):
             raise ConfigError(f"cache_dtype must be float16 or float32, got {self.cache_dtype!r}")
         if self.finetune_layers < 1:
             raise ConfigError(f"finetune_layers must be at least 1, got {self.finetune_layers}")
+        self.history_config()  # refuses a negative k or title length now, not after loading
+
+    def history_config(self) -> HistoryConfig | None:
+        return HistoryConfig(self.history_k, self.history_title_words) if self.history else None
 
 
 def resolve_model(name: str) -> str:
@@ -124,10 +136,9 @@ def _batches(n_rows: int, batch_size: int, shuffle: bool, seed: int = 0) -> Epoc
     return EpochBatches(n_rows, batch_size, shuffle=shuffle, seed=seed, shard=shuffle)
 
 
-def _loader(lower, rows, targets, batch_size, shuffle, seed=0) -> ResumableLoader:
-    data = StateBatches(lower, rows, targets)
-    return ResumableLoader(data, sampler=_batches(len(data), batch_size, shuffle, seed),
-                           batch_size=None, num_workers=0)
+def _loader(lower, rows, targets, sampler: EpochBatches) -> ResumableLoader:
+    return ResumableLoader(StateBatches(lower, rows, targets), sampler=sampler, batch_size=None,
+                           num_workers=0)
 
 
 def _set_trainable(rater: nn.Module, start: int) -> list[str]:
@@ -199,9 +210,15 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     tag = Path(cfg.model).name if cfg.model != DEFAULT_MODEL else DEFAULT_MODEL
     identity = model_identity(model_path)
 
-    # 1. tokens, once per model and text set
-    texts = render_texts(ml, ml.ratings.user, ml.ratings.item, cfg.template)
-    token_key = stable_hash("tokens/2", identity, cfg.max_length, "\n".join(texts))
+    # 1. tokens, once per model and text set. With a history the texts depend on the
+    # training split, whose rows are in the key through the texts themselves; the history
+    # settings are in it explicitly as well.
+    history = cfg.history_config()
+    texts = render_texts(ml, ml.ratings.user, ml.ratings.item, cfg.template,
+                         split.train if history else None, history)
+    token_key = stable_hash("tokens/3", identity, cfg.max_length,
+                            [history.k, history.title_words] if history else None,
+                            cfg.template, "\n".join(texts))
     tokens = open_store(root / f"{tag}-tokens-{token_key}", token_key)
     if tokens is None:
         log(f"{name}: tokenizing {len(texts):,} texts")
@@ -234,23 +251,29 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     # 3. fine-tune the upper part on the training split (the one training loop)
     parts = {k: index.rows(getattr(split, k).user, getattr(split, k).item)
              for k in ("train", "val", "test")}
-    recipe = {k: getattr(cfg, k) for k in ("epochs", "lr", "batch_size", "finetune_layers")}
+    recipe = {k: getattr(cfg, k) for k in ("epochs", "lr", "batch_size", "finetune_layers",
+                                           "schedule", "length_buckets")}
     # The batch order itself is in the key: when the code that shuffles changes, a cached
     # model is no longer the one this code would train. Version 1 keys did not cover it, and
     # an LM fine-tuned in torch's RandomSampler order (val MSE 0.9733) was read back where
     # the seeded order of data/order.py gives another (1.0065): docs/language-model.md.
-    order = _batches(len(parts["train"]), cfg.batch_size, True, seed).order(0)
-    tune_key = stable_hash("finetune/2", lower_key, recipe, seed, parts["train"], parts["val"],
-                           order.numpy())
+    if cfg.length_buckets:
+        sampler = LengthBuckets(np.asarray(lower["mask"]).sum(1)[parts["train"]], cfg.batch_size,
+                                seed, shard=True)
+    else:
+        sampler = _batches(len(parts["train"]), cfg.batch_size, True, seed)
+    tune_key = stable_hash("finetune/3", lower_key, recipe, seed, parts["train"], parts["val"],
+                           sampler.order(0).numpy())
     tuned = root / f"{tag}-finetuned-{tune_key}"
     trainable = _set_trainable(rater, start)
     metrics = _read_finetuned(tuned, tune_key, rater, trainable)
     if metrics is None:
         log(f"{name}: fine-tuning its top layers on {len(parts['train']):,} ratings")
         model = UpperPart(rater, start).train()  # dropout on in the trained layers
-        train = _loader(lower, parts["train"], split.train.rating, cfg.batch_size, True, seed)
-        val = _loader(lower, parts["val"], split.val.rating, 1024, False)
-        test = _loader(lower, parts["test"], split.test.rating, 1024, False)
+        train = _loader(lower, parts["train"], split.train.rating, sampler)
+        val = _loader(lower, parts["val"], split.val.rating, _batches(len(parts["val"]), 1024, False))
+        test = _loader(lower, parts["test"], split.test.rating,
+                       _batches(len(parts["test"]), 1024, False))
         if tuned.is_dir():  # a cache entry is the tool's own: an older run there may be cleared
             from diversedistill import rundir
 
@@ -258,6 +281,7 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
         result = fit(HookedStudent(model, question_at="rater", head="rater"), StudentOnly(), None,
                      train, val, test, TrainConfig(max_epochs=cfg.epochs, patience=1,
                                                    batch_size=cfg.batch_size, lr=cfg.lr,
+                                                   schedule=cfg.schedule,
                                                    weight_decay=0.01, seed=seed, progress=progress),
                      tuned / "run", clamp=ml.rating_scale)
         metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse,
