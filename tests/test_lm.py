@@ -73,15 +73,21 @@ def test_a_template_naming_an_unknown_field_is_refused(tiny):
 # ----------------------------------------------------------------------------- models
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("mode", ["token", "full"])
-def test_own_state_as_question_reproduces_the_model_and_a_question_changes_it(tiny, mode):
-    rater, tokenizer = load_rater(tiny["bert"], 3.5, (1, 5), inject=1, question_mode=mode)
+def test_own_state_as_question_reproduces_the_model_and_a_question_changes_it(tiny, mode,
+                                                                              pooling):
+    rater, tokenizer = load_rater(tiny["bert"], 3.5, (1, 5), inject=1, question_mode=mode,
+                                  pooling=pooling)
     rater.eval()
     enc = tokenizer(["user u-1. movie m-2", "a much longer text about a movie"], padding=True,
                     return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     with torch.no_grad():
-        reference = rater.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        last = rater.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        # what the model computes without any question: its [CLS] or its masked token mean
+        reference = last[:, 0] if pooling == "cls" else \
+            (last * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         context = rater.context(rater.lower(ids, mask, 0), mask, 0)
         own = rater.answer(None, context)
         question = torch.randn(2, rater.width)
@@ -163,15 +169,20 @@ def test_a_tokenizer_that_splits_ratings_is_refused_for_t5(tmp_path):
 # ----------------------------------------------------------------------------- caching
 
 
-def test_context_cached_once_equals_context_computed_per_step(tiny, tmp_path):
-    teacher, _ = prepared(tiny, tmp_path)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_context_cached_once_equals_context_computed_per_step(tiny, tmp_path, pooling):
+    teacher, _ = prepared(tiny, tmp_path, pooling=pooling)
     batch = a_batch(tiny)
     cached = teacher.context(batch)
+    assert ("rest" in cached) == (pooling == "mean")
     teacher.contexts = None  # the per-step path: tokens -> frozen layers -> context
     per_step = teacher.context(batch)
     assert cached.keys() == per_step.keys()
     for key in cached:
         torch.testing.assert_close(cached[key], per_step[key], rtol=0, atol=1e-5)
+    question = torch.randn(len(batch["user"]), teacher.answer_width)
+    torch.testing.assert_close(teacher.answer(question, cached).prediction,
+                               teacher.answer(question, per_step).prediction)
 
 
 def test_everything_is_read_back_from_the_cache_and_rebuilt_when_corrupt(tiny, tmp_path):
@@ -263,3 +274,30 @@ def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, t
     monkeypatch.setattr(sampler, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
     prepared(tiny, tmp_path, length_buckets=buckets)  # the shuffling changed: a new key
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 2
+
+
+def test_a_probed_head_starts_fine_tuning_from_a_fitted_regression(tiny, tmp_path):
+    from diversedistill.lm.prepare import _probe_head
+    from diversedistill.data.text import render_texts
+
+    rater, tokenizer = load_rater(tiny["bert"], 3.5, (1, 5))
+    ml, split = tiny["ml"], tiny["split"]
+    enc = tokenizer(render_texts(ml, split.train.user, split.train.item), padding=True,
+                    return_tensors="pt")
+    with torch.no_grad():
+        lower = {"states": rater.eval().lower(enc["input_ids"], enc["attention_mask"], 1).numpy(),
+                 "mask": enc["attention_mask"].numpy()}
+        rows = torch.arange(len(split.train)).numpy()
+
+        def mse():
+            pred = rater.read(rater.upper(torch.from_numpy(lower["states"]),
+                                          torch.from_numpy(lower["mask"]), 1))
+            return float(((pred - torch.from_numpy(split.train.rating)) ** 2).mean())
+        before = mse()
+        _probe_head(rater, 1, lower, rows, split.train.rating, 0)
+        # least squares on these very rows: never worse than the small head at the mean
+        assert mse() < before
+    _, metrics = prepared(tiny, tmp_path, head_init="probe", pooling="mean")
+    assert metrics["val_mse"] < 4  # the whole path runs (a broken head would predict ~0)
+    with pytest.raises(ConfigError, match="head_init"):
+        LMConfig(head_init="random")

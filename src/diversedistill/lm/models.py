@@ -6,7 +6,13 @@ output is cached once, and an **upper** part that is fine-tuned and that a quest
 ``EncoderRater`` — encoder-only (BERT family)::
 
     tokens ─► embeddings + layers[:k0] ─► states [B, T, d]        (lower: cached)
-           ─► layers[k0:] ─► [CLS] state [B, d] ─► head ─► rating (upper: fine-tuned)
+           ─► layers[k0:] ─► pooled state [B, d] ─► head ─► rating (upper: fine-tuned)
+
+  Pooling (the answer a question gets): the last-layer [CLS] state (``"cls"``) or the
+  mean of every token's last-layer state (``"mean"``, how sentence-transformers such as
+  all-MiniLM-L6-v2 were trained). In ``"token"`` mode the context tokens do not attend to
+  the question, so their part of the mean is question-independent and cached with the
+  context: a question still costs one token.
 
   The question replaces (``injection="replace"``, the paper's reading) or is added to
   (``"add"``: a zero question leaves the teacher as trained, as for MLP teachers) the
@@ -36,6 +42,7 @@ from diversedistill.errors import ModelError
 from diversedistill.hub import load_pretrained
 
 ENCODER_TYPES = ("bert", "roberta")
+POOLINGS = ("cls", "mean")
 T5_TYPES = ("t5", "mt5")
 
 
@@ -58,10 +65,13 @@ class EncoderRater(nn.Module):
     """An encoder-only LM with a regression head on its last-layer [CLS] state."""
 
     def __init__(self, encoder: nn.Module, rating_mean: float = 3.5, inject: int = -1,
-                 question_mode: str = "token", injection: str = "add"):
+                 question_mode: str = "token", injection: str = "add", pooling: str = "cls"):
         super().__init__()
         if question_mode not in ("token", "full"):
             raise ModelError(f"question_mode must be 'token' or 'full', got {question_mode!r}")
+        if pooling not in POOLINGS:
+            raise ModelError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         if injection not in ("replace", "add"):
             raise ModelError(f"injection must be 'replace' or 'add', got {injection!r}")
         self.injection = injection
@@ -92,13 +102,20 @@ class EncoderRater(nn.Module):
             x = _out(layer(x, bias))
         return x
 
-    def read(self, cls: torch.Tensor) -> torch.Tensor:
-        """Last-layer [CLS] state [B, d] -> rating [B]."""
-        return self.head(cls).squeeze(-1)
+    def read(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled last-layer state [B, d] -> rating [B]."""
+        return self.head(pooled).squeeze(-1)
+
+    def pool(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer states [B, T, d] -> [B, d]: the [CLS] state, or the mean over tokens."""
+        if self.pooling == "cls":
+            return x[:, 0]
+        weights = mask[..., None].to(x.dtype)
+        return (x * weights).sum(1) / weights.sum(1)
 
     def upper(self, states: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-        """States at layer ``start`` -> last-layer [CLS] state [B, d]."""
-        return self.run_layers(states, mask, start, self.n_layers)[:, 0]
+        """States at layer ``start`` -> pooled last-layer state [B, d]."""
+        return self.pool(self.run_layers(states, mask, start, self.n_layers), mask)
 
     # ----------------------------------------------------------------- the question path
 
@@ -109,7 +126,8 @@ class EncoderRater(nn.Module):
         "token": the keys and values of the non-[CLS] tokens at every layer from ``inject``
         up — all a question token attends to — and the teacher's own [CLS] state at
         ``inject`` (its answer to no question): {"keys", "values": [B, L−inject, T−1, d],
-        "mask": [B, T−1], "own": [B, d]}. Caching keys and values rather than states costs
+        "mask": [B, T−1], "own": [B, d]}; with mean pooling also "rest" [B, d], the sum of
+        the non-[CLS] tokens' last-layer states. Caching keys and values rather than states costs
         twice the space and saves the two projections per context token and layer that
         would otherwise dominate a step. "full": the states at ``inject``,
         {"states": [B, T, d], "mask": [B, T]}.
@@ -127,11 +145,14 @@ class EncoderRater(nn.Module):
             keys.append(zero_padding(att.key(x[:, 1:]), ctx_mask))
             values.append(zero_padding(att.value(x[:, 1:]), ctx_mask))
             x = _out(layer(x, bias))
-        return {"keys": torch.stack(keys, 1), "values": torch.stack(values, 1), "mask": ctx_mask,
-                "own": own}
+        context = {"keys": torch.stack(keys, 1), "values": torch.stack(values, 1),
+                   "mask": ctx_mask, "own": own}
+        if self.pooling == "mean":
+            context["rest"] = (x[:, 1:] * ctx_mask[..., None].to(x.dtype)).sum(1)
+        return context
 
     def answer(self, question: torch.Tensor | None, context: dict) -> torch.Tensor:
-        """Question [b, d] (None: the teacher's own [CLS]) + context -> last [CLS] state [b, d]."""
+        """Question [b, d] (None: the teacher's own [CLS]) + context -> pooled state [b, d]."""
         mask = context["mask"]
         own = context["states"][:, 0] if self.question_mode == "full" else context["own"]
         if question is not None and self.injection == "add":
@@ -146,7 +167,9 @@ class EncoderRater(nn.Module):
         for k, layer in enumerate(self.layers[self.inject:]):
             x = self._one_token_layer(layer, x, context["keys"][:, k], context["values"][:, k],
                                       mask)
-        return x[:, 0]
+        if self.pooling == "cls":
+            return x[:, 0]
+        return (x[:, 0] + context["rest"].to(x.dtype)) / (mask.sum(1, keepdim=True) + 1).to(x.dtype)
 
     @staticmethod
     def _one_token_layer(layer: nn.Module, x: torch.Tensor, k_ctx: torch.Tensor,
@@ -258,7 +281,8 @@ def rating_token_ids(tokenizer, scale: tuple[float, float]) -> list[int]:
 
 
 def load_rater(name_or_path: str | Path, rating_mean: float, scale: tuple[float, float],
-               inject: int = -1, question_mode: str = "token", injection: str = "add"):
+               inject: int = -1, question_mode: str = "token", injection: str = "add",
+               pooling: str = "cls"):
     """(rater, tokenizer) for a hub name or a local directory; never runs remote code."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, T5ForConditionalGeneration
 
@@ -271,7 +295,8 @@ def load_rater(name_or_path: str | Path, rating_mean: float, scale: tuple[float,
                          f"(offline? set HF_HUB_OFFLINE=1 and pass a local path): {err}") from None
     if config.model_type in ENCODER_TYPES:
         encoder = load_pretrained(AutoModel, where, add_pooling_layer=False)
-        return EncoderRater(encoder, rating_mean, inject, question_mode, injection), tokenizer
+        return EncoderRater(encoder, rating_mean, inject, question_mode, injection,
+                            pooling), tokenizer
     if config.model_type in T5_TYPES:
         model = load_pretrained(T5ForConditionalGeneration, where)
         return T5Rater(model, rating_token_ids(tokenizer, scale), scale, injection), tokenizer
