@@ -274,30 +274,3 @@ def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, t
     monkeypatch.setattr(sampler, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
     prepared(tiny, tmp_path, length_buckets=buckets)  # the shuffling changed: a new key
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 2
-
-
-def test_a_probed_head_starts_fine_tuning_from_a_fitted_regression(tiny, tmp_path):
-    from diversedistill.lm.prepare import _probe_head
-    from diversedistill.data.text import render_texts
-
-    rater, tokenizer = load_rater(tiny["bert"], 3.5, (1, 5))
-    ml, split = tiny["ml"], tiny["split"]
-    enc = tokenizer(render_texts(ml, split.train.user, split.train.item), padding=True,
-                    return_tensors="pt")
-    with torch.no_grad():
-        lower = {"states": rater.eval().lower(enc["input_ids"], enc["attention_mask"], 1).numpy(),
-                 "mask": enc["attention_mask"].numpy()}
-        rows = torch.arange(len(split.train)).numpy()
-
-        def mse():
-            pred = rater.read(rater.upper(torch.from_numpy(lower["states"]),
-                                          torch.from_numpy(lower["mask"]), 1))
-            return float(((pred - torch.from_numpy(split.train.rating)) ** 2).mean())
-        before = mse()
-        _probe_head(rater, 1, lower, rows, split.train.rating, 0)
-        # least squares on these very rows: never worse than the small head at the mean
-        assert mse() < before
-    _, metrics = prepared(tiny, tmp_path, head_init="probe", pooling="mean")
-    assert metrics["val_mse"] < 4  # the whole path runs (a broken head would predict ~0)
-    with pytest.raises(ConfigError, match="head_init"):
-        LMConfig(head_init="random")

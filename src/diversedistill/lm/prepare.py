@@ -58,9 +58,6 @@ class LMConfig:
     question_mode: str = "token"  # token: one question token over cached context; full: re-run
     injection: str = "add"  # the question replaces the [CLS] state, or is added to it (default)
     pooling: str = "cls"  # encoders: the answer is the last [CLS] state, or the mean of all
-    # encoders: the regression head starts small ("small") or as a ridge regression on the
-    # pooled states of a sample of training rows ("probe": linear probing, then fine-tuning)
-    head_init: str = "small"
     epochs: int = 2  # fine-tuning epochs (early stopping on validation MSE)
     lr: float = 2e-4  # fine-tuning learning rate (AdamW)
     schedule: str = "constant"  # "constant" or "cosine" decay over the epochs
@@ -73,8 +70,6 @@ class LMConfig:
     def __post_init__(self):
         if self.context_cache not in CONTEXT_CACHES:
             raise ConfigError(f"context_cache must be one of {CONTEXT_CACHES}, got {self.context_cache!r}")
-        if self.head_init not in ("small", "probe"):
-            raise ConfigError(f"head_init must be 'small' or 'probe', got {self.head_init!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.cache_dtype not in ("float16", "float32"):
@@ -258,8 +253,7 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     parts = {k: index.rows(getattr(split, k).user, getattr(split, k).item)
              for k in ("train", "val", "test")}
     recipe = {k: getattr(cfg, k) for k in ("epochs", "lr", "batch_size", "finetune_layers",
-                                           "schedule", "length_buckets", "pooling",
-                                           "head_init")}
+                                           "schedule", "length_buckets", "pooling")}
     # The batch order itself is in the key: when the code that shuffles changes, a cached
     # model is no longer the one this code would train. Version 1 keys did not cover it, and
     # an LM fine-tuned in torch's RandomSampler order (val MSE 0.9733) was read back where
@@ -276,8 +270,6 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     metrics = _read_finetuned(tuned, tune_key, rater, trainable)
     if metrics is None:
         log(f"{name}: fine-tuning its top layers on {len(parts['train']):,} ratings")
-        if cfg.head_init == "probe" and is_encoder:
-            _probe_head(rater, start, lower, parts["train"], split.train.rating, seed)
         model = UpperPart(rater, start).train()  # dropout on in the trained layers
         train = _loader(lower, parts["train"], split.train.rating, sampler)
         val = _loader(lower, parts["val"], split.val.rating, _batches(len(parts["val"]), 1024, False))
@@ -321,31 +313,6 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     teacher = LanguageTeacher(name, rater, index, tokens, start, lower, contexts)
     log(f"{name}: ready in {time.perf_counter() - started:.0f}s (val MSE {metrics['val_mse']:.4f})")
     return teacher, {**metrics, "timings": timings}
-
-
-PROBE_ROWS = 8192
-
-
-@torch.no_grad()
-def _probe_head(rater: EncoderRater, start: int, lower: dict, rows: np.ndarray,
-                targets: np.ndarray, seed: int) -> None:
-    """Set the head to a ridge regression of the ratings on the pretrained model's pooled
-    states, over a sample of training rows. A head that starts small has to grow before the
-    layers below it get a useful gradient; a fitted one gives them one from the first step
-    (linear probing before fine-tuning, Kumar et al. 2022)."""
-    pick = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
-    features = []
-    for chunk in np.array_split(pick, max(len(pick) // 256, 1)):
-        batch = gather(lower, rows[chunk], "cpu")
-        features.append(rater.eval().upper(batch["states"], batch["mask"], start))
-    x = torch.cat(features).double()
-    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-    y = torch.from_numpy(np.asarray(targets)[pick]).double()
-    ridge = 1e-3 * x.pow(2).sum() / x.shape[1] * torch.eye(x.shape[1], dtype=x.dtype)
-    ridge[-1, -1] = 0  # the intercept is not shrunk
-    w = torch.linalg.solve(x.T @ x + ridge, x.T @ y)
-    rater.head.weight.copy_(w[:-1].to(rater.head.weight.dtype)[None])
-    rater.head.bias.copy_(w[-1:].to(rater.head.bias.dtype))
 
 
 def _read_finetuned(path: Path, key: str, rater: nn.Module, trainable: list[str]) -> dict | None:
