@@ -145,3 +145,20 @@ def test_the_history_reference_is_fitted_on_validation(data):
     biases_val = np.mean((split.val.rating - np.clip(biases, *ml.rating_scale)) ** 2)
     # the biases are one of its features, and its weights are fitted on validation
     assert ref["val"] <= biases_val + 1e-6 and np.isfinite(ref["test"])
+
+
+def test_a_release_too_large_for_the_similarity_is_refused_with_the_way_out(data, monkeypatch):
+    import diversedistill.data.history as history
+
+    ml, split = data
+    monkeypatch.setattr(history, "MAX_ITEMS_FOR_SIMILARITY", ml.n_items - 1)
+    with pytest.raises(ConfigError, match="set history_k to 0"):
+        build_histories(split.train, split.val.user, split.val.item, ml.n_items, 3)
+    means_only = build_histories(split.train, split.val.user, split.val.item, ml.n_items, 0)
+    assert means_only.picks.shape == (len(split.val), 0) and (means_only.count > 0).any()
+
+
+def test_the_similarity_is_the_same_whatever_the_block_size(data):
+    ml, split = data
+    np.testing.assert_array_equal(item_similarity(split.train, ml.n_items, block=7),
+                                  item_similarity(split.train, ml.n_items, block=512))

@@ -274,3 +274,19 @@ def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, t
     monkeypatch.setattr(sampler, "order", lambda self, epoch: shuffled(self, epoch).flip(0))
     prepared(tiny, tmp_path, length_buckets=buckets)  # the shuffling changed: a new key
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 2
+
+
+def test_the_token_cache_key_covers_the_history_and_is_never_reused_across_it(tiny, tmp_path):
+    prepared(tiny, tmp_path)
+    prepared(tiny, tmp_path)  # same settings: read back, nothing rebuilt
+    assert len(list(tmp_path.glob("bert-tokens-*"))) == 1
+    for n, changes in enumerate([{"history_k": 1}, {"history_title_words": 1},
+                                 {"history": False}], start=2):
+        prepared(tiny, tmp_path, **changes)
+        assert len(list(tmp_path.glob("bert-tokens-*"))) == n, changes
+    # a split with other training rows gives other histories: other texts, another entry
+    other = make_split(tiny["ml"], "random", 1)
+    prepare_language_teacher(tiny["ml"], other, LMConfig(model=str(tiny["bert"]), epochs=1,
+                                                         cache_dtype="float32"),
+                             tmp_path, progress=False, log=lambda *_: None)
+    assert len(list(tmp_path.glob("bert-tokens-*"))) == 5

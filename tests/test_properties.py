@@ -102,19 +102,26 @@ def test_a_table_reads_only_when_every_line_has_the_right_field_count(lines):
 
 @FAST
 @given(n=st.integers(1, 60), batch=st.integers(1, 16), world=st.integers(1, 4),
-       seed=st.integers(0, 10), epoch=st.integers(0, 5), data=st.data())
-def test_processes_together_see_each_row_once_and_resume_anywhere(n, batch, world, seed, epoch, data):
+       seed=st.integers(0, 10), epoch=st.integers(0, 5), bucketed=st.booleans(), data=st.data())
+def test_processes_together_see_each_row_once_and_resume_anywhere(n, batch, world, seed, epoch,
+                                                                  bucketed, data):
     if batch < world:  # a process would get no rows: refused (test_bad_input.py)
         return
+    lengths = data.draw(st.lists(st.integers(1, 80), min_size=n, max_size=n), label="lengths")
+
+    def sampler_for():  # plain shuffling, or batches of similar length (LM fine-tuning)
+        if bucketed:
+            return order.LengthBuckets(lengths, batch, seed=seed, shard=True, bucket=3)
+        return EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
     per_rank = []
     for rank in range(world):
         with pytest.MonkeyPatch.context() as mp:  # as if this were process `rank` of `world`
             mp.setattr(order, "process_rank_and_count", lambda r=rank: (r, world))
-            sampler = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
+            sampler = sampler_for()
             sampler.set_epoch(epoch)
             per_rank.append(list(sampler))
             cut = data.draw(st.integers(0, len(per_rank[-1])), label="resume after")
-            resumed = EpochBatches(n, batch, shuffle=True, seed=seed, shard=True)
+            resumed = sampler_for()
             resumed.load_state_dict({"epoch": epoch, "batches_done": cut})
             resumed.set_epoch(epoch)
             assert per_rank[-1][:cut] + list(resumed) == per_rank[-1]
@@ -123,6 +130,21 @@ def test_processes_together_see_each_row_once_and_resume_anywhere(n, batch, worl
     assert len(rows) == len(set(rows)) and all(len(b) > 0 for bs in per_rank for b in bs)
     dropped = n % batch if 0 < n % batch < world else 0
     assert len(rows) == n - dropped
+
+
+def test_length_buckets_pad_less_than_plain_shuffling():
+    lengths = torch.randint(10, 80, (4096,)).tolist()
+    padding = {}
+    for name, sampler in {"plain": EpochBatches(len(lengths), 64, shuffle=True, seed=0),
+                          "buckets": order.LengthBuckets(lengths, 64, seed=0)}.items():
+        batches = list(sampler)
+        padding[name] = sum(max(lengths[r] for r in b) * len(b) - sum(lengths[r] for r in b)
+                            for b in batches)
+        assert sorted(r for b in batches for r in b) == list(range(len(lengths)))
+    assert padding["buckets"] < 0.2 * padding["plain"]
+    # the batches' order is shuffled too: not sorted by length across the epoch
+    firsts = [lengths[b[0]] for b in order.LengthBuckets(lengths, 64, seed=0)]
+    assert firsts != sorted(firsts)
 
 
 @FAST

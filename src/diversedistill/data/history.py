@@ -60,25 +60,27 @@ class Histories:
     stars: np.ndarray  # [n, k] float32 ratings of the picks
 
 
-def item_similarity(train: Ratings, n_items: int, block: int = 2048) -> np.ndarray:
+def item_similarity(train: Ratings, n_items: int, block: int = 512) -> np.ndarray:
     """[n_items, n_items] float32 cosine similarity of the items' training rater sets;
     the diagonal is 0 (an item is never its own neighbour)."""
     if n_items > MAX_ITEMS_FOR_SIMILARITY:
         raise ConfigError(f"a history of similar items needs an {n_items:,} × {n_items:,} "
-                          f"similarity; above {MAX_ITEMS_FOR_SIMILARITY:,} items set the history "
-                          f"k to 0 (no history)")
+                          f"similarity; above {MAX_ITEMS_FOR_SIMILARITY:,} items set history_k "
+                          f"to 0 (the means without titles) or history to false")
     n_users = int(train.user.max()) + 1 if len(train) else 0
     index = torch.from_numpy(np.stack([train.item, train.user]))
     raters = torch.sparse_coo_tensor(index, torch.ones(len(train)), (n_items, n_users),
                                      check_invariants=True).coalesce()
+    # a pair rated twice still counts once
     raters = torch.sparse_coo_tensor(raters.indices(), torch.ones_like(raters.values()),
-                                     raters.shape, check_invariants=True)  # a pair rated twice counts once
-    dense_t = raters.to_dense().T.contiguous()  # [n_users, n_items]
-    counts = dense_t.sum(0)
+                                     raters.shape, check_invariants=True).coalesce()
+    counts = torch.zeros(n_items).index_add_(0, raters.indices()[0], raters.values())
     sims = np.empty((n_items, n_items), np.float32)
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
-        co = torch.sparse.mm(raters, dense_t[:, start:stop])  # [n_items, b] co-rater counts
+        # only a block of items is ever dense: [n_users, b], not the whole rater matrix
+        dense = raters.index_select(0, torch.arange(start, stop)).to_dense().T
+        co = torch.sparse.mm(raters, dense)  # [n_items, b] co-rater counts
         norm = (counts[:, None] * counts[None, start:stop]).clamp_min(1).sqrt()
         sims[:, start:stop] = (co / norm).numpy()
     np.fill_diagonal(sims, 0.0)
@@ -113,7 +115,7 @@ def build_histories(train: Ratings, user: np.ndarray, item: np.ndarray, n_items:
             mean[rows] = np.where(count[rows] > 0, total / count[rows], np.nan)
         if not k or not len(items):
             continue
-        score = sims[item[rows]][:, items]  # [rows, n_u]
+        score = sims[item[rows][:, None], items[None, :]]  # [rows, n_u]
         score = np.where(kept, score, -np.inf)
         # most similar first; equal similarity: the lower item code first (deterministic)
         order = np.lexsort((np.broadcast_to(items, score.shape), -score), axis=1)[:, :k]
