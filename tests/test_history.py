@@ -55,15 +55,20 @@ def test_a_training_rows_own_rating_never_reaches_its_text(data):
 def test_validation_and_test_ratings_reach_no_text(data):
     ml, split = data
     before = texts_of(ml, split, k=5)
-    # the texts are a function of the training ratings alone: val and test ratings are
-    # not even passed; what a val/test row shows is checked against the training pairs
+    # every validation and test rating changed in the release itself: no text may move
     train_pairs = set(zip(split.train.user.tolist(), split.train.item.tolist()))
+    held_out = np.array([pair not in train_pairs for pair in zip(ml.ratings.user.tolist(),
+                                                                  ml.ratings.item.tolist())])
+    flipped = np.where(held_out, 6 - ml.ratings.rating, ml.ratings.rating)
+    changed = dataclasses.replace(ml, ratings=Ratings(ml.ratings.user, ml.ratings.item, flipped))
+    assert held_out.any() and (flipped != ml.ratings.rating).any()
+    assert texts_of(changed, split, k=5) == before
+    # and what a val/test row shows is a training pair of its user, never its own movie
     for part in (split.val, split.test):
         h = build_histories(split.train, part.user, part.item, ml.n_items, 5)
         for u, i, picks in zip(part.user.tolist(), part.item.tolist(), h.picks.tolist()):
             assert i not in picks
             assert all((u, p) in train_pairs for p in picks if p >= 0)
-    assert len(before) == len(ml.ratings)
 
 
 def test_history_statistics_leave_the_row_out(data):
@@ -145,6 +150,11 @@ def test_the_history_reference_is_fitted_on_validation(data):
     biases_val = np.mean((split.val.rating - np.clip(biases, *ml.rating_scale)) ** 2)
     # the biases are one of its features, and its weights are fitted on validation
     assert ref["val"] <= biases_val + 1e-6 and np.isfinite(ref["test"])
+    # the rows a run prints: the history reference only beside an LM that reads histories
+    from diversedistill.recsys import HISTORY_REFERENCE, references
+
+    assert HISTORY_REFERENCE not in references(ml, split)
+    assert references(ml, split, 3)[HISTORY_REFERENCE] == (ref["val"], ref["test"])
 
 
 def test_a_release_too_large_for_the_similarity_is_refused_with_the_way_out(data, monkeypatch):

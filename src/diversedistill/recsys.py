@@ -170,9 +170,20 @@ def history_reference(split: RatingSplit, n_users: int, n_items: int,
         columns = [biases(part.user, part.item), h.mean, h.item_mean, shown_star_mean(h)]
         return np.stack([np.ones(len(part))] + [np.where(np.isnan(c), mu, c) for c in columns], 1)
 
-    weights = np.linalg.lstsq(features(split.val), split.val.rating.astype(np.float64),
-                              rcond=None)[0]
+    x = {"val": features(split.val), "test": features(split.test)}
+    weights = np.linalg.lstsq(x["val"], split.val.rating.astype(np.float64), rcond=None)[0]
+    return {name: float(np.mean((part.rating - np.clip(x[name] @ weights, *scale)) ** 2))
+            for name, part in (("val", split.val), ("test", split.test))}
 
-    def mse(part: Ratings) -> float:
-        return float(np.mean((part.rating - np.clip(features(part) @ weights, *scale)) ** 2))
-    return {"val": mse(split.val), "test": mse(split.test)}
+
+def references(ml: MovieLens, split: RatingSplit, history_k: int | None = None
+               ) -> dict[str, tuple[float, float]]:
+    """Name -> (val MSE, test MSE) of the simple references (val NaN where none is
+    computed); with ``history_k`` also the biases + history means, what a language
+    model's text hands it (:func:`history_reference`)."""
+    rows = {name: (float("nan"), mse) for name, mse in reference_mse(
+        split.train, split.test, ml.n_users, ml.n_items, ml.rating_scale).items()}
+    if history_k is not None:
+        fitted = history_reference(split, ml.n_users, ml.n_items, ml.rating_scale, history_k)
+        rows[HISTORY_REFERENCE] = (fitted["val"], fitted["test"])
+    return rows

@@ -25,8 +25,7 @@ from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistillConfig
 from diversedistill.ml_runs import Run
 from diversedistill.parallel import run_jobs
-from diversedistill.recsys import (HISTORY_REFERENCE, STUDENT, TEACHERS, history_reference,
-                                  reference_mse, train_or_load_teacher)
+from diversedistill.recsys import STUDENT, TEACHERS, references, train_or_load_teacher
 from diversedistill.results import (
     ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
 )
@@ -171,12 +170,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             done=list(rows), done_search=previous_search,
             execute=lambda runs, on_result: execute_table_runs(runs, on_result, execute, out))
         log(protocol.describe())
-    references = {name: (float("nan"), mse) for name, mse in reference_mse(
-        part.train, part.test, ml.n_users, ml.n_items, ml.rating_scale).items()}
-    if lm is not None and lm.history:
-        # what the LM's text hands it, without the LM: users see what the model adds
-        history = history_reference(part, ml.n_users, ml.n_items, ml.rating_scale, lm.history_k)
-        references[HISTORY_REFERENCE] = (history["val"], history["test"])
+    # with an LM that reads histories, also what its text hands it, without the LM: users
+    # see what the model adds
+    reference_rows = references(ml, part, lm.history_k if lm is not None and lm.history else None)
 
     def wanted(names) -> bool:
         return committees is None or "+".join(names) in committees
@@ -186,7 +182,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
 
     seed_range = range(first_seed, first_seed + seeds)
     for seed in seed_range:
-        for name, (val, test) in references.items():
+        for name, (val, test) in reference_rows.items():
             record(ResultRow("reference", name, seed, val, test, 0.0))
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],

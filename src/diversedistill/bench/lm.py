@@ -14,6 +14,7 @@ and scaled to a full epoch, so the ratios hold on a noisy machine.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from diversedistill.data.locate import cache_dir
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistill, StudentOnly
 from diversedistill.recsys import (HISTORY_REFERENCE, STUDENT, TEACHERS, as_teacher, build,
-                                  history_reference, loaders, reference_mse)
+                                  loaders, references)
 from diversedistill.recsys import train_or_load_teacher
 
 PREP_BUDGET_S = 45 * 60  # issue 4: at most 45 minutes on the 2-core CPU machine
@@ -53,15 +54,13 @@ def bench_lm(data_dir=None, lm: LMConfig | None = None, cache: str | Path | None
         f"when they were built)")
     log("\n## The LM alone beside the simple references (test MSE)\n")
     log("| predictor | val MSE | test MSE |\n|---|---|---|")
-    references = {k: (None, v) for k, v in reference_mse(
-        split.train, split.test, ml.n_users, ml.n_items, ml.rating_scale).items()}
-    if lm.history:
-        history = history_reference(split, ml.n_users, ml.n_items, ml.rating_scale, lm.history_k)
-        references[f"{HISTORY_REFERENCE} (k = {lm.history_k}, weights fitted on val)"] = (
-            history["val"], history["test"])
-    references["LM alone"] = (metrics["val_mse"], metrics["test_mse"])
-    for name, (val, test) in references.items():
-        log(f"| {name} | {'-' if val is None else f'{val:.4f}'} | {test:.4f} |")
+    rows = references(ml, split, lm.history_k if lm.history else None)
+    if HISTORY_REFERENCE in rows:
+        rows[f"{HISTORY_REFERENCE} (k = {lm.history_k}, weights fitted on val)"] = rows.pop(
+            HISTORY_REFERENCE)
+    rows["LM alone"] = (metrics["val_mse"], metrics["test_mse"])
+    for name, (val, test) in rows.items():
+        log(f"| {name} | {'-' if math.isnan(val) else f'{val:.4f}'} | {test:.4f} |")
 
     mlp_l, _, _ = train_or_load_teacher(ml, split, "mlp-l", TEACHERS["mlp-l"], 0,
                                         root / "teachers", progress)

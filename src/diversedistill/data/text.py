@@ -76,8 +76,8 @@ def check_template(template: str, ml: MovieLens, with_history: bool = False) -> 
     for name in template_fields(template):
         if name in HISTORY_FIELDS and not with_history:
             raise ConfigError(f"text template field {{{name}}} needs the user's history, which "
-                              f"is built from a training split: set the history k above 0 "
-                              f"(or leave the field out)")
+                              f"is built from a training split: set history: true in the LM "
+                              f"configuration (or leave the field out)")
         if name in DEMOGRAPHICS and ml.user_info is None:
             raise ConfigError(f"text template field {{{name}}}: the {ml.name} release has no "
                               f"demographics; available fields: {', '.join(sorted(available))}")

@@ -62,7 +62,7 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class EncoderRater(nn.Module):
-    """An encoder-only LM with a regression head on its last-layer [CLS] state."""
+    """An encoder-only LM with a regression head on its pooled last-layer state."""
 
     def __init__(self, encoder: nn.Module, rating_mean: float = 3.5, inject: int = -1,
                  question_mode: str = "token", injection: str = "add", pooling: str = "cls"):
