@@ -124,7 +124,7 @@ def test_time_epoch_takes_its_timing_wrappers_off_the_question_augmenter():
     teachers = [as_teacher("t", tiny_recommender(hidden=(16, 8), seed=1), mode="add")]
     method = DiverseDistill()
     time_epoch(method, tiny_recommender(), teachers, batches, None, 1e-3)
-    assert not {"ask", "states_and_importance"} & set(vars(method.module.questions))
+    assert not {"ask", "states_and_logits"} & set(vars(method.module.questions))
 
 
 def test_a_gated_epoch_is_timed_after_its_warm_up_and_counts_the_passes_it_skipped():

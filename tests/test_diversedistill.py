@@ -256,6 +256,64 @@ def test_the_relative_importance_target_carries_the_difference_between_teachers(
     assert only[1] < 0.5 < only[0]
 
 
+def test_the_expected_target_is_the_gain_in_units_of_its_mean_size():
+    method = DiverseDistill(DiverseDistillConfig(importance_target="expected"))
+    method.module = DistillationModule(4, 8, [3, 3], [5, 5], 2, 2, 4)
+    method.train()
+    own, rows = torch.tensor([1.0, 1.0, 1.0]), torch.arange(3)
+    first, second = torch.tensor([0.2, 1.8, 1.0]), torch.tensor([1.8, 0.2, 1.0])
+    (_, t0), (_, t1) = method._importance_targets(own, [(rows, first), (rows, second)])
+    # gains of teacher 0: (1 + 1.8) / 2 - 0.2 = 1.2, -1.2, 0; mean |gain| over both = 0.8
+    torch.testing.assert_close(t0, torch.tensor([1.5, -1.5, 0.0]))
+    torch.testing.assert_close(t1, -t0)
+
+
+def test_expected_importance_spreads_alpha_whatever_the_size_of_the_logits():
+    # α = sigmoid(logit / spread): the same ranking and the same spread for logits 1000x
+    # smaller, where sigmoid(logit) alone would sit at 0.5 on every row
+    method = DiverseDistill(DiverseDistillConfig(importance_target="expected"))
+    method.module = DistillationModule(4, 8, [3, 3], [5, 5], 2, 2, 4)
+    method.train()
+    logits = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+    alpha = method.alpha(logits)
+    method.module.logit_spread.zero_()
+    small = method.alpha(logits / 1000)
+    torch.testing.assert_close(small, alpha)
+    assert 0.15 < float(alpha.std(0).min()) and float(torch.sigmoid(logits / 1000).std()) < 0.001
+    # in eval mode the running spread is read, not updated
+    method.eval()
+    torch.testing.assert_close(method.alpha(logits[:3] / 1000), alpha[:3])
+
+
+def test_expected_importance_learns_which_rows_a_teacher_helps():
+    # a teacher whose answer is right on half the rows (x[:, 0] > 0) and wrong on the
+    # other half: the logit fitted to the gain ranks the rows, α spreads and gates by row
+    torch.manual_seed(0)
+    method = DiverseDistill(DiverseDistillConfig(importance_target="expected", lam=0.0))
+    method.module = DistillationModule(4, 8, [3], [5], 2, 2, 4)
+    method.train()
+    opt = torch.optim.Adam(method.module.parameters(), lr=0.05)
+    for _ in range(200):
+        h = torch.randn(128, 4)
+        helps = h[:, 0] > 0
+        own = torch.ones(128)
+        answer = torch.where(helps, torch.tensor(0.2), torch.tensor(1.8))
+        logits = method.module.questions.importance_logits(h)
+        (_, target), = method._importance_targets(own, [(torch.arange(128), answer)])
+        loss = torch.nn.functional.mse_loss(logits[:, 0], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.alpha(logits.detach())  # keeps the running spread, as loss_parts does
+    method.eval()
+    h = torch.randn(512, 4)
+    with torch.no_grad():
+        alpha = method.importance(h)[:, 0]
+    helps = h[:, 0] > 0
+    assert float(alpha[helps].mean()) > 0.6 > 0.4 > float(alpha[~helps].mean())
+    assert float(((alpha > 0.5) == helps).float().mean()) > 0.9  # τ = 0.5 gates by row
+
+
 @pytest.mark.parametrize("bad", [{"tau": 1.5}, {"tau": -0.1}, {"importance_target": "x"},
                                  {"explore": 2.0}, {"lam": -1.0}, {"lam": float("nan")},
                                  {"distance": "l1"}, {"module_lr": -1.0}, {"d1": 0},

@@ -62,11 +62,12 @@ def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_
     assert len(rows) == FAST.max_epochs
     columns = ["diag/head_on_z"] + [f"diag/t/{k}" for k in (
         "teacher_own", "teacher_asked", "head_on_answer", "alpha_mean", "alpha_std", "distance",
-        "along_head")]
+        "along_head", "alpha_gain_corr")]
     for row in rows:
         values = {c: float(row[c]) for c in columns}
         assert all(math.isfinite(v) for v in values.values()), values
         assert 0 <= values["diag/t/along_head"] <= 1 and 0 < values["diag/t/alpha_mean"] < 1
+        assert -1 <= values["diag/t/alpha_gain_corr"] <= 1
     # the first epoch's questions are still near zero: the teacher answers about as trained
     assert float(rows[0]["diag/t/teacher_asked"]) == pytest.approx(
         float(rows[0]["diag/t/teacher_own"]), rel=0.2)

@@ -37,10 +37,7 @@ def importance(method, student, batch) -> torch.Tensor:
     try:
         device = next(student.parameters()).device
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        alpha = method.module.questions.importance(student(batch).h)  # no question is asked
-        if method.cfg.importance_target == "none":  # what loss_parts uses: α fixed at 1
-            alpha = torch.ones_like(alpha)
-        return alpha.float().cpu()
+        return method.importance(student(batch).h).float().cpu()  # no question is asked
     finally:
         student.train(modes[0])
         method.train(modes[1])

@@ -52,10 +52,15 @@ class QuestionAugmenter(nn.Module):
         return [self.ask(i, u[:, i]) for i in range(len(self.question_mlps))], alpha
 
     def states_and_importance(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [B, d] -> (question hidden states u [B, N, d2], importance α [B, N]): the part
-        every row needs. ``ask`` turns teacher i's states into its question, so a gated
-        method pays for the question MLP on the asked rows only."""
-        return self.question_states(h), self.importance(h)
+        """h [B, d] -> (question hidden states u [B, N, d2], importance α [B, N])."""
+        states, logits = self.states_and_logits(h)
+        return states, torch.sigmoid(logits)
+
+    def states_and_logits(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [B, d] -> (question hidden states u [B, N, d2], importance logits [B, N]): the
+        part every row needs. ``ask`` turns teacher i's states into its question, so a
+        gated method pays for the question MLP on the asked rows only."""
+        return self.question_states(h), self.importance_logits(h)
 
     def question_states(self, h: torch.Tensor) -> torch.Tensor:
         """u_i = E_i reshape(h W_q), for every teacher, as u = h M with M_i = Σ_k E_ik W_q[k].
@@ -71,7 +76,11 @@ class QuestionAugmenter(nn.Module):
 
     def importance(self, h: torch.Tensor) -> torch.Tensor:
         """α [B, N] = sigmoid(E_i · (h W_α))"""
-        return torch.sigmoid(self.importance_projection(h) @ self.teacher_embeddings.T)
+        return torch.sigmoid(self.importance_logits(h))
+
+    def importance_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """E_i · (h W_α) [B, N], α before the sigmoid."""
+        return self.importance_projection(h) @ self.teacher_embeddings.T
 
     def ask(self, i: int, u_i: torch.Tensor) -> torch.Tensor:
         """q_i = MLP^Q_i(u_i): teacher i's question from its states u_i [b, d2]."""
@@ -100,4 +109,7 @@ class DistillationModule(nn.Module):
         # |gain| of the importance target; 0 until the first training batch sets them
         self.register_buffer("z_mean_square", torch.zeros(()))
         self.register_buffer("gain_scale", torch.zeros(()))
+        # the importance target "expected": the running spread of the importance logits
+        # across samples, which α divides them by
+        self.register_buffer("logit_spread", torch.zeros(()))
         self.answers = AnswerAugmenter(answer_widths, d_student, hidden)

@@ -319,7 +319,8 @@ DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
      [("teacher_asked", "-", "asked"), ("teacher_own", "--", "own")]),
     ("student head's {metric}: on the answer (solid) / on z (dotted)",
      [("head_on_answer", "-", "answer")]),
-    ("importance α: mean ± spread over samples", [("alpha_mean", "-", "α")]),
+    ("importance α: mean ± spread over samples (solid)\n/ its correlation with the gain (dashed)",
+     [("alpha_mean", "-", "α"), ("alpha_gain_corr", "--", "corr(α, gain)")]),
     ("share of ‖a − z‖² the head reads", [("along_head", "-", "share")]),
 )
 

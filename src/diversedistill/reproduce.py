@@ -57,6 +57,7 @@ ABLATIONS = {
     "injection: replace": {"injection": "replace"},
     "importance: soft, T 0.25": {"importance_target": "soft", "importance_temperature": 0.25},
     "importance: none (alpha = 1)": {"importance_target": "none"},
+    "importance: expected gain": {"importance_target": "expected"},
     "module lr 3x the student's": {"module_lr": 3 * STUDENT.lr},
 }
 ABLATION_COMMITTEES = (("mlp-m", "mlp-l"), ("lm", "mlp-l"))

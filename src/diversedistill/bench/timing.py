@@ -123,7 +123,7 @@ def time_epoch(method, student_model, teachers: list[Teacher], batches: Iterable
     charging = nullcontext()
     if getattr(method, "module", None) is not None:
         hooks += _charge(method.module.answers, clock, "module")
-        charging = _charging_calls(method.module.questions, ("states_and_importance", "ask"),
+        charging = _charging_calls(method.module.questions, ("states_and_logits", "ask"),
                                    clock, "module")
 
     def step(batch):

@@ -49,6 +49,15 @@ first implementation's choices, which reproduce its figures.
    version of "soft"; "none" fixes α = 1 (no importance, no gating). Collapse guard: a
    comparison, not a reward for small α; gated-off rows give no target, and ``explore``
    keeps asking a random fraction of them so α can recover.
+   Why "relative" still leaves α flat on ratings (measured: spread 0.01 over samples):
+   the sign of g on one row is mostly the rating's own noise, so the best a predictor of
+   sigmoid(g / s) can do is its conditional mean, 0.5 plus a sliver. "expected" keeps the
+   sliver and shows it: the importance logit ℓ_i = E_i · (h W_α) is fitted by squared
+   error to g_i / s (so it estimates the *expected* gain of asking teacher i on this
+   sample), and α_i = sigmoid(ℓ_i / (T·c)) with c the running spread of ℓ across samples.
+   α then ranks the rows by predicted gain (spread ≈ 0.2 whatever the signal's size;
+   ``diag/<teacher>/alpha_gain_corr`` says whether the ranking is worth anything), and
+   τ = 0.5 skips a teacher where its answer is predicted to do worse than the alternatives.
 4. ``z_as_served`` (default True): ``h`` and ``z`` come from the student's pass in eval mode
    (:meth:`~diversedistill.interface.HookedStudent.served`); the task loss keeps the
    training pass with its dropout.
@@ -79,7 +88,7 @@ from diversedistill.losses import normalized_squared_error, squared_l2, task_los
 from diversedistill.methods.base import Method, register_method
 from diversedistill.module import DistillationModule
 
-IMPORTANCE_TARGETS = ("relative", "soft", "binary", "none")
+IMPORTANCE_TARGETS = ("relative", "expected", "soft", "binary", "none")
 DISTANCES = ("normalized", "sum")
 RUNNING_MOMENTUM = 0.05  # weight of a new batch in the running size of z and gain scale
 
@@ -99,8 +108,9 @@ class DiverseDistillConfig:
     hidden: int = 256  # width of the per-teacher question / answer MLPs
     distill_trains_answers: bool = True  # choice 1: the distillation term reaches the answers
     distill_trains_importance: bool = False  # choice 1: ... and α (collapses at large λ)
-    importance_target: str = "relative"  # choice 3: relative | soft | binary | none
-    importance_temperature: float = 1.0  # relative: × the running |gain|; soft: task-loss units
+    importance_target: str = "relative"  # choice 3: relative | expected | soft | binary | none
+    # relative: × the running |gain|; expected: × the logits' spread; soft: task-loss units
+    importance_temperature: float = 1.0
     z_as_served: bool = True  # choice 4: h and z from the dropout-free pass
     zero_init_questions: bool = True  # choice 5: every teacher starts answering as trained
     module_lr: float | None = None  # choice 6: the module's learning rate (None: the student's)
@@ -216,6 +226,22 @@ class DiverseDistill(Method):
             buffer.copy_(value if buffer <= 0 else buffer + RUNNING_MOMENTUM * (value - buffer))
         return buffer
 
+    def importance(self, h: torch.Tensor) -> torch.Tensor:
+        """α [B, N] at the student's question points ``h``, as this configuration uses it."""
+        return self.alpha(self.module.questions.importance_logits(h))
+
+    def alpha(self, logits: torch.Tensor) -> torch.Tensor:
+        """α [B, N] from the importance logits [B, N] (choice 3)."""
+        cfg = self.cfg
+        if cfg.importance_target == "none":
+            return torch.ones_like(logits)
+        if cfg.importance_target == "expected":
+            variance = self._running("logit_spread", logits.detach().float().var(0, unbiased=False)
+                                     if logits.shape[0] > 1 else logits.new_zeros(0))
+            spread = variance.sqrt().clamp_min(1e-6) * cfg.importance_temperature
+            return torch.sigmoid(logits / spread.to(logits.dtype))
+        return torch.sigmoid(logits)
+
     def distance(self, a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """D(a, z) per row [b] (choice 2); the running mean square is updated by loss_parts."""
         if self.cfg.distance == "sum":
@@ -232,9 +258,8 @@ class DiverseDistill(Method):
         if cfg.distance == "normalized":
             self._running("z_mean_square", z.detach().pow(2))
         augmenter = self.module.questions
-        states, alpha = augmenter.states_and_importance(h.detach())
-        if cfg.importance_target == "none":
-            alpha = torch.ones_like(alpha)
+        states, logits = augmenter.states_and_logits(h.detach())
+        alpha = self.alpha(logits)
         batch_size = y.shape[0]
         distill = reg = importance = z.new_zeros(())
         own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
@@ -265,8 +290,12 @@ class DiverseDistill(Method):
             answer_losses.append((rows, answer_loss.detach()))
         if cfg.importance_target != "none":
             for i, targets in enumerate(self._importance_targets(own_loss, answer_losses)):
-                if targets is not None:
-                    rows, target = targets
+                if targets is None:
+                    continue
+                rows, target = targets
+                if cfg.importance_target == "expected":  # the logit estimates the gain
+                    importance = importance + F.mse_loss(logits[rows, i], target)
+                else:
                     importance = importance + F.binary_cross_entropy(alpha[rows, i], target)
         self._rows += batch_size
         return {"task": task, "distill": distill, "reg": reg, "importance": importance,
@@ -286,7 +315,7 @@ class DiverseDistill(Method):
                 out.append((rows, (gain > 0).float() if cfg.importance_target == "binary"
                             else torch.sigmoid(gain / cfg.importance_temperature)))
             return out
-        # "relative": each answer against the mean of the alternatives on the same row
+        # "relative" and "expected": each answer against the mean of the alternatives
         n, batch_size = len(answer_losses), own_loss.shape[0]
         losses = own_loss.new_zeros(batch_size, n)
         asked = torch.zeros(batch_size, n, dtype=torch.bool, device=own_loss.device)
@@ -294,14 +323,13 @@ class DiverseDistill(Method):
             if item is not None:
                 losses[item[0], i] = item[1]
                 asked[item[0], i] = True
-        total = own_loss[:, None] + (losses * asked).sum(1, keepdim=True)
-        count = 1 + asked.sum(1, keepdim=True)
-        # the alternatives of teacher i: the student's own state and every other asked teacher
-        others = (total - losses * asked) / (count - asked.float())
-        gain = others - losses
+        gain = relative_gains(own_loss, losses, asked)
         self._running("gain_scale", gain[asked].abs())
-        scale = self.module.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny) * cfg.importance_temperature
-        target = torch.sigmoid(gain / scale)
+        scale = self.module.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny)
+        if cfg.importance_target == "expected":  # the gain itself, in units of its mean size
+            target = gain / scale
+        else:
+            target = torch.sigmoid(gain / (scale * cfg.importance_temperature))
         return [None if item is None else (item[0], target[item[0], i])
                 for i, item in enumerate(answer_losses)]
 
@@ -335,12 +363,12 @@ class DiverseDistill(Method):
         if y.shape[0] > left:
             batch, y = take_rows(batch, slice(0, left)), y[:left]
         out = student(batch)
-        states, alpha = self.module.questions.states_and_importance(out.h)
-        if self.cfg.importance_target == "none":
-            alpha = torch.ones_like(alpha)
+        states, logits = self.module.questions.states_and_logits(out.h)
+        alpha = self.alpha(logits)
         diag = self._diagnostics
         diag.add("head_on_z", task_score(student.frozen_head(out.z), y))
         directions = head_directions(student.head, out.z.shape[-1])
+        answer_losses = []
         for i, teacher in enumerate(committee):
             context = teacher.context(batch)
             own = teacher.answer(None, context)
@@ -350,6 +378,7 @@ class DiverseDistill(Method):
             diag.add(f"{name}/teacher_own", task_score(own.prediction, y))
             diag.add(f"{name}/teacher_asked", task_score(answer.prediction, y))
             diag.add(f"{name}/head_on_answer", task_score(student.frozen_head(a), y))
+            answer_losses.append(task_loss(student.frozen_head(a), y, reduction="none"))
             diag.add(f"{name}/alpha", alpha[:, i])
             diag.add(f"{name}/alpha_sq", alpha[:, i].pow(2))
             diff = a - out.z
@@ -357,6 +386,14 @@ class DiverseDistill(Method):
             if directions is not None:
                 diag.add(f"{name}/along_head", (diff @ directions).pow(2).sum(-1))
                 diag.add(f"{name}/diff_sq", diff.pow(2).sum(-1))
+        # does α rank the rows by what asking gains? (its correlation with the gain)
+        own = task_loss(student.frozen_head(out.z), y, reduction="none")
+        losses = torch.stack(answer_losses, 1)
+        gains = relative_gains(own, losses, torch.ones_like(losses, dtype=torch.bool))
+        for i, name in enumerate(self._teacher_names):
+            diag.add(f"{name}/gain", gains[:, i])
+            diag.add(f"{name}/gain_sq", gains[:, i].pow(2))
+            diag.add(f"{name}/alpha_gain", alpha[:, i] * gains[:, i])
         diag.rows += y.shape[0]
 
     def validation_stats(self) -> dict[str, float]:
@@ -364,7 +401,10 @@ class DiverseDistill(Method):
         ``teacher_own`` / ``teacher_asked``: the teacher's task metric on its own pass and
         when asked the question; ``head_on_answer`` against ``diag/head_on_z``: the
         student's head on the answer and on ``z``; ``alpha_mean`` / ``alpha_std``: α and
-        its spread across samples (a flat α learned nothing); ``distance``: mean D(a, z);
+        its spread across samples (a flat α learned nothing); ``alpha_gain_corr``: the
+        correlation across samples of α with the gain of asking (the target's g: the
+        alternatives' loss minus the answer's; 0 when α ranks nothing); ``distance``: mean
+        D(a, z);
         ``along_head``: the share of ‖a − z‖² along the directions the head reads (its
         weight's row space; only for a linear head). Metric: squared error for ratings,
         accuracy for classes."""
@@ -378,12 +418,27 @@ class DiverseDistill(Method):
                 stats[f"diag/{name}/{key}"] = means[f"{name}/{key}"]
             mean, square = means[f"{name}/alpha"], means[f"{name}/alpha_sq"]
             stats[f"diag/{name}/alpha_mean"] = mean
-            stats[f"diag/{name}/alpha_std"] = math.sqrt(max(square - mean * mean, 0.0))
+            stats[f"diag/{name}/alpha_std"] = alpha_std = math.sqrt(max(square - mean * mean, 0.0))
+            gain = means[f"{name}/gain"]
+            gain_std = math.sqrt(max(means[f"{name}/gain_sq"] - gain * gain, 0.0))
+            covariance = means[f"{name}/alpha_gain"] - mean * gain
+            stats[f"diag/{name}/alpha_gain_corr"] = (covariance / (alpha_std * gain_std)
+                                                    if alpha_std * gain_std > 1e-12 else 0.0)
             if f"{name}/along_head" in means:
                 total = means[f"{name}/diff_sq"]
                 stats[f"diag/{name}/along_head"] = means[f"{name}/along_head"] / total if total else 0.0
         self._diagnostics = ValidationDiagnostics()
         return stats
+
+
+def relative_gains(own_loss: torch.Tensor, losses: torch.Tensor, asked: torch.Tensor) -> torch.Tensor:
+    """g [B, N]: per row, the mean loss of teacher i's alternatives (the student's own
+    ``z`` [B] and every other teacher asked on the row) minus the loss of i's answer
+    (``losses`` [B, N], read where ``asked`` [B, N]); > 0 where asking i helps most."""
+    total = own_loss[:, None] + (losses * asked).sum(1, keepdim=True)
+    count = 1 + asked.sum(1, keepdim=True)
+    others = (total - losses * asked) / (count - asked.float())
+    return others - losses
 
 
 class ValidationDiagnostics:
