@@ -319,12 +319,14 @@ teachers:
     kind: vit
     config: {image_size: 16, patch_size: 4, hidden_size: 24, num_hidden_layers: 2,
              num_attention_heads: 2, intermediate_size: 48}
+    stem: [8]             # a conv tokenizer: trained, cached and read back like the rest
     epochs: 1
     batch_size: 16
   clip:
     kind: clip
     config: {image_size: 12, patch_size: 4, hidden_size: 16, num_hidden_layers: 2,
              num_attention_heads: 2, intermediate_size: 32}
+    stem: [8]
     text_model: TEXT_MODEL
     epochs: 1
     batch_size: 16

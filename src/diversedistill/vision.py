@@ -35,6 +35,7 @@ from diversedistill.errors import ConfigError, ModelError
 from diversedistill.hub import load_pretrained
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
+from diversedistill.models.conv_stem import check_stem, install_conv_stem
 from diversedistill.models.vision import (
     DEFAULT_PROMPT, VIT_MEAN, VIT_STD, CLIPTeacher, ImageSpec, ViTStudent,
     ViTTeacher, ZeroShotHead, cached_text_embeddings, class_prompts, clip_spec, find_layers, load_clip_teacher, load_vit,
@@ -53,6 +54,10 @@ class ModelRecipe:
     kind: str = "vit"  # vit | clip
     pretrained: str | None = None  # hub name or local directory; None: built from ``config``
     config: dict = field(default_factory=dict)  # ViTConfig / CLIPVisionConfig fields
+    # a convolutional tokenizer in place of the patch convolution (models/conv_stem.py):
+    # the widths between the image and the model's width, one block per halving, so
+    # patch_size 4 takes one width, e.g. [32]; None: the model's own patchify
+    stem: list | None = None
     layer: int | None = None  # question / injection point: after this layer (default: middle)
     train: bool = True  # False: used as loaded (a pretrained CLIP, zero-shot)
     text_model: str | None = None  # clip built here: sentence encoder for the prompts
@@ -77,6 +82,11 @@ class ModelRecipe:
             raise ConfigError("a model used without training ('train: false') needs 'pretrained'")
         if "{}" not in self.prompt:
             raise ConfigError(f"prompt must contain '{{}}' for the class name, got {self.prompt!r}")
+        if self.stem is not None:
+            if self.pretrained is not None:
+                raise ConfigError("'stem' builds a new tokenizer: it needs a model built from "
+                                  "'config', not a pretrained checkpoint")
+            check_stem(self.stem, int(self.config.get("patch_size", 16)))
 
     def train_config(self, seed: int, accelerator: str = "cpu", progress: bool = True,
                      **kw) -> TrainConfig:
@@ -215,7 +225,10 @@ def build_vit(recipe: ModelRecipe, num_classes: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     if recipe.pretrained:  # from_pretrained gives eval mode; a model to train needs dropout on
         return load_vit(recipe.pretrained, num_labels=num_classes).train()
-    return ViTForImageClassification(ViTConfig(**recipe.config, num_labels=num_classes)).train()
+    model = ViTForImageClassification(ViTConfig(**recipe.config, num_labels=num_classes))
+    if recipe.stem is not None:
+        install_conv_stem(model, recipe.stem)
+    return model.train()
 
 
 class ZeroShotTower(nn.Module):
@@ -250,6 +263,8 @@ def build_clip_tower(recipe: ModelRecipe, class_names, seed: int,
                           f"text model's width {texts.shape[-1]}")
     torch.manual_seed(seed)
     tower = CLIPVisionModelWithProjection(CLIPVisionConfig(**config))
+    if recipe.stem is not None:
+        install_conv_stem(tower, recipe.stem)
     return ZeroShotTower(tower, ZeroShotHead(texts, recipe.logit_scale), clip_spec(tower.config))
 
 
@@ -374,7 +389,7 @@ def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe
         model = _load_trained(entry, recipe)
     else:
         model, result = _train(parts, exp, recipe, seed, entry / "run", text_cache, progress)
-        _save_trained(model, entry)
+        _save_trained(model, entry, recipe.stem)
         seconds = result.seconds
     teacher = as_teacher(name, model, recipe)
     if cached is not None:
@@ -418,18 +433,32 @@ def _train(parts, exp, recipe, seed, run_dir, text_cache, progress):
     return model.eval(), result
 
 
-def _save_trained(model: nn.Module, entry: Path) -> None:
+STEM_WEIGHTS = "weights.safetensors"  # a conv-stem model's own state dict, as the module names it
+
+
+def _save_trained(model: nn.Module, entry: Path, stem: list | None) -> None:
+    from safetensors.torch import save_file
+
+    from diversedistill.atomic import atomic_path
+
+    def save_hf(module: nn.Module, directory: Path) -> None:
+        if stem is None:
+            module.save_pretrained(directory)
+            return
+        # save_pretrained renames weights to the checkpoint layout its loader converts
+        # back; a model with a replaced tokenizer is rebuilt by hand (_load_hf), so its
+        # weights are kept under the names the module itself uses
+        module.config.save_pretrained(directory)
+        with atomic_path(directory / STEM_WEIGHTS) as tmp:
+            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+
     if isinstance(model, ZeroShotTower):
-        from safetensors.torch import save_file
-
-        from diversedistill.atomic import atomic_path
-
-        model.tower.save_pretrained(entry / "tower")
+        save_hf(model.tower, entry / "tower")
         with atomic_path(entry / "zero_shot_head.safetensors") as tmp:
             save_file({"text_embeddings": model.head.text_embeddings.contiguous(),
                        "logit_scale": model.head.logit_scale.reshape(1)}, str(tmp))
     else:
-        model.save_pretrained(entry / "model")
+        save_hf(model, entry / "model")
 
 
 def _load_trained(entry: Path, recipe: ModelRecipe) -> nn.Module:
@@ -438,20 +467,35 @@ def _load_trained(entry: Path, recipe: ModelRecipe) -> nn.Module:
 
     try:
         if recipe.kind == "clip":
-            tower = load_pretrained(CLIPVisionModelWithProjection, str(entry / "tower"))
+            tower = _load_hf(CLIPVisionModelWithProjection, entry / "tower", recipe.stem)
             head = load_file(str(entry / "zero_shot_head.safetensors"))
             return ZeroShotTower(tower, ZeroShotHead(head["text_embeddings"],
                                                      float(head["logit_scale"][0])),
                                  clip_spec(tower.config)).eval()
-        return load_pretrained(ViTForImageClassification, str(entry / "model")).eval()
-    except (OSError, ValueError, KeyError, ModelError) as err:
+        return _load_hf(ViTForImageClassification, entry / "model", recipe.stem).eval()
+    except (OSError, ValueError, KeyError, RuntimeError, ModelError) as err:
         raise ModelError(f"{entry}: cached teacher cannot be read ({err}); "
                          "delete it to retrain") from None
+
+
+def _load_hf(model_class, directory: Path, stem: list | None) -> nn.Module:
+    """A model saved with ``save_pretrained``; with a conv stem, whose structure its
+    config does not describe, built from the config and the stem, then its weights read
+    (strictly: a missing or unexpected weight is an error, not a random value)."""
+    if stem is None:
+        return load_pretrained(model_class, str(directory))
+    from safetensors.torch import load_file
+
+    config = load_pretrained(model_class.config_class, str(directory), weights=False)
+    model = install_conv_stem(model_class(config), stem)
+    model.load_state_dict(load_file(str(directory / STEM_WEIGHTS)), strict=True)
+    return model
 
 
 def describe(recipe: ModelRecipe) -> str:
     if recipe.pretrained:
         return f"{recipe.kind} {recipe.pretrained}"
     c = recipe.config
-    return (f"{recipe.kind} {c.get('image_size')}px/{c.get('patch_size')}, width "
+    stem = f", conv stem {recipe.stem}" if recipe.stem is not None else ""
+    return (f"{recipe.kind} {c.get('image_size')}px/{c.get('patch_size')}{stem}, width "
             f"{c.get('hidden_size')}, {c.get('num_hidden_layers')} layers")
