@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     _add_dd_args(p)
 
-    p = sub.add_parser("export", help="write the plain student of a distill run")
-    p.add_argument("run", help="run directory written by 'distill'")
+    p = sub.add_parser("export", help="write the plain student of a run (MovieLens or vision)")
+    p.add_argument("run", help="run directory written by 'distill', or one of the runs/ of "
+                               "'reproduce' (e.g. results/cifar10/runs/diversedistill-vit-l-0)")
     p.add_argument("--out", required=True, help="directory for model.safetensors + config.json")
 
     p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
@@ -418,13 +419,15 @@ def _teacher_dtype(text: str | None):
 
 
 def cmd_export(args) -> int:
+    """Any run whose student/config.json names an architecture of export.ARCHITECTURES:
+    the student is rebuilt from that config and its weights read from the best checkpoint."""
     from diversedistill import rundir
-    from diversedistill.export import export_from_checkpoint
+    from diversedistill.export import export_from_checkpoint, read_config
 
     out = rundir.check_owned(args.out, "--out", kind="model")
     path = export_from_checkpoint(args.run, out,
                                   before_writing=lambda: rundir.acquire(out, "model"))
-    print(f"wrote {path}")
+    print(f"wrote {path} ({read_config(path)['architecture']})")
     return 0
 
 

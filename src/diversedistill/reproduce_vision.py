@@ -23,6 +23,7 @@ from diversedistill.config import from_dict, load_yaml
 from diversedistill.data.cifar import load_cifar, locate_cifar
 from diversedistill.data.locate import cache_dir
 from diversedistill.errors import ConfigError
+from diversedistill.export import export_run_student
 from diversedistill.importance import record_importance
 from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig, method_class
 from diversedistill.parallel import run_jobs, worker_state
@@ -77,6 +78,9 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, method: str
                  metric="accuracy")
     committee.check_unchanged(before)
     record_importance(distiller, student, result, test, committee.names, run_dir)
+    # run_dir/student/: what `diversedistill export RUN` rebuilds the best checkpoint from
+    export_run_student(student, result, {"method": method, "teachers": committee.names},
+                       parts.class_names)
     return student_model, result
 
 
@@ -120,9 +124,11 @@ def run_job(job: Job):
         _, metrics, cached = _teacher(state, job.names[0])
         return metrics, cached
     if job.kind == "student":
-        student = build_vit(exp.student, len(parts.class_names), job.seed)
-        result = train_alone(as_student(student, exp.student), parts, exp, exp.student, job.seed,
+        student = as_student(build_vit(exp.student, len(parts.class_names), job.seed),
+                             exp.student)
+        result = train_alone(student, parts, exp, exp.student, job.seed,
                              out / "runs" / f"student-{job.seed}", progress)
+        export_run_student(student, result, {"method": "student alone"}, parts.class_names)
         return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
                            result.seconds)
     teachers = {n: _teacher(state, n)[0] for n in job.names}
