@@ -435,3 +435,28 @@ def test_reproduce_cifar_with_two_workers_gives_the_one_process_rows(tmp_path):
             results[workers] = sorted((r["method"], r["teachers"], r["seed"], r["val_accuracy"],
                                        r["test_accuracy"]) for r in csv.DictReader(f))
     assert len(results[1]) == 2 * 4 and results[2] == results[1]
+
+
+def test_fixed_views_are_the_same_in_every_run_and_drawn_per_row():
+    from diversedistill.data.cifar import FixedViews, ImageBatches
+
+    images = Images(torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8), torch.arange(6) % 3)
+    views = FixedViews(len(images), 3)
+    first = ImageBatches(images, augment_seed=1, views=views)[list(range(6))]
+    again = ImageBatches(images, augment_seed=1, views=FixedViews(len(images), 3))[list(range(6))]
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["view"], again["view"])
+    # another run's generator picks other views, but only among the fixed ones: an image
+    # in the same view is the same tensor whichever run drew it
+    other = ImageBatches(images, augment_seed=7, views=views)
+    seen = {}
+    for _ in range(10):
+        batch = other[list(range(6))]
+        for i, v, x in zip(batch["index"].tolist(), batch["view"].tolist(), batch["image"]):
+            assert 0 <= v < 3
+            if (i, v) in seen:
+                assert torch.equal(seen[(i, v)], x)
+            seen[(i, v)] = x
+    assert len({v for _, v in seen}) == 3
+    plain = ImageBatches(images, first_index=100)[[0, 5]]
+    assert plain["index"].tolist() == [100, 105] and plain["view"].tolist() == [-1, -1]
+    assert "view" not in ImageBatches(images, augment_seed=1)[[0]]  # fresh: nothing to key

@@ -322,24 +322,63 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     """Standard CIFAR augmentation in torch ops on a whole batch [B, C, H, W]: a random
     ``pad``-pixel translation (zero padding, then a random crop of the original size) and a
     random horizontal flip."""
+    dy, dx, flip = _draw_shifts(x.shape[0], generator, pad)
+    return shift_and_flip(x, dy, dx, flip, pad)
+
+
+def _draw_shifts(n: int, generator: torch.Generator, pad: int):
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return dy, dx, flip
+
+
+def shift_and_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+                   pad: int = 4) -> torch.Tensor:
+    """Each image of [B, C, H, W] zero-padded by ``pad``, cropped back to H × W at offset
+    (dy, dx) [B] and flipped where ``flip`` [B]."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # [B, H, 1]
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # [B, 1, W]
     batch = torch.arange(b)[:, None, None]
     cropped = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # [B, C, H, W]
-    flip = torch.rand(b, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], cropped.flip(-1), cropped).contiguous()
+
+
+VIEWS_SEED = 20240221  # the fixed views are the same for every run, seed and method
+
+
+class FixedViews:
+    """``views`` augmentations of each of ``n`` images, drawn once (the same in every run):
+    a frozen teacher's own pass on (image, view) is then a fixed function that can be
+    computed once and served to every method, seed and epoch (``CachedOwnPass`` keyed by
+    the batch's "index" and "view"). A run still draws which view each row gets, per step."""
+
+    def __init__(self, n: int, views: int, pad: int = 4):
+        if views < 1:
+            raise DataError(f"views must be at least 1, got {views}")
+        generator = torch.Generator().manual_seed(VIEWS_SEED)
+        dy, dx, flip = _draw_shifts(n * views, generator, pad)
+        self.dy, self.dx, self.flip = (t.view(n, views) for t in (dy, dx, flip))
+        self.views, self.pad = views, pad
+
+    def apply(self, x: torch.Tensor, rows: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        return shift_and_flip(x, self.dy[rows, view], self.dx[rows, view],
+                              self.flip[rows, view], self.pad)
 
 
 class ImageBatches(Dataset):
     """Indexed by a list of rows (one call per batch): ``{"image": [B, 3, H, W] float in
-    [0, 1], "target": [B] int64}``, augmented when ``seed`` is given."""
+    [0, 1], "target": [B] int64, "index": [B] int64}``, augmented when ``augment_seed`` is
+    given: freshly each time, or with ``views`` by one of each image's fixed views (drawn
+    per row from the run's generator; the batch then carries "view" [B], -1 for an image
+    not augmented, none for a fresh augmentation, which no cache may key). "index" is the
+    image's row plus ``first_index``, so that the parts of a split get disjoint indices."""
 
-    def __init__(self, images: Images, augment_seed: int | None = None):
-        self.images = images
+    def __init__(self, images: Images, augment_seed: int | None = None,
+                 views: FixedViews | None = None, first_index: int = 0):
+        self.images, self.views, self.first_index = images, views, first_index
         self.generator = None
         if augment_seed is not None:
             self.generator = torch.Generator().manual_seed(augment_seed)
@@ -350,14 +389,25 @@ class ImageBatches(Dataset):
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
         rows = torch.as_tensor(rows, dtype=torch.long)
         x = self.images.x[rows].float().div_(255.0)
-        if self.generator is not None:
+        batch = {"target": self.images.y[rows], "index": rows + self.first_index}
+        if self.generator is None:  # the image as it is: view -1, never a fixed view's id
+            batch["view"] = torch.full_like(rows, -1)
+        elif self.views is not None:
+            view = torch.randint(0, self.views.views, (len(rows),), generator=self.generator)
+            x = self.views.apply(x, rows, view)
+            batch["view"] = view
+        elif self.generator is not None:
             x = augment(x, self.generator)
-        return {"image": x, "target": self.images.y[rows]}
+        return {"image": x, **batch}
 
 
 def image_loader(images: Images, batch_size: int, shuffle: bool, seed: int = 0,
-                 augmented: bool = False) -> DataLoader:
-    data = ImageBatches(images, augment_seed=seed + 1 if augmented else None)
+                 augmented: bool = False, views: FixedViews | None = None,
+                 first_index: int = 0) -> DataLoader:
+    """Batches of ``images``; ``augmented`` draws augmentations from ``seed`` (from the
+    fixed ``views`` when given)."""
+    data = ImageBatches(images, augment_seed=seed + 1 if augmented else None, views=views,
+                        first_index=first_index)
     if shuffle:
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
     else:
