@@ -412,6 +412,28 @@ def test_student_only_accuracy_run(tmp_path):
 
 
 
+def test_a_distillation_step_runs_under_bf16_autocast(tmp_path):
+    # the GPU configs' precision, run on the CPU (Lightning autocasts there too): the loop,
+    # the adapters and DiverseDistill's module accept bfloat16 activations
+    from diversedistill.data.cifar import image_loader
+
+    data = read_npz(write_npz(tmp_path / "c.npz", n_train=32, n_test=16))
+    train = image_loader(data.train, 16, shuffle=True, seed=0, augmented=True)
+    test = image_loader(data.test, 16, shuffle=False)
+    teacher = ViTTeacher("vit", tiny_vit(seed=1, image_size=32))
+    student = ViTStudent(tiny_vit(image_size=32).train())
+    dtypes = set()
+    student.model.classifier.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
+    result = fit(student, DiverseDistill(DiverseDistillConfig(d1=2, d2=4, hidden=8)),
+                 Committee([teacher]), train, test, test,
+                 TrainConfig(max_epochs=1, batch_size=16, progress=False, precision="bf16-mixed"),
+                 tmp_path / "run", metric="accuracy")
+    assert 0 <= result.val_accuracy <= 1 and torch.bfloat16 in dtypes  # autocast was on
+    assert all(p.dtype == torch.float32 for p in student.parameters())  # weights stay float32
+    with pytest.raises(ConfigError, match="unknown precision"):
+        TrainConfig(precision="fp8")
+
+
 def test_the_cpu_recipe_file_is_the_default_experiment():
     from diversedistill.config import load_yaml
     from diversedistill.vision import CPU_EXPERIMENT, load_experiment

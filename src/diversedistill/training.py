@@ -52,6 +52,7 @@ from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 RUN_FILE = "run.json"  # the provenance of a run
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes > 1
 
 
@@ -71,10 +72,13 @@ class TrainConfig:
     progress: bool = True  # Lightning's progress bar
     schedule: str = "constant"  # learning rate per step: "constant", or "cosine" decay to 0
     warmup_epochs: float = 0.0  # linear warm-up before the schedule (in epochs)
+    # Lightning's precision: "32-true", or "bf16-mixed" (autocast to bfloat16 where safe,
+    # weights and optimizer state in float32: the GPU setting of configs/vision/)
+    precision: str = "32-true"
 
     # settings that may change between a run and its resume (where and how it runs)
     PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "checkpoint_every_n_steps",
-                 "progress")
+                 "progress", "precision")
 
     def __post_init__(self):
         for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
@@ -94,6 +98,8 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
 
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.warmup_epochs < 0:
@@ -336,7 +342,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     try:  # built before anything is removed: a Trainer that cannot run deletes nothing
         trainer = L.Trainer(
             max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-            num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
+            num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method), precision=cfg.precision,
             plugins=[AtomicCheckpointIO()],
             callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps),
                        *callbacks],

@@ -90,6 +90,7 @@ class ModelRecipe:
 
     def train_config(self, seed: int, accelerator: str = "cpu", progress: bool = True,
                      **kw) -> TrainConfig:
+        """How this model trains; ``kw``: other :class:`TrainConfig` fields (precision)."""
         return TrainConfig(max_epochs=self.epochs, patience=self.patience,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            seed=seed, accelerator=accelerator, progress=progress,
@@ -109,6 +110,7 @@ class VisionExperiment:
     # baseline, seed and epoch (data/cifar.FixedViews)
     views: int | None = None
     accelerator: str = "cpu"  # cpu | gpu | auto
+    precision: str = "32-true"  # training precision: 32-true | bf16-mixed (GPU configs)
     eval_batch_size: int = 500
     student_name: str = "vit-s"  # the student's name in the result tables
     student: ModelRecipe = field(default_factory=lambda: ModelRecipe(config={"image_size": 32}))
@@ -358,7 +360,12 @@ def train_alone(student: HookedStudent, parts: Parts, exp: VisionExperiment, rec
                 seed: int, run_dir: Path, progress: bool = False) -> FitResult:
     train, val, test = loaders(parts, exp, recipe.batch_size, seed)
     return fit(student, StudentOnly(), None, train, val, test,
-               recipe.train_config(seed, exp.accelerator, progress), run_dir, metric="accuracy")
+               run_config(exp, recipe, seed, progress), run_dir, metric="accuracy")
+
+
+def run_config(exp: VisionExperiment, recipe: ModelRecipe, seed: int, progress: bool) -> TrainConfig:
+    """``recipe``'s training settings on the experiment's accelerator and precision."""
+    return recipe.train_config(seed, exp.accelerator, progress, precision=exp.precision)
 
 
 @torch.no_grad()
