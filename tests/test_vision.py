@@ -482,3 +482,18 @@ def test_fixed_views_are_the_same_in_every_run_and_drawn_per_row():
     plain = ImageBatches(images, first_index=100)[[0, 5]]
     assert plain["index"].tolist() == [100, 105] and plain["view"].tolist() == [-1, -1]
     assert "view" not in ImageBatches(images, augment_seed=1)[[0]]  # fresh: nothing to key
+
+
+def test_the_step_timing_script_trains_both_methods_on_the_paper_architectures():
+    # scripts/time_vision_step.py is the GPU check of configs/vision/: on tiny shapes it
+    # runs on the CPU, so what it builds and steps is tested here
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "scripts" / "time_vision_step.py"
+    spec = importlib.util.spec_from_file_location("time_vision_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = script.main(["--shapes", "tiny", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                       "--batch", "4"])
+    assert out["diversedistill finite"] and out["fd finite"]
+    assert out["diversedistill ms/step"] > 0 and out["fd ms/step"] > 0
