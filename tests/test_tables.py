@@ -27,8 +27,8 @@ from diversedistill.methods import LD, DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.common import own_answers
 from diversedistill.recsys import STUDENT, TEACHERS, ModelRecipe, as_student, as_teacher, build
 from diversedistill.results import ResultRow, write_csv
-from diversedistill.search import GRIDS, TableProtocol, TablesConfig, choose
-from diversedistill.tables import TABLES, SearchRow, build_tables, table_cells
+from diversedistill.search import GRIDS, MethodGrid, TableProtocol, TablesConfig, choose
+from diversedistill.tables import TABLES, build_tables, table_cells
 from diversedistill.tables import main as tables_main
 from diversedistill.training import TrainConfig, fit
 
@@ -155,7 +155,7 @@ def test_one_seed_has_no_spread_so_nothing_is_decided():
 def test_claim_1_quotes_the_lm_teacher_alone_for_context():
     claims = decide_claims({("diversedistill", "lm+mlp-l"): Spread(0.8, 0.001, 5),
                             ("diversedistill", "lm"): Spread(0.9, 0.001, 5)},
-                           lm_alone=Spread(0.85, 0.0, 5))
+                           foundation_alone=Spread(0.85, 0.0, 5))
     assert claims[0].verdict == HOLDS
     assert claims[0].evidence[-1] == "for context, the LM teacher alone: 0.8500"
 
@@ -163,49 +163,53 @@ def test_claim_1_quotes_the_lm_teacher_alone_for_context():
 # ----------------------------------------------------------------------------- the search
 
 
-def test_choose_takes_the_lowest_validation_mse_first_on_ties_never_nan():
-    def trials(*vals):
-        return [SearchRow("ld", "lm", 0, k, "{}", v, 1.0, False) for k, v in enumerate(vals)]
-
-    assert choose(trials(0.9, 0.8, 0.85)) == 1
-    assert choose(trials(0.8, 0.8)) == 0
-    assert choose(trials(float("nan"), 0.95)) == 1
+def test_choose_takes_the_best_validation_score_first_on_ties_never_nan():
+    assert choose([0.9, 0.8, 0.85]) == 1  # MSE: the lowest
+    assert choose([0.9, 0.8, 0.85], higher_is_better=True) == 0  # accuracy: the highest
+    assert choose([0.8, 0.8]) == 0 and choose([0.8, 0.8], higher_is_better=True) == 0
+    assert choose([float("nan"), 0.95]) == 1
+    assert choose([float("nan"), 0.2], higher_is_better=True) == 1
 
 
 def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tmp_path):
-    """A fake run: validation MSE set by λ (best at λ = 3 for LD, λ = 10 for DiverseDistill),
-    test MSE by λ and seed; nothing trains."""
+    """A fake run: validation MSE set by λ (best inside LD's list at λ = 1; best at the top
+    of DiverseDistill's, so one more value, 30, runs and loses), test MSE by λ and seed;
+    nothing trains."""
     calls = []
 
     def run(names, method, seed, run_dir):
         calls.append((method.name, names, method.cfg.lam, seed))
-        val = {1.0: 0.85, 3.0: 0.84, 10.0: 0.83}[method.cfg.lam]
+        val = {0.3: 0.86, 1.0: 0.83, 3.0: 0.84, 10.0: 0.82, 30.0: 0.825}[method.cfg.lam]
         return SimpleNamespace(val_mse=val, test_mse=val + 0.01 + 0.001 * seed, seconds=2.0)
 
     cells = [("ld", "lm"), ("diversedistill", "lm+mlp-l")]
-    grids = {"ld": [{"lam": 1.0}, {"lam": 3.0}], "diversedistill": [{"lam": 10.0}, {"lam": 1.0}]}
     recorded = []
-    protocol = TableProtocol(run, DiverseDistillConfig(hidden=8), 3, tmp_path, grids, cells,
+    protocol = TableProtocol(run, DiverseDistillConfig(hidden=8), 3, tmp_path, GRIDS, cells,
                              log=lambda *_: None)
-    assert protocol.total_runs == 4 + 2 * 2
+    assert protocol.run_counts() == (3 + 3 + 2 * 2, 4 + 4 + 2 * 2)
     for seed in range(3):
         protocol.run_seed(seed, recorded.append)
-    assert len(calls) == protocol.total_runs  # the chosen search run is seed 0's: not rerun
-    assert protocol.chosen == {("ld", "lm"): {"lam": 3.0},
+    assert len(calls) == 3 + 4 + 2 * 2  # the chosen search run is seed 0's: not rerun
+    assert protocol.run_counts() == (len(calls), len(calls))
+    assert protocol.chosen == {("ld", "lm"): {"lam": 1.0},
                                ("diversedistill", "lm+mlp-l"): {"lam": 10.0}}
     assert [c for c in calls if c[3] > 0] == [
-        ("ld", ("lm",), 3.0, 1), ("diversedistill", ("lm", "mlp-l"), 10.0, 1),
-        ("ld", ("lm",), 3.0, 2), ("diversedistill", ("lm", "mlp-l"), 10.0, 2)]
+        ("ld", ("lm",), 1.0, 1), ("diversedistill", ("lm", "mlp-l"), 10.0, 1),
+        ("ld", ("lm",), 1.0, 2), ("diversedistill", ("lm", "mlp-l"), 10.0, 2)]
     ld = [r for r in recorded if r.method == "ld"]
     assert [(r.seed, r.val_mse, r.test_mse) for r in ld] == [
-        (0, 0.84, pytest.approx(0.85)), (1, 0.84, pytest.approx(0.851)),
-        (2, 0.84, pytest.approx(0.852))]
+        (0, 0.83, pytest.approx(0.84)), (1, 0.83, pytest.approx(0.841)),
+        (2, 0.83, pytest.approx(0.842))]
     with open(tmp_path / "search.csv") as f:
         search = list(csv.DictReader(f))
-    assert [(r["method"], json.loads(r["config"]), r["val_mse"], r["chosen"]) for r in search] == [
-        ("ld", {"lam": 1.0}, "0.85", "False"), ("ld", {"lam": 3.0}, "0.84", "True"),
-        ("diversedistill", {"lam": 10.0}, "0.83", "True"),
-        ("diversedistill", {"lam": 1.0}, "0.85", "False")]
+    assert [(r["method"], r["knob"], json.loads(r["config"]), r["val_mse"], r["chosen"])
+            for r in search] == [
+        ("ld", "lam", {"lam": 0.3}, "0.86", "False"), ("ld", "lam", {"lam": 1.0}, "0.83", "True"),
+        ("ld", "lam", {"lam": 3.0}, "0.84", "False"),
+        ("diversedistill", "lam", {"lam": 1.0}, "0.83", "False"),
+        ("diversedistill", "lam", {"lam": 3.0}, "0.84", "False"),
+        ("diversedistill", "lam", {"lam": 10.0}, "0.82", "True"),
+        ("diversedistill", "lam", {"lam": 30.0}, "0.825", "False")]
     assert "test" not in ",".join(search[0])  # a search run's test MSE is never written
 
 
@@ -217,8 +221,8 @@ def test_diversedistill_grid_values_change_the_run_configuration_only_where_give
         return SimpleNamespace(val_mse=0.8, test_mse=0.8, seconds=0.0)
 
     protocol = TableProtocol(run, DiverseDistillConfig(hidden=8, tau=0.6), 1, tmp_path,
-                             {"diversedistill": [{"lam": 3.0}]}, [("diversedistill", "lm")],
-                             log=lambda *_: None)
+                             {"diversedistill": MethodGrid(fixed={"lam": 3.0})},
+                             [("diversedistill", "lm")], log=lambda *_: None)
     protocol.run_seed(0, lambda row: None)
     assert (seen[0].lam, seen[0].hidden, seen[0].tau) == (3.0, 8, 0.6)
 
@@ -226,15 +230,17 @@ def test_diversedistill_grid_values_change_the_run_configuration_only_where_give
 def test_default_grids_build_and_a_bad_grid_fails_before_anything_runs(tmp_path):
     assert set(GRIDS) >= {m for m, _ in table_cells()}
     TableProtocol(None, DiverseDistillConfig(), 5, tmp_path, log=lambda *_: None)
-    assert all(len(grid) >= 2 for grid in GRIDS.values())  # a search, not a single value
-    with pytest.raises(ConfigError, match=r"tables.grids.ld\[1\].*unknown key 'lamda'"):
-        TablesConfig({"ld": [{"lam": 1.0}, {"lamda": 3.0}]})
+    # a search, not a single value: every knob has three values or more
+    assert all(grid.knobs and all(len(k.values) >= 3 for k in grid.knobs)
+               for grid in GRIDS.values())
+    with pytest.raises(ConfigError, match=r"tables.grids.ld.*unknown key 'lamda'"):
+        TablesConfig({"ld": {"lamda": [1.0, 3.0, 9.0]}})
     with pytest.raises(ConfigError, match="not a method of the tables"):
-        TablesConfig({"kd": [{"lam": 1.0}]})
-    with pytest.raises(ConfigError, match="non-empty list"):
-        TablesConfig({"ld": []})
-    merged = TablesConfig({"ld": [{"lam": 9.0}]}).merged()
-    assert merged["ld"] == [{"lam": 9.0}] and merged["mt"] == GRIDS["mt"]
+        TablesConfig({"kd": {"lam": [1.0, 3.0, 9.0]}})
+    with pytest.raises(ConfigError, match="tables.grids.ld: expected a mapping of knob"):
+        TablesConfig({"ld": [{"lam": 1.0}, {"lam": 3.0}]})  # the old list of configs
+    merged = TablesConfig({"ld": {"lam": [9.0, 10.0, 11.0]}}).merged()
+    assert merged["ld"].knobs[0].values == (9.0, 10.0, 11.0) and merged["mt"] == GRIDS["mt"]
 
 
 def test_cells_whose_teacher_is_missing_are_skipped(tmp_path):
@@ -367,15 +373,18 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
     data = write_ml100k(tmp_path / "ml-100k")
     out, cache = tmp_path / "out", tmp_path / "cache"
     config = tmp_path / "tables.yaml"
-    # one value per method (two for LD, so that something is searched): a fast test
-    grids = {m: [grid[0]] for m, grid in GRIDS.items()} | {"ld": GRIDS["ld"]}
+    # one value per method (LD's λ searched over three, so that something is): a fast test
+    grids = {m: {k: v for k, v in grid.start().items()} for m, grid in GRIDS.items()}
+    grids["ld"] = {"lam": [0.3, 1.0, 3.0]}
     config.write_text(json.dumps({"lm": {"epochs": 1}, "tables": {"grids": grids}}))
     args = ["reproduce", "movielens", "--data-dir", str(data), "--tables", "--table-seeds", "2",
             "--out", str(out), "--cache-dir", str(cache), "--no-progress", "--hidden", "16",
             "--lm", str(tiny_bert_dir(tmp_path / "bert")), "--config", str(config)]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "16 runs (1/2 values per method" in printed  # the estimate, up front
+    # the run counts, up front: 12 cells of one run, LD's 2 of 3 or 4; then 14 on seed 1
+    assert "18-20 runs (each cell's chosen run is its seed-0 result)" in printed
+    assert "32-34 distillation runs in all" in printed and "grid ld: lam {0.3, 1, 3}" in printed
     assert "own-pass cache lm:" in printed
     written = {p.name for p in out.iterdir() if p.is_file()}
     tables = {f"{t.name}.{x}" for t in TABLES for x in ("md", "csv")}
@@ -436,11 +445,16 @@ def test_tables_and_ablations_are_refused_together(tmp_path, capsys):
 
 def test_a_bad_grid_in_the_yaml_fails_before_any_data_is_read(tmp_path, capsys):
     config = tmp_path / "t.yaml"
-    config.write_text("tables:\n  grids:\n    mt:\n      - {lam: 1.0, varient: x}\n")
+    config.write_text("tables:\n  grids:\n    mt: {lam: [1, 3, 9], varient: x}\n")
     args = ["reproduce", "movielens", "--data-dir", str(tmp_path / "nowhere"), "--tables",
             "--config", str(config)]
     assert main(args) == 2
-    assert "tables.grids.mt[0]: unknown key 'varient'" in capsys.readouterr().err
+    assert "tables.grids.mt: unknown key 'varient'" in capsys.readouterr().err
+    config.write_text("tables:\n  grids:\n    mt: {lam: [1, 3]}\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tables.grids.mt.lam: a knob needs at least 3 values" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_rebuilding_without_results_is_one_clear_error(tmp_path, capsys):

@@ -29,7 +29,7 @@ from diversedistill.recsys import STUDENT, TEACHERS, references, train_or_load_t
 from diversedistill.results import (
     ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
 )
-from diversedistill.search import TableProtocol, TableRun, TablesConfig
+from diversedistill.search import GRIDS, TableProtocol, TableRun, TablesConfig
 from diversedistill.sweep import (SweepRow, format_sweep, read_sweep, skipped_fractions,
                                   sweep_label, sweep_run_name, write_sweep)
 from diversedistill.tables import read_search, table_cells, write_tables
@@ -164,11 +164,12 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     protocol = None
     if tables is not None:
         protocol = TableProtocol(
-            None, cfg, seeds, out, tables.merged(), log=log, teachers=teacher_models,
-            # --committees splits the tables over processes: each runs the cells of its
-            # committees; `summarize --tables` joins their directories
-            cells=[c for c in table_cells() if committees is None or c[1] in committees],
-            done=list(rows), done_search=previous_search,
+            None, cfg, seeds, out, tables.merged(GRIDS), log=log, teachers=teacher_models,
+            # --committees (or --methods) splits the tables over processes: each runs the
+            # cells of its committees; `summarize --tables` joins their directories
+            cells=[c for c in table_cells() if (committees is None or c[1] in committees)
+                   and (methods is None or c[0] in methods)],
+            done=list(rows), done_search=previous_search, workers=workers,
             execute=lambda runs, on_result: execute_table_runs(runs, on_result, execute, out))
         log(protocol.describe())
     # with an LM that reads histories, also what its text hands it, without the LM: users
