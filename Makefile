@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --workers $(WORKERS) --out results/movielens
 
 cifar: setup
-	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds $(SEEDS) --workers $(WORKERS) --out results/cifar10
+	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds 3 --workers $(WORKERS) --out results/cifar10
 
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ import pytest
 from diversedistill import reproduce_vision
 from diversedistill.cli import main
 from diversedistill.claims import HOLDS
+from diversedistill.methods import DiverseDistillConfig
 from diversedistill.results import AccuracyRow
 from diversedistill.tables import build_tables, layout_for, vision_layout
 from diversedistill.tables import main as tables_main
@@ -137,3 +138,46 @@ def test_reproduce_cifar_tables_writes_table3_table4_and_the_search(tmp_path, ca
         again = {(r["method"], r["teachers"], r["seed"]): r["test_accuracy"]
                  for r in csv.DictReader(f)}
     assert again == {(r["method"], r["teachers"], r["seed"]): r["test_accuracy"] for r in results}
+
+
+def test_baselines_read_each_teachers_own_pass_once_per_image_and_view(tmp_path):
+    # fixed views make a frozen teacher's own pass a fixed function of (image, view): the
+    # worker computes it once and serves it to every later baseline run and epoch
+    from diversedistill.parallel import worker_state
+    from diversedistill.reproduce_vision import Job, _prepare_worker, experiment_for, run_job
+
+    data = write_npz(tmp_path / "data" / "cifar10.npz", n_train=40, n_test=8)
+    text = tiny_sentence_model(tmp_path / "text")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_EXPERIMENT.replace("TEXT_MODEL", str(text)) + "views: 2\n")
+    exp, dd = experiment_for("cifar10", str(config))
+    state = _prepare_worker(exp, data.parent, 0, tmp_path / "cache", DiverseDistillConfig(**dd),
+                            tmp_path / "out", False)
+    # every image the runs can show a teacher: 2 views of each training image, the others as is
+    bound = 2 * (40 - exp.val_size) + exp.val_size + 8
+    worker_state().clear()
+    worker_state().update(state)
+    try:
+        run_job(Job("distill", 0, "ld", ("vit-b",), run_name="ld-0"))
+        cached = state["own"]["vit-b"]
+        first = cached.misses
+        assert 0 < first == cached.rows_stored <= bound
+        run_job(Job("distill", 1, "ld", ("vit-b",), run_name="ld-1"))
+        assert cached.misses == cached.rows_stored <= bound  # a pair is computed once, ever
+        assert cached.hits > 0  # the second run read back pairs the first one stored
+        run_job(Job("distill", 0, "diversedistill", ("vit-b",), run_name="dd-0"))
+        assert state["own"]["vit-b"] is cached  # DiverseDistill asks the teacher itself
+    finally:
+        worker_state().clear()
+
+
+def test_plain_reproduce_cifar_runs_the_tables_and_rows_only_when_asked():
+    from argparse import Namespace
+
+    from diversedistill.reproduce_vision import tables_config
+    from diversedistill.search import TablesConfig
+
+    plain = Namespace(tables=False, ablations=False, methods=None, config=None, table_seeds=5)
+    assert isinstance(tables_config(plain), TablesConfig)
+    assert tables_config(Namespace(**{**vars(plain), "methods": ["fd"]})) is None
+    assert tables_config(Namespace(**{**vars(plain), "ablations": True})) is None

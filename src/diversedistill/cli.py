@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="students trained at a time, each in a single-threaded process "
                         "(2 on a 2-core CPU)")
     p.add_argument("--resume", action="store_true",
-                   help="movielens --tables or --tau-sweep: keep the runs already in --out "
+                   help="--tables (movielens, cifar) or movielens --tau-sweep: keep the runs "
+                        "already in --out "
                         "(results.csv, search.csv, sweep.csv) and run only the missing ones")
     p.add_argument("--tau-sweep", nargs="+", type=float, metavar="TAU",
                    help="movielens: DiverseDistill at each gating threshold on the committee "
@@ -210,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int,
                    help="cifar: use only this many training images (smoke runs)")
     p.add_argument("--tables", action="store_true",
-                   help="the paper's comparison tables (Tables 3-5, claims 1-4): a validation "
-                        "search per method on seed 0, then --table-seeds seeds; writes "
-                        "table3..5.md/.csv, raw.md/.csv, claims.md, search.csv/.md")
+                   help="the paper's comparison tables (movielens: Tables 3-5, claims 1-4; "
+                        "cifar: Tables 3 and 4, which plain 'reproduce cifar10' also runs, "
+                        "with --seeds): a validation search per method on seed 0, one knob "
+                        "at a time, then --table-seeds seeds; writes table*.md/.csv, raw.md/"
+                        ".csv, claims.md, search.csv/.md")
     p.add_argument("--table-seeds", type=int, default=5,
                    help="seeds of --tables (used instead of --seeds; default 5)")
     _add_dd_args(p)
@@ -459,8 +462,8 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from diversedistill.results import (format_table, merge_runs, read_results, summarize,
-                                        write_csv, write_summary_csv)
+    from diversedistill.results import (ACCURACY, MSE, AccuracyRow, format_table, merge_runs,
+                                        read_results, summarize, write_csv, write_summary_csv)
 
     if args.out is not None:  # an empty --out or a file: refused before anything is read
         from diversedistill.rundir import check_out
@@ -476,11 +479,15 @@ def cmd_summarize(args) -> int:
         rows.append(read_results(path))
         searches.append(path.parent / "search.csv")
     rows = merge_runs(rows, [str(w) for w in args.results])
-    summary, best = summarize(rows)
+    # the rows say their domain: accuracy rows (vision) are summarized against their own
+    # student-alone row, upwards
+    metric = ACCURACY if rows and isinstance(rows[0], AccuracyRow) else MSE
+    student = next((r.teachers for r in rows if r.method == "student alone"), "mlp-s")
+    summary, best = summarize(rows, ("student alone", student), metric=metric)
     if args.out:
         write_csv(Path(args.out) / "results.csv", rows)
-        write_summary_csv(Path(args.out) / "summary.csv", summary)
-    print(format_table(summary, best))
+        write_summary_csv(Path(args.out) / "summary.csv", summary, metric)
+    print(format_table(summary, best, metric))
     if args.tables:
         from diversedistill.tables import read_search, write_tables
 

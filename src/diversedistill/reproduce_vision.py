@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.config import from_dict, load_yaml
 from diversedistill.data.cifar import load_cifar, locate_cifar
@@ -44,7 +45,7 @@ from diversedistill.tables import (TableLayout, read_search, table_cells, vision
 from diversedistill.training import fit
 from diversedistill.vision import (
     CPU_EXPERIMENT, VisionExperiment, as_student, build_vit, committees_for, describe,
-    load_experiment, loaders, make_parts, train_alone, train_or_load_teacher,
+    load_experiment, loaders, make_parts, run_config, train_alone, train_or_load_teacher,
 )
 
 
@@ -80,8 +81,7 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, distiller: 
     train, val, test = loaders(parts, exp, exp.student.batch_size, seed)
     student = as_student(student_model, exp.student)
     result = fit(student, distiller, committee, train, val, test,
-                 exp.student.train_config(seed, exp.accelerator, progress), run_dir,
-                 metric="accuracy")
+                 run_config(exp, exp.student, seed, progress), run_dir, metric="accuracy")
     committee.check_unchanged(before)
     record_importance(distiller, student, result, test, committee.names, run_dir)
     # run_dir/student/: what `diversedistill export RUN` rebuilds the best checkpoint from
@@ -112,7 +112,18 @@ def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root
     data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
     return {"exp": exp, "parts": make_parts(data, exp, split_seed), "split_seed": split_seed,
             "cache_root": cache_root, "cfg": cfg, "out": out, "progress": progress,
-            "teachers": {}}
+            "teachers": {}, "own": {}}
+
+
+def _own_pass_cached(state: dict, name: str, teacher):
+    """``teacher`` with its own pass computed once per (image, fixed view) in this worker
+    and served to every baseline run after it (frozen teacher, fixed views: the same pass
+    every time). Without fixed views an augmented image is new each time: nothing to keep."""
+    if not state["exp"].views or not state["exp"].augment:
+        return teacher
+    if name not in state["own"]:
+        state["own"][name] = CachedOwnPass(teacher, key_fields=("index", "view"))
+    return state["own"][name]
 
 
 def _teacher(state: dict, name: str):
@@ -141,6 +152,8 @@ def run_job(job: Job):
         return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
                            result.seconds)
     teachers = {n: _teacher(state, n)[0] for n in job.names}
+    if job.method != "diversedistill":  # a baseline reads only the teachers' own passes
+        teachers = {n: _own_pass_cached(state, n, t) for n, t in teachers.items()}
     label = job.label or job.method
     run_dir = out / "runs" / (job.run_name or
                               f"{label.replace(' ', '_')}-{'+'.join(job.names)}-{job.seed}")
@@ -337,9 +350,10 @@ def experiment_for(name: str, config: str | None) -> tuple[VisionExperiment, dic
 
 
 def tables_config(args) -> TablesConfig | None:
-    """--tables with the experiment file's 'tables:' section (its grids replace the
-    vision grids of the methods it names)."""
-    if not args.tables:
+    """The tables' protocol, with the experiment file's 'tables:' section (its grids replace
+    the vision grids of the methods it names): what ``reproduce cifar10`` runs unless it is
+    asked for ablations or for some methods' rows only (--methods)."""
+    if not args.tables and (args.ablations or args.methods):
         return None
     if args.ablations:
         raise ConfigError("--tables and --ablations are separate runs: choose one")
@@ -366,7 +380,9 @@ def cmd_reproduce_vision(args) -> int:
     cfg = from_dict(DiverseDistillConfig, dd, args.config or "flags")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    reproduce_vision(exp, args.data_dir, args.table_seeds if tables else args.seeds, args.out,
+    # --tables names its seeds with --table-seeds; the default vision run with --seeds
+    seeds = args.table_seeds if args.tables else args.seeds
+    reproduce_vision(exp, args.data_dir, seeds, args.out,
                      cfg, args.cache_dir, not args.no_progress, split_seed=args.split_seed,
                      workers=args.workers, methods=args.methods, committees=args.committees,
                      variants=vision_ablations() if args.ablations else None, tables=tables,
