@@ -166,7 +166,9 @@ def test_baselines_read_each_teachers_own_pass_once_per_image_and_view(tmp_path)
         assert cached.misses == cached.rows_stored <= bound  # a pair is computed once, ever
         assert cached.hits > 0  # the second run read back pairs the first one stored
         run_job(Job("distill", 0, "diversedistill", ("vit-b",), run_name="dd-0"))
-        assert state["own"]["vit-b"] is cached  # DiverseDistill asks the teacher itself
+        assert state["own"]["vit-b"] is cached  # DiverseDistill asks the teacher itself...
+        contexts = state["contexts"]["vit-b"]  # ... above the injection point only
+        assert 0 < contexts.misses == contexts.rows_stored <= bound
     finally:
         worker_state().clear()
 

@@ -380,6 +380,11 @@ def test_reproduce_cifar_writes_accuracy_rows_and_reuses_cached_teachers(tmp_pat
         assert cached and teacher.predict(image_batch(2)).shape == (2, 3)
         row = next(r for r in rows if r["teachers"] == name)
         assert metrics["test_accuracy"] == pytest.approx(float(row["test_accuracy"]))
+        # where questions enter does not change how a teacher trains: the same cache entry
+        from dataclasses import replace as changed
+
+        _, _, cached = train_or_load_teacher(parts, exp, name, changed(recipe, layer=1), 0, cache)
+        assert cached
     assert {p: (p / "diversedistill.json").stat().st_mtime_ns for p in entries} == markers
 
 
@@ -498,3 +503,26 @@ def test_the_step_timing_script_trains_both_methods_on_the_paper_architectures()
                        "--batch", "4"])
     assert out["diversedistill finite"] and out["fd finite"]
     assert out["diversedistill ms/step"] > 0 and out["fd ms/step"] > 0
+
+
+def test_a_cached_context_answers_exactly_as_the_teacher_and_passes_gradients(vit_teacher):
+    from diversedistill.cached_teacher import CachedContext
+
+    cached = CachedContext(vit_teacher, key_fields=("index", "view"))
+    batch = {**image_batch(6), "index": torch.arange(6), "view": torch.zeros(6, dtype=torch.long)}
+    question = torch.randn(6, vit_teacher.question_width, requires_grad=True)
+    first = cached.answer(question, cached.context(batch))
+    want = vit_teacher.answer(question, vit_teacher.context(batch))
+    torch.testing.assert_close(first.prediction, want.prediction)
+    first.prediction.sum().backward()
+    assert question.grad is not None and question.grad.abs().sum() > 0
+    # the same images again, in another order and with a new one: only the new one is computed
+    again = {k: v[[5, 3, 1]] for k, v in batch.items()}
+    again["index"] = torch.tensor([5, 3, 99])
+    again["image"][2] = torch.rand_like(again["image"][2])
+    states = cached.context(again)
+    torch.testing.assert_close(states, vit_teacher.context(again))
+    assert (cached.misses, cached.hits, cached.rows_stored) == (7, 2, 7)
+    cached.injection = "replace"  # the run's injection mode reaches the teacher
+    assert vit_teacher.injection == "replace"
+    vit_teacher.injection = "add"
