@@ -1,22 +1,53 @@
 """diversedistill: distill a committee of diverse frozen teachers into a compact student.
 
-The public API; everything else is an implementation detail.
+The public API; everything else is an implementation detail. Names are imported on first
+use (PEP 562), so that ``diversedistill --help`` and ``import diversedistill.errors`` do
+not pay for torch, Lightning and transformers.
 """
 
-from diversedistill.committee import Committee
-from diversedistill.errors import ConfigError, DataError, DiverseDistillError, ModelError
-from diversedistill.export import export_model, load_model
-from diversedistill.interface import Answer, HookedStudent, HookedTeacher, StudentOutput, Teacher
-from diversedistill.methods import (METHODS, DiverseDistill, DiverseDistillConfig, Method,
-                                    register_method)
-from diversedistill.module import AnswerAugmenter, DistillationModule, QuestionAugmenter
-from diversedistill.training import DistillationTask, FitResult, TrainConfig, fit
+from __future__ import annotations
 
-__all__ = [
-    "METHODS", "Answer", "AnswerAugmenter", "Committee", "ConfigError", "DataError",
-    "DistillationModule", "DistillationTask", "DiverseDistill", "DiverseDistillConfig",
-    "DiverseDistillError", "FitResult", "HookedStudent", "HookedTeacher", "Method", "ModelError",
-    "QuestionAugmenter", "StudentOutput", "Teacher", "TrainConfig", "export_model", "fit",
-    "load_model", "register_method",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_WHERE = {
+    "Committee": "committee",
+    "ConfigError": "errors", "DataError": "errors", "DiverseDistillError": "errors",
+    "ModelError": "errors",
+    "export_model": "export", "load_model": "export",
+    "Answer": "interface", "HookedStudent": "interface", "HookedTeacher": "interface",
+    "StudentOutput": "interface", "Teacher": "interface",
+    "METHODS": "methods", "DiverseDistill": "methods", "DiverseDistillConfig": "methods",
+    "Method": "methods", "register_method": "methods",
+    "AnswerAugmenter": "module", "DistillationModule": "module", "QuestionAugmenter": "module",
+    "DistillationTask": "training", "FitResult": "training", "TrainConfig": "training",
+    "fit": "training",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'diversedistill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"diversedistill.{_WHERE[name]}"), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from diversedistill.committee import Committee
+    from diversedistill.errors import ConfigError, DataError, DiverseDistillError, ModelError
+    from diversedistill.export import export_model, load_model
+    from diversedistill.interface import (Answer, HookedStudent, HookedTeacher, StudentOutput,
+                                          Teacher)
+    from diversedistill.methods import (METHODS, DiverseDistill, DiverseDistillConfig, Method,
+                                        register_method)
+    from diversedistill.module import AnswerAugmenter, DistillationModule, QuestionAugmenter
+    from diversedistill.training import DistillationTask, FitResult, TrainConfig, fit

@@ -72,7 +72,7 @@ def _recipe(recipe, args):
 
 
 def _add_dd_args(p: argparse.ArgumentParser) -> None:
-    from diversedistill.methods.diversedistill import DiverseDistillConfig
+    from diversedistill.diversedistill_config import DiverseDistillConfig  # no torch: --help
 
     p.add_argument("--config", help="YAML file with a 'diversedistill:' section (flags win)")
     group = p.add_argument_group("DiverseDistill")
@@ -142,9 +142,15 @@ def _lm_config(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from diversedistill import __version__
+
     parser = argparse.ArgumentParser(
         prog="diversedistill",
-        description="Distill a committee of diverse frozen teachers into a compact student.")
+        description="Distill a committee of diverse frozen teachers into a compact student.",
+        epilog="examples:\n" + "\n".join(f"  {line.strip()}" for line in __doc__.splitlines()
+                                          if line.strip().startswith("diversedistill ")),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"diversedistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-teacher", help="train an MLP recommender teacher and export it")
