@@ -29,8 +29,16 @@ from diversedistill.data.cifar import image_loader, load_cifar, locate_cifar
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
 from diversedistill.training import fit
 from diversedistill.vision import (
-    CPU_EXPERIMENT, as_student, as_teacher, build_clip_tower, build_vit, committees_for,
-    load_experiment, loaders, make_parts, tower_student,
+    CPU_EXPERIMENT,
+    as_student,
+    as_teacher,
+    build_clip_tower,
+    build_vit,
+    committees_for,
+    load_experiment,
+    loaders,
+    make_parts,
+    tower_student,
 )
 
 

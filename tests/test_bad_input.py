@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_ml1m, write_ml_csv, write_tiny_committee
+from test_data import MALFORMED_RATING_LINES
+
 from diversedistill.cli import main
 from diversedistill.errors import ModelError
-from test_data import MALFORMED_RATING_LINES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,9 +269,10 @@ class TwoOutputs(torch.nn.Module):
 
 
 def test_a_teacher_returning_the_wrong_shape_is_named():
+    from tiny import tiny_batch
+
     from diversedistill.committee import Committee
     from diversedistill.interface import HookedTeacher
-    from tiny import tiny_batch
 
     committee = Committee([HookedTeacher("two", TwoOutputs(), "embed", "head")])
     with pytest.raises(ModelError, match=r"teacher 'two' returns predictions of shape \(16, 2\); "

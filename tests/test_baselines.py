@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from tiny import tiny_batch, tiny_recommender
 from torch import nn
 
 from diversedistill.committee import Committee
@@ -12,19 +13,31 @@ from diversedistill.data import load_movielens, make_split
 from diversedistill.errors import ConfigError
 from diversedistill.interface import Answer, HookedStudent, HookedTeacher, Teacher
 from diversedistill.losses import task_loss
-from diversedistill.methods import (METHODS, AutoSKD, DiverseDistill, DiverseDistillConfig,
-                                    build_method)
-from diversedistill.methods.aekd import (aekd_weights, min_norm_fista, min_norm_weights,
-                                         project_capped_simplex)
+from diversedistill.methods import (
+    METHODS,
+    AutoSKD,
+    DiverseDistill,
+    DiverseDistillConfig,
+    build_method,
+)
+from diversedistill.methods.aekd import (
+    aekd_weights,
+    min_norm_fista,
+    min_norm_weights,
+    project_capped_simplex,
+)
 from diversedistill.methods.amtml import instance_weights, mixed_target
-from diversedistill.methods.autoskd import (sample_teacher, sampling_probabilities,
-                                            select_effective, sswo_update)
+from diversedistill.methods.autoskd import (
+    sample_teacher,
+    sampling_probabilities,
+    select_effective,
+    sswo_update,
+)
 from diversedistill.methods.common import kd_loss
 from diversedistill.methods.mt import mt_distill
 from diversedistill.methods.sckd import gate
 from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
 from diversedistill.training import DistillationTask, TrainConfig, fit
-from tiny import tiny_batch, tiny_recommender
 
 # ---------------------------------------------------------------- tiny committees
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_batch, tiny_recommender
 
-from diversedistill.bench.scaling import (SHAPES, measure_size, parse_size, shape_for,
-                                          synthetic_movielens)
+from diversedistill.bench.scaling import (
+    SHAPES,
+    measure_size,
+    parse_size,
+    shape_for,
+    synthetic_movielens,
+)
 from diversedistill.bench.throughput import GATED, RUN_EPOCHS, mt_verdict
 from diversedistill.bench.timing import PeakMemory, time_epoch
 from diversedistill.cli import main
@@ -16,7 +22,6 @@ from diversedistill.methods import DiverseDistill, StudentOnly
 from diversedistill.methods.diversedistill import DiverseDistillConfig
 from diversedistill.models.recommender import InteractionMLP, RecommenderConfig
 from diversedistill.recsys import as_teacher
-from tiny import tiny_batch, tiny_recommender
 
 
 def test_time_epoch_streams_a_generator_and_counts_every_timed_row():

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from vision_tiny import image_batch, tiny_clip, tiny_vit
 
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill.models.conv_stem import ConvTokenizer, install_conv_stem
 from diversedistill.models.vision import ViTTeacher
 from diversedistill.vision import ModelRecipe, build_vit
-from vision_tiny import image_batch, tiny_clip, tiny_vit
 
 pytest.importorskip("transformers")
 

@@ -2,10 +2,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_ml1m, write_ml_csv
-from diversedistill.data import (RatingBatches, load_movielens, locate_movielens, make_split,
-                                 random_split)
+
+from diversedistill.data import (
+    RatingBatches,
+    load_movielens,
+    locate_movielens,
+    make_split,
+    random_split,
+)
 from diversedistill.errors import ConfigError, DataError
 
 

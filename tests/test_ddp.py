@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import diversedistill.recsys as recsys
 from cli_child import ReportWrapping
 from conftest import child_env, distill_command, write_tiny_committee
+
+import diversedistill.recsys as recsys
 from diversedistill.cli import main
 
 CHILD = Path(__file__).resolve().parent / "cli_child.py"

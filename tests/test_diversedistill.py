@@ -1,12 +1,12 @@
 import pytest
 import torch
+from tiny import tiny_batch, tiny_recommender
 
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
 from diversedistill.module import DistillationModule, QuestionAugmenter
-from tiny import tiny_batch, tiny_recommender
 
 
 def setup(cfg=None, mode="add"):

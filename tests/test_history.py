@@ -7,11 +7,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import write_ml1m, write_ml100k, write_ml_csv
+
 from diversedistill.data import load_movielens, make_split
-from diversedistill.data.history import (HistoryConfig, build_histories, item_similarity,
-                                         short_title)
+from diversedistill.data.history import HistoryConfig, build_histories, item_similarity, short_title
 from diversedistill.data.movielens import Ratings
 from diversedistill.data.text import render_texts
 from diversedistill.errors import ConfigError

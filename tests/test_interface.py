@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tiny import tiny_batch, tiny_recommender
 
 from diversedistill.committee import Committee
 from diversedistill.errors import ModelError
 from diversedistill.interface import HookedStudent, HookedTeacher, take_rows
-from tiny import tiny_batch, tiny_recommender
 
 
 @pytest.fixture
@@ -105,9 +105,9 @@ def test_a_teacher_in_bfloat16_answers_in_the_students_precision_with_gradient()
 
 def test_the_served_pass_is_the_eval_pass_and_is_skipped_when_it_cannot_differ():
     import torch
+    from tiny import tiny_batch, tiny_recommender
 
     from diversedistill.interface import HookedStudent
-    from tiny import tiny_batch, tiny_recommender
 
     batch = tiny_batch(32)
     noisy = HookedStudent(tiny_recommender(dropout=0.5), "embed", "head").train()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import write_ml1m, write_ml100k, write_ml_csv
 from tiny_lm import tiny_bert_dir, tiny_t5_dir
+
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens, make_split, rating_loader
 from diversedistill.data.text import render_texts
@@ -19,8 +19,7 @@ from diversedistill.lm.models import EncoderRater, load_rater
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.lm.store import open_store
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
-from diversedistill.recsys import as_student, as_teacher, build
-from diversedistill.recsys import STUDENT
+from diversedistill.recsys import STUDENT, as_student, as_teacher, build
 from diversedistill.training import TrainConfig, fit
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_ml100k
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny import tiny_batch, tiny_recommender
 
 import diversedistill.data.order as order
-from conftest import write_ml100k
 from diversedistill.committee import Committee
 from diversedistill.data import load_movielens
 from diversedistill.data.order import EpochBatches
@@ -21,7 +22,6 @@ from diversedistill.errors import DataError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
 from diversedistill.module import AnswerAugmenter, QuestionAugmenter
-from tiny import tiny_batch, tiny_recommender
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

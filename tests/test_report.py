@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from tiny import tiny_batch, tiny_recommender
 
 from diversedistill.cli import main
 from diversedistill.committee import Committee
@@ -17,7 +18,6 @@ from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
 from diversedistill.report import PLOTS, run_name, write_report
 from diversedistill.results import AccuracyRow, ResultRow, write_csv
-from tiny import tiny_batch, tiny_recommender
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DISTILLED = [("diversedistill", "mlp-m+mlp-l"), ("diversedistill", "mlp-l"), ("fd", "mlp-l"),

@@ -1,8 +1,8 @@
 import csv
 
 import pytest
-
 from tiny_lm import tiny_bert_dir
+
 from diversedistill.cli import main
 from diversedistill.results import ResultRow, gap_recovered, summarize
 

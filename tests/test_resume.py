@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import child_env, distill_command, write_tiny_committee
 from safetensors.torch import load_file
 
-from conftest import child_env, distill_command, write_tiny_committee
 from diversedistill.cli import main
 from diversedistill.data.order import EpochBatches
 from diversedistill.rundir import mark

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_tiny_committee
+
 from diversedistill.checkpoints import AtomicCheckpointIO, read_checkpoint
 from diversedistill.cli import main
 from diversedistill.errors import ModelError

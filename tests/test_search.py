@@ -13,8 +13,16 @@ from diversedistill.claims import committee_label
 from diversedistill.errors import ConfigError
 from diversedistill.methods import DiverseDistillConfig
 from diversedistill.results import ACCURACY, MSE
-from diversedistill.search import (GRIDS, VISION_GRIDS, CellSearch, Knob, MethodGrid,
-                                   TableProtocol, TablesConfig, parse_grid)
+from diversedistill.search import (
+    GRIDS,
+    VISION_GRIDS,
+    CellSearch,
+    Knob,
+    MethodGrid,
+    TableProtocol,
+    TablesConfig,
+    parse_grid,
+)
 from diversedistill.tables import read_search, table_cells, vision_layout
 
 BASE = DiverseDistillConfig(hidden=8)

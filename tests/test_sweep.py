@@ -8,8 +8,14 @@ import pytest
 
 from diversedistill.cli import main
 from diversedistill.results import ResultRow, summarize
-from diversedistill.sweep import (SweepRow, choose_tau, format_sweep, skipped_fractions,
-                                  sweep_csv_text, sweep_label)
+from diversedistill.sweep import (
+    SweepRow,
+    choose_tau,
+    format_sweep,
+    skipped_fractions,
+    sweep_csv_text,
+    sweep_label,
+)
 
 
 def test_skipped_fractions_average_the_logged_epochs(tmp_path):

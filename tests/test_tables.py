@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import write_ml100k
 from tiny_lm import tiny_bert_dir
+
 from diversedistill import ml_runs, reproduce
 from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.claims import FAILS, HOLDS, Spread, compare, decide_claims

@@ -8,8 +8,8 @@ import csv
 import pytest
 
 from diversedistill import reproduce_vision
-from diversedistill.cli import main
 from diversedistill.claims import HOLDS
+from diversedistill.cli import main
 from diversedistill.methods import DiverseDistillConfig
 from diversedistill.results import AccuracyRow
 from diversedistill.tables import build_tables, layout_for, vision_layout

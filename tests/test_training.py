@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import tiny_batch, tiny_recommender
 
 from diversedistill.cli import main
 from diversedistill.committee import Committee
@@ -14,7 +15,6 @@ from diversedistill.export import export_from_checkpoint, export_model, load_mod
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
 from diversedistill.recsys import STUDENT, as_student, as_teacher, build, loaders
 from diversedistill.training import TrainConfig, fit, make_optimizer
-from tiny import tiny_batch, tiny_recommender
 
 FAST = TrainConfig(max_epochs=2, patience=1, batch_size=64, progress=False)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import child_env, distill_command, write_tiny_committee
+
 from diversedistill.cli import main
 
 CHILD = Path(__file__).resolve().parent / "cli_child.py"
@@ -197,10 +197,11 @@ def test_a_checkpoint_without_its_checksum_is_refused(finished, tmp_path, capsys
 
 
 def test_non_finite_weights_are_never_exported(finished, tmp_path, capsys):
+    from tiny import tiny_recommender
+
     from diversedistill.checkpoints import read_checkpoint, save_verified
     from diversedistill.errors import ModelError
     from diversedistill.export import export_model
-    from tiny import tiny_recommender
 
     out = copy_run(finished, tmp_path)
     best = out / "checkpoints" / "best.ckpt"
@@ -282,6 +283,7 @@ def test_a_teacher_trained_on_the_runs_test_rows_is_refused(committee, tmp_path,
 
 def test_a_teacher_of_another_release_or_other_ratings_is_refused(committee, tmp_path, capsys):
     from conftest import write_ml1m
+
     from diversedistill.data import RatingSplit, load_movielens
     from diversedistill.export import export_model
     from diversedistill.models.recommender import build_recommender
@@ -310,6 +312,7 @@ def test_a_teacher_of_another_release_or_other_ratings_is_refused(committee, tmp
 
 def test_release_decides_which_files_are_read(committee, tmp_path, capsys):
     from conftest import write_ml100k, write_ml_csv
+
     from diversedistill.data import load_movielens, locate_movielens
 
     both = write_ml100k(tmp_path / "both")

@@ -11,23 +11,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from vision_tiny import (
+    CLASSES,
+    image_batch,
+    tiny_clip,
+    tiny_sentence_model,
+    tiny_tokenizer,
+    tiny_vit,
+    write_npz,
+    write_python_batches,
+)
 
 from diversedistill.cli import main
 from diversedistill.committee import Committee
 from diversedistill.data.cifar import (
-    Images, ImageBatches, augment, load_cifar, locate_cifar, read_npz, validation_split,
+    ImageBatches,
+    Images,
+    augment,
+    load_cifar,
+    locate_cifar,
+    read_npz,
+    validation_split,
 )
 from diversedistill.errors import ConfigError, DataError, ModelError
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
 from diversedistill.models.vision import (
-    CLIPTeacher, ImageSpec, ViTStudent, ViTTeacher, clip_text_embeddings, load_clip_teacher,
+    CLIPTeacher,
+    ImageSpec,
+    ViTStudent,
+    ViTTeacher,
+    clip_text_embeddings,
+    load_clip_teacher,
     load_vit,
 )
 from diversedistill.training import TrainConfig, fit
-from vision_tiny import (
-    CLASSES, image_batch, tiny_clip, tiny_sentence_model, tiny_tokenizer, tiny_vit, write_npz,
-    write_python_batches,
-)
 
 pytest.importorskip("transformers")  # a core dependency; the skip is for a trimmed install
 
@@ -182,7 +199,7 @@ def test_teacher_weights_never_change_during_distillation(vit_teacher, clip_teac
     keys = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert all(k.startswith(("student.model.", "method.module.")) for k in keys)
     with pytest.raises(AttributeError, match="reports accuracy"):
-        result.val_mse
+        _ = result.val_mse
 
 
 def test_pretrained_models_load_from_a_local_directory(tmp_path):

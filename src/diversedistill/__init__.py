@@ -26,7 +26,13 @@ _WHERE = {
     "DistillationTask": "training", "FitResult": "training", "TrainConfig": "training",
     "fit": "training",
 }
-__all__ = sorted(_WHERE)
+__all__ = [  # the names of _WHERE, written out for tools that read __all__ statically
+    "Answer", "AnswerAugmenter", "Committee", "ConfigError", "DataError", "DistillationModule",
+    "DistillationTask", "DiverseDistill", "DiverseDistillConfig", "DiverseDistillError",
+    "FitResult", "HookedStudent", "HookedTeacher", "METHODS", "Method", "ModelError",
+    "QuestionAugmenter", "StudentOutput", "Teacher", "TrainConfig", "export_model", "fit",
+    "load_model", "register_method",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -45,9 +51,19 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from diversedistill.committee import Committee
     from diversedistill.errors import ConfigError, DataError, DiverseDistillError, ModelError
     from diversedistill.export import export_model, load_model
-    from diversedistill.interface import (Answer, HookedStudent, HookedTeacher, StudentOutput,
-                                          Teacher)
-    from diversedistill.methods import (METHODS, DiverseDistill, DiverseDistillConfig, Method,
-                                        register_method)
+    from diversedistill.interface import (
+        Answer,
+        HookedStudent,
+        HookedTeacher,
+        StudentOutput,
+        Teacher,
+    )
+    from diversedistill.methods import (
+        METHODS,
+        DiverseDistill,
+        DiverseDistillConfig,
+        Method,
+        register_method,
+    )
     from diversedistill.module import AnswerAugmenter, DistillationModule, QuestionAugmenter
     from diversedistill.training import DistillationTask, FitResult, TrainConfig, fit

@@ -468,8 +468,17 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from diversedistill.results import (ACCURACY, MSE, AccuracyRow, format_table, merge_runs,
-                                        read_results, summarize, write_csv, write_summary_csv)
+    from diversedistill.results import (
+        ACCURACY,
+        MSE,
+        AccuracyRow,
+        format_table,
+        merge_runs,
+        read_results,
+        summarize,
+        write_csv,
+        write_summary_csv,
+    )
 
     if args.out is not None:  # an empty --out or a file: refused before anything is read
         from diversedistill.rundir import check_out

@@ -22,7 +22,14 @@ from diversedistill.lm.prepare import prepare_language_teacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
 from diversedistill.parallel import worker_state
 from diversedistill.recsys import (
-    STUDENT, TEACHERS, as_student, as_teacher, build, loaders, train_alone, train_or_load_teacher,
+    STUDENT,
+    TEACHERS,
+    as_student,
+    as_teacher,
+    build,
+    loaders,
+    train_alone,
+    train_or_load_teacher,
 )
 from diversedistill.training import fit
 

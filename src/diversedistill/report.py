@@ -29,7 +29,14 @@ from matplotlib.ticker import MaxNLocator
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
-from diversedistill.results import Metric, format_table, mean_std, metric_of, read_results, summarize
+from diversedistill.results import (
+    Metric,
+    format_table,
+    mean_std,
+    metric_of,
+    read_results,
+    summarize,
+)
 from diversedistill.search import search_run_dir
 from diversedistill.sweep import sweep_run_name, tau_of_label
 from diversedistill.tables import read_search
@@ -229,7 +236,7 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
     column = f"val_{inputs.metric.name}"
     groups: dict[tuple, list[dict]] = defaultdict(list)
     missing = []
-    for (method, teachers, seed), run in sorted(inputs.runs.items()):
+    for (method, teachers, _seed), run in sorted(inputs.runs.items()):
         log = run / "logs" / "metrics.csv"
         curve = read_curve(log, column) if log.is_file() else {}
         if curve:

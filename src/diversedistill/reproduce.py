@@ -27,11 +27,23 @@ from diversedistill.ml_runs import Run
 from diversedistill.parallel import run_jobs
 from diversedistill.recsys import STUDENT, TEACHERS, references, train_or_load_teacher
 from diversedistill.results import (
-    ResultRow, format_table, read_results, summarize, write_csv, write_summary_csv,
+    ResultRow,
+    format_table,
+    read_results,
+    summarize,
+    write_csv,
+    write_summary_csv,
 )
 from diversedistill.search import GRIDS, TableProtocol, TableRun, TablesConfig
-from diversedistill.sweep import (SweepRow, format_sweep, read_sweep, skipped_fractions,
-                                  sweep_label, sweep_run_name, write_sweep)
+from diversedistill.sweep import (
+    SweepRow,
+    format_sweep,
+    read_sweep,
+    skipped_fractions,
+    sweep_label,
+    sweep_run_name,
+    write_sweep,
+)
 from diversedistill.tables import read_search, table_cells, write_tables
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))

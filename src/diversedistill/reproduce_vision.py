@@ -37,17 +37,38 @@ from diversedistill.methods import METHODS, DiverseDistillConfig
 from diversedistill.methods.base import Method
 from diversedistill.parallel import run_jobs, worker_state
 from diversedistill.results import (
-    ACCURACY, AccuracyRow, format_table, read_results, summarize, write_csv, write_summary_csv,
+    ACCURACY,
+    AccuracyRow,
+    format_table,
+    read_results,
+    summarize,
+    write_csv,
+    write_summary_csv,
 )
 from diversedistill.search import VISION_GRIDS, TableProtocol, TableRun, TablesConfig, make_method
-from diversedistill.tables import (TableLayout, read_search, table_cells, vision_layout,
-                                   write_layout, write_tables)
+from diversedistill.tables import (
+    TableLayout,
+    read_search,
+    table_cells,
+    vision_layout,
+    write_layout,
+    write_tables,
+)
 from diversedistill.training import fit
 from diversedistill.vision import (
-    CPU_EXPERIMENT, VisionExperiment, as_student, build_vit, committees_for, describe,
-    load_experiment, loaders, make_parts, run_config, train_alone, train_or_load_teacher,
+    CPU_EXPERIMENT,
+    VisionExperiment,
+    as_student,
+    build_vit,
+    committees_for,
+    describe,
+    load_experiment,
+    loaders,
+    make_parts,
+    run_config,
+    train_alone,
+    train_or_load_teacher,
 )
-
 
 # The MovieLens ablations (reproduce.ABLATIONS) with the vision committee's first-
 # implementation choices: λ = 0.003 (summed squared L2, chosen on validation then) and the

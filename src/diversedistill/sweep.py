@@ -21,7 +21,6 @@ from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
 
-
 SWEEP_LABEL = "diversedistill τ="  # a sweep run's method in results.csv: "diversedistill τ=0.5"
 
 

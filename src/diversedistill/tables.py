@@ -33,12 +33,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
-from diversedistill.claims import (DD, LABELS, MOVIELENS_CLAIMS, MULTI_BASELINES,
-                                   SINGLE_BASELINES, Cell, ClaimSettings, Spread,
-                                   committee_label, decide_claims, format_claims)
+from diversedistill.claims import (
+    DD,
+    LABELS,
+    MOVIELENS_CLAIMS,
+    MULTI_BASELINES,
+    SINGLE_BASELINES,
+    Cell,
+    ClaimSettings,
+    Spread,
+    committee_label,
+    decide_claims,
+    format_claims,
+)
 from diversedistill.errors import DataError
-from diversedistill.results import (ACCURACY, MSE, Metric, SummaryRow, csv_text,
-                                    metric_of, read_results, summarize)
+from diversedistill.results import (
+    ACCURACY,
+    MSE,
+    Metric,
+    SummaryRow,
+    csv_text,
+    metric_of,
+    read_results,
+    summarize,
+)
 
 
 @dataclass(frozen=True)

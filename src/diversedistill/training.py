@@ -42,8 +42,15 @@ from torch.utils.data import DataLoader
 
 from diversedistill import interrupt, rundir
 from diversedistill.atomic import write_text_atomic
-from diversedistill.checkpoints import (BEST, LAST, AtomicCheckpointIO, LastCheckpoint, RunLogger,
-                                        check_same_settings, read_checkpoint)
+from diversedistill.checkpoints import (
+    BEST,
+    LAST,
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    RunLogger,
+    check_same_settings,
+    read_checkpoint,
+)
 from diversedistill.committee import Committee
 from diversedistill.data.order import mix_seed
 from diversedistill.errors import ConfigError

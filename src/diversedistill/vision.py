@@ -37,9 +37,22 @@ from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
 from diversedistill.models.conv_stem import check_stem, install_conv_stem
 from diversedistill.models.vision import (
-    DEFAULT_PROMPT, VIT_MEAN, VIT_STD, CLIPTeacher, ImageSpec, ViTStudent,
-    ViTTeacher, ZeroShotHead, cached_text_embeddings, class_prompts, clip_spec, find_layers, load_clip_teacher, load_vit,
-    middle, sentence_embeddings,
+    DEFAULT_PROMPT,
+    VIT_MEAN,
+    VIT_STD,
+    CLIPTeacher,
+    ImageSpec,
+    ViTStudent,
+    ViTTeacher,
+    ZeroShotHead,
+    cached_text_embeddings,
+    class_prompts,
+    clip_spec,
+    find_layers,
+    load_clip_teacher,
+    load_vit,
+    middle,
+    sentence_embeddings,
 )
 from diversedistill.training import FitResult, TrainConfig, fit
 

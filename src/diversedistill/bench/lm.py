@@ -23,9 +23,16 @@ from diversedistill.data import load_movielens, locate_movielens, make_split
 from diversedistill.data.locate import cache_dir
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import METHODS, DiverseDistill, StudentOnly
-from diversedistill.recsys import (HISTORY_REFERENCE, STUDENT, TEACHERS, as_teacher, build,
-                                  loaders, references)
-from diversedistill.recsys import train_or_load_teacher
+from diversedistill.recsys import (
+    HISTORY_REFERENCE,
+    STUDENT,
+    TEACHERS,
+    as_teacher,
+    build,
+    loaders,
+    references,
+    train_or_load_teacher,
+)
 
 PREP_BUDGET_S = 45 * 60  # issue 4: at most 45 minutes on the 2-core CPU machine
 EPOCH_TARGET = 10.0  # issue 4: DiverseDistill at most 10x student-alone with a cached context

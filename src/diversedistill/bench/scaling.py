@@ -40,7 +40,7 @@ def parse_size(text: str) -> int:
     try:
         value = int(float(t[:-1] if factor > 1 else t) * factor)
     except ValueError:
-        raise ConfigError(f"--sizes: {text!r} is not a number of ratings (e.g. 100k, 1m, 10m)")
+        raise ConfigError(f"--sizes: {text!r} is not a number of ratings (e.g. 100k, 1m, 10m)") from None
     if value < 10_000:
         raise ConfigError(f"--sizes: {text!r} is too small (at least 10k ratings)")
     return value

@@ -26,8 +26,15 @@ from diversedistill.data.batches import rating_loader
 from diversedistill.data.locate import cache_dir
 from diversedistill.export import WEIGHTS, export_model, load_model
 from diversedistill.methods import DiverseDistill, StudentOnly
-from diversedistill.recsys import STUDENT, TEACHERS, as_student, as_teacher, build, loaders
-from diversedistill.recsys import train_or_load_teacher
+from diversedistill.recsys import (
+    STUDENT,
+    TEACHERS,
+    as_student,
+    as_teacher,
+    build,
+    loaders,
+    train_or_load_teacher,
+)
 from diversedistill.training import fit
 
 LATENCY_TOLERANCE = 0.02

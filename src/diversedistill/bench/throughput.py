@@ -22,8 +22,14 @@ from diversedistill.data.locate import cache_dir
 from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
 from diversedistill.methods import DiverseDistill, StudentOnly, method_class
 from diversedistill.methods.diversedistill import DiverseDistillConfig
-from diversedistill.recsys import STUDENT, TEACHERS, as_teacher, build, loaders
-from diversedistill.recsys import train_or_load_teacher
+from diversedistill.recsys import (
+    STUDENT,
+    TEACHERS,
+    as_teacher,
+    build,
+    loaders,
+    train_or_load_teacher,
+)
 
 MT_RATIO_TARGET = 1.3  # issue 6: DiverseDistill's epoch on the MLP committee vs MT's
 RUN_EPOCHS = 11  # length of the τ sweep's runs (early stopping), for the whole-run ratio

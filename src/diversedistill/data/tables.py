@@ -8,8 +8,8 @@ number belongs, a bad encoding, an empty file) into one :class:`DataError` sente
 from __future__ import annotations
 
 import csv
-import re
 import io
+import re
 from pathlib import Path
 
 import numpy as np

@@ -26,8 +26,12 @@ import string
 
 import numpy as np
 
-from diversedistill.data.history import (HISTORY_FIELDS, HistoryConfig, build_histories,
-                                         history_parts)
+from diversedistill.data.history import (
+    HISTORY_FIELDS,
+    HistoryConfig,
+    build_histories,
+    history_parts,
+)
 from diversedistill.data.movielens import MovieLens, Ratings
 from diversedistill.errors import ConfigError
 

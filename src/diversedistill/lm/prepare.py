@@ -33,8 +33,13 @@ from diversedistill.data.text import render_texts
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent
 from diversedistill.lm.models import EncoderRater, load_rater
-from diversedistill.lm.store import (build_seconds, build_store, length_sorted_batches, open_store,
-                                     stable_hash)
+from diversedistill.lm.store import (
+    build_seconds,
+    build_store,
+    length_sorted_batches,
+    open_store,
+    stable_hash,
+)
 from diversedistill.lm.teacher import LanguageTeacher, PairIndex, gather
 from diversedistill.methods import StudentOnly
 from diversedistill.training import TrainConfig, fit

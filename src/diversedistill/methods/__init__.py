@@ -8,8 +8,7 @@ Build one from plain data with :func:`build_method`, e.g.
 from diversedistill.methods.aekd import AEKD, AEKDConfig
 from diversedistill.methods.amtml import AMTML, AMTMLConfig
 from diversedistill.methods.autoskd import AutoSKD, AutoSKDConfig
-from diversedistill.methods.base import (METHODS, Method, build_method, method_class,
-                                         register_method)
+from diversedistill.methods.base import METHODS, Method, build_method, method_class, register_method
 from diversedistill.methods.diversedistill import DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.fd import FD, FDConfig
 from diversedistill.methods.ld import LD, LDConfig

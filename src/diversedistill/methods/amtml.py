@@ -43,8 +43,16 @@ from torch import nn
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import (FEATURE_REDUCTIONS, check, check_choice, distill_to,
-                                           feature_loss, own_answers, projections, soft_target)
+from diversedistill.methods.common import (
+    FEATURE_REDUCTIONS,
+    check,
+    check_choice,
+    distill_to,
+    feature_loss,
+    own_answers,
+    projections,
+    soft_target,
+)
 
 
 def instance_weights(beta: torch.Tensor, theta: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

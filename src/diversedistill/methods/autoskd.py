@@ -43,8 +43,7 @@ from torch import nn
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import (check, check_choice, kd_loss, own_answers,
-                                           task_plus)
+from diversedistill.methods.common import check, check_choice, kd_loss, own_answers, task_plus
 
 REWARDS = ("task", "distill")
 

@@ -82,7 +82,10 @@ from torch import nn
 
 # the configuration is defined apart (torch-free, for the command line), exported here
 from diversedistill.diversedistill_config import (  # noqa: F401
-    DISTANCES, IMPORTANCE_TARGETS, RUNNING_MOMENTUM, DiverseDistillConfig,
+    DISTANCES,
+    IMPORTANCE_TARGETS,
+    RUNNING_MOMENTUM,
+    DiverseDistillConfig,
 )
 from diversedistill.interface import take_rows
 from diversedistill.losses import normalized_squared_error, squared_l2, task_loss, task_score

@@ -27,8 +27,16 @@ import torch
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import (FEATURE_REDUCTIONS, check, check_choice, feature_loss,
-                                           own_answers, pick_teachers, projections, task_plus)
+from diversedistill.methods.common import (
+    FEATURE_REDUCTIONS,
+    check,
+    check_choice,
+    feature_loss,
+    own_answers,
+    pick_teachers,
+    projections,
+    task_plus,
+)
 
 
 @dataclass

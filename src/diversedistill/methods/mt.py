@@ -35,8 +35,16 @@ import torch
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import (check, check_choice, distill_to, is_rating, kd_loss,
-                                           own_answers, soft_target, task_plus)
+from diversedistill.methods.common import (
+    check,
+    check_choice,
+    distill_to,
+    is_rating,
+    kd_loss,
+    own_answers,
+    soft_target,
+    task_plus,
+)
 
 VARIANTS = ("kd_to_average", "average_of_kd")
 AVERAGES = ("probabilities", "logits")

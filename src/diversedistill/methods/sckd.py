@@ -39,8 +39,16 @@ import torch.nn.functional as F
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import (FEATURE_REDUCTIONS, check, check_choice, feature_loss,
-                                           kd_loss, own_answers, pick_teachers, projections)
+from diversedistill.methods.common import (
+    FEATURE_REDUCTIONS,
+    check,
+    check_choice,
+    feature_loss,
+    kd_loss,
+    own_answers,
+    pick_teachers,
+    projections,
+)
 
 TERMS = ("logit", "feature")
 GRADIENTS_OVER = ("student", "z")
