@@ -8,7 +8,7 @@ DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
 SEEDS ?= 3
 WORKERS ?= 2  # students trained at a time, one thread each (a 2-core CPU)
 
-.PHONY: setup run cifar test clean
+.PHONY: setup run cifar lint test clean
 
 $(BIN)/diversedistill: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: setup
 
 cifar: setup
 	$(BIN)/diversedistill reproduce cifar10 --data-dir $(DATA)/cifar10 --seeds 3 --workers $(WORKERS) --out results/cifar10
+
+lint: setup
+	$(BIN)/ruff check src tests scripts
 
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q

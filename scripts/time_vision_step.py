@@ -125,7 +125,8 @@ def main(argv=None) -> dict:
         if device.type == "cuda":
             result[f"{name} peak GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             torch.cuda.reset_peak_memory_stats()
-    result["diversedistill / fd"] = round(result["diversedistill ms/step"] / result["fd ms/step"], 2)
+    result["diversedistill / fd"] = round(
+        result["diversedistill ms/step"] / result["fd ms/step"], 2)
     print(json.dumps(result, indent=2))
     return result
 

@@ -28,8 +28,10 @@ def write_ml100k(root: Path, n_users=30, n_items=40, n_ratings=600, seed=0) -> P
     pairs = rng.choice(n_users * n_items, size=n_ratings, replace=False)
     users, items = pairs // n_items + 1, pairs % n_items + 1
     u_eff, i_eff = rng.normal(0, 0.8, n_users + 1), rng.normal(0, 0.8, n_items + 1)
-    ratings = np.clip(np.round(3.5 + u_eff[users] + i_eff[items] + rng.normal(0, 0.3, n_ratings)), 1, 5)
-    lines = [f"{u}\t{i}\t{int(r)}\t{880000000 + k}" for k, (u, i, r) in enumerate(zip(users, items, ratings))]
+    ratings = np.clip(
+        np.round(3.5 + u_eff[users] + i_eff[items] + rng.normal(0, 0.3, n_ratings)), 1, 5)
+    lines = [f"{u}\t{i}\t{int(r)}\t{880000000 + k}"
+             for k, (u, i, r) in enumerate(zip(users, items, ratings))]
     (root / "u.data").write_text("\n".join(lines) + "\n")
     half = len(lines) // 2
     (root / "u1.base").write_text("\n".join(lines[:half]) + "\n")
@@ -37,7 +39,8 @@ def write_ml100k(root: Path, n_users=30, n_items=40, n_ratings=600, seed=0) -> P
     item_lines = []
     for i in range(1, n_items + 1):
         flags = ["1" if (i + g) % 3 == 0 else "0" for g in range(len(GENRES))]
-        item_lines.append(f"{i}|Movie {i} ({1950 + i % 40})|01-Jan-1995||http://x|" + "|".join(flags))
+        item_lines.append(f"{i}|Movie {i} ({1950 + i % 40})|01-Jan-1995||http://x|"
+                          + "|".join(flags))
     (root / "u.item").write_text("\n".join(item_lines) + "\n", encoding="latin-1")
     user_lines = [f"{u}|{15 + u % 50}|{'MF'[u % 2]}|{OCCUPATIONS[u % 5]}|{10000 + 997 * u}"
                   for u in range(1, n_users + 1)]
@@ -48,13 +51,14 @@ def write_ml100k(root: Path, n_users=30, n_items=40, n_ratings=600, seed=0) -> P
 
 def write_ml1m(root: Path, with_users: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
-                                      "3::30::2::978300275\n")
+    (root / "ratings.dat").write_text("1::10::5::978300760\n1::20::3::978302109\n"
+                                      "2::10::4::978301968\n3::30::2::978300275\n")
     (root / "movies.dat").write_text("10::Toy Story (1995)::Animation|Children's|Comedy\n"
                                      "20::Heat (1995)::Action|Crime|Thriller\n"
                                      "30::Sabrina (1995)::Comedy|Romance\n", encoding="latin-1")
     if with_users:
-        (root / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n")
+        (root / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n"
+                                        "3::M::25::15::55117\n")
     return root
 
 
@@ -102,7 +106,8 @@ def write_tiny_committee(root: Path) -> tuple[Path, list[Path]]:
     teachers = []
     for i, name in enumerate(("ta", "tb")):
         torch.manual_seed(i + 1)
-        model = build_recommender(ml.fields, "mlp-s", mean, hidden=[32, 16 + 8 * i], embedding_dim=8)
+        model = build_recommender(ml.fields, "mlp-s", mean, hidden=[32, 16 + 8 * i],
+                                  embedding_dim=8)
         teachers.append(export_model(model, root / name, {"data": record}))
     return data, teachers
 

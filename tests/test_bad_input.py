@@ -118,7 +118,8 @@ CASES: dict[str, Case] = {
     "data-missing-release": Case(r"MovieLens ml-100k is not in .*nowhere \(from --data-dir\)",
                                  args=("--data-dir", "{root}/nowhere")),
     "data-csv-header": Case(
-        r"ratings\.csv, line 1: expected the header userId,movieId,rating,timestamp, found user,movie",
+        r"ratings\.csv, line 1: expected the header userId,movieId,rating,timestamp, "
+        r"found user,movie",
         args=("--release", "ml-latest-small", "--data-dir", "{root}/csv"),
         prepare=lambda root: replace_line(write_ml_csv(root / "csv") / "ratings.csv", 1,
                                           "user,movie,rating,timestamp")),
@@ -146,11 +147,13 @@ CASES: dict[str, Case] = {
     "config-tau-in-yaml": Case(r"c\.yaml: tau must be in \[0, 1\], got -0\.1",
                                args=("--config", "{root}/c.yaml"),
                                prepare=yaml("diversedistill:\n  tau: -0.1\n")),
-    "config-unknown-method": Case(r"unknown method 'nope'; registered methods: \[", args=("--method", "nope")),
+    "config-unknown-method": Case(r"unknown method 'nope'; registered methods: \[",
+                                  args=("--method", "nope")),
     "config-unknown-fold": Case(r"unknown fold 'u9'", args=("--split", "u9")),
     "config-devices": Case(r"devices must be at least 1, got 0", args=("--devices", "0")),
     "config-strategy": Case(r"unknown strategy 'fsdp'; choose one of", args=("--strategy", "fsdp")),
-    "config-batch-size": Case(r"--batch-size must be at least 1, got 0", args=("--batch-size", "0")),
+    "config-batch-size": Case(r"--batch-size must be at least 1, got 0",
+                              args=("--batch-size", "0")),
     "config-batch-smaller-than-processes": Case(
         r"a batch of 1 rows cannot be shared by 2 processes",
         args=("--batch-size", "1", "--devices", "2", "--strategy", "ddp")),
@@ -161,15 +164,17 @@ CASES: dict[str, Case] = {
     # ---- teachers: missing, damaged, mismatched
     "teacher-missing": Case(r"absent: no config\.json; not an exported diversedistill model",
                             args=("--teacher", "{root}/absent")),
-    "teacher-config-not-json": Case(r"ta/config\.json, line 1: invalid JSON",
-                                    prepare=lambda root: (root / "ta" / "config.json").write_text('{"format": ')),
+    "teacher-config-not-json": Case(
+        r"ta/config\.json, line 1: invalid JSON",
+        prepare=lambda root: (root / "ta" / "config.json").write_text('{"format": ')),
     "teacher-checksum": Case(
         r"ta/model\.safetensors: checksum differs from config\.json",
-        prepare=lambda root: shutil.copy(root / "tb" / "model.safetensors", root / "ta" / "model.safetensors")),
+        prepare=lambda root: shutil.copy(root / "tb" / "model.safetensors",
+                                         root / "ta" / "model.safetensors")),
     "teacher-weights-do-not-fit": Case(
         r"ta/model\.safetensors: weights do not fit the config \(size mismatch",
-        prepare=lambda root: edit_json(root / "ta" / "config.json", lambda c: c["model"]["config"].update(
-            hidden=[32, 32]))),
+        prepare=lambda root: edit_json(root / "ta" / "config.json",
+                                       lambda c: c["model"]["config"].update(hidden=[32, 32]))),
     "teacher-same-name-twice": Case(r"teacher names must be unique, got \['ta', 'tb', 'ta'\]",
                                     args=("--teacher", "{root}/ta")),
     "teacher-other-release": Case(r"teacher 'ta' cannot run on a batch of this data \(IndexError",
@@ -195,7 +200,8 @@ CASES: dict[str, Case] = {
     "config-duplicate-key": Case(r"c\.yaml, line 3: duplicate key 'lam' \(first at line 2\)",
                                  args=("--config", "{root}/c.yaml"),
                                  prepare=yaml("diversedistill:\n  lam: 1\n  lam: 2\n")),
-    "config-long-value": Case(r"c\.yaml\.lam: expected a number, got 'xxxxx[x]*\.\.\. \(5002 characters\)$",
+    "config-long-value": Case(r"c\.yaml\.lam: expected a number, "
+                              r"got 'xxxxx[x]*\.\.\. \(5002 characters\)$",
                               args=("--config", "{root}/c.yaml"),
                               prepare=yaml("diversedistill:\n  lam: " + "x" * 5000 + "\n")),
     "config-utf16": Case(r"c\.yaml: not valid UTF-8 text \(byte 0\) \(it starts with a UTF-16 "
@@ -207,7 +213,8 @@ CASES: dict[str, Case] = {
                                   args=("--config", "{root}/ml-100k")),
     # ---- issue 17: data that does not fit, a release that is not there
     "data-id-too-large": Case(r"u\.data, line 3: user '9223372036854775808' does not fit a "
-                              r"64-bit integer", prepare=ratings_line("9223372036854775808\t1\t3\t1")),
+                              r"64-bit integer",
+                              prepare=ratings_line("9223372036854775808\t1\t3\t1")),
     "data-release-typo": Case(r"unknown MovieLens release 'ml-100'; known: ml-100k, ml-1m",
                               args=("--release", "ml-100")),
     # ---- issue 17: the run directory
@@ -252,7 +259,8 @@ def test_unknown_teacher_size_in_train_teacher(ml100k_dir, tmp_path, capsys):
     code = main(["train-teacher", "--size", "mlp-xl", "--data-dir", str(ml100k_dir),
                  "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "unknown size 'mlp-xl'; choose mlp-s, mlp-m or mlp-l" in err[0]
+    assert (code == 2 and len(err) == 1
+            and "unknown size 'mlp-xl'; choose mlp-s, mlp-m or mlp-l" in err[0])
     assert not (tmp_path / "t").exists()
 
 
@@ -291,7 +299,8 @@ def test_a_student_returning_the_wrong_shape_is_named(ml100k_dir, tmp_path):
     train, val, test = loaders(ml, make_split(ml, "random", 0), 16, 0)
     student = HookedStudent(TwoOutputs(), "embed", "head")
     with pytest.raises(ModelError, match=r"the student returns predictions of shape \(16, 2\)"):
-        fit(student, StudentOnly(), None, train, val, test, TrainConfig(progress=False), tmp_path / "run")
+        fit(student, StudentOnly(), None, train, val, test, TrainConfig(progress=False),
+            tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -62,7 +62,8 @@ def test_pairwise_interactions_are_the_dot_products_of_every_field_pair():
     trunk = InteractionMLP(4, 3, RecommenderConfig(hidden=[5], embedding_dim=3)).eval()
     flat = torch.randn(2, 12)
     v = flat.view(2, 4, 3)
-    expected = torch.stack([(v[:, i] * v[:, j]).sum(-1) for i in range(4) for j in range(i + 1, 4)], 1)
+    expected = torch.stack([(v[:, i] * v[:, j]).sum(-1)
+                            for i in range(4) for j in range(i + 1, 4)], 1)
     first = trunk.mlp[0]
     got = trunk(flat)
     want = torch.relu(first(torch.cat([flat, expected], 1)))
@@ -96,7 +97,8 @@ def test_measure_size_trains_a_full_epoch_of_each_method():
     figures = measure_size(20_000)
     assert figures["train rows"] == 16_000
     for r in figures["methods"].values():
-        assert r["epoch s"] > 0 and r["rows/s"] * r["epoch s"] == pytest.approx(16_000 - 512, rel=1e-3)
+        assert (r["epoch s"] > 0
+                and r["rows/s"] * r["epoch s"] == pytest.approx(16_000 - 512, rel=1e-3))
     assert figures["max rss MiB"] >= figures["methods"]["student alone"]["peak MiB"] - 1
 
 

@@ -64,7 +64,8 @@ def test_export_refuses_weights_that_do_not_match_their_checksum(tmp_path):
     export_model(tiny_recommender(), tmp_path / "m")
     load_model(tmp_path / "m")
     export_model(tiny_recommender(seed=1), tmp_path / "other")
-    (tmp_path / "m" / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    (tmp_path / "m" / "model.safetensors").write_bytes(
+        (tmp_path / "other" / "model.safetensors").read_bytes())
     with pytest.raises(ModelError, match=r"m/model.safetensors: checksum differs"):
         load_model(tmp_path / "m")
 

@@ -17,7 +17,8 @@ from diversedistill.errors import ConfigError, DataError
 def test_ml100k_layout_reads_ratings_and_side_features(ml100k_dir):
     ml = load_movielens(ml100k_dir)
     assert len(ml.ratings) == 600 and ml.n_users == 30 and ml.n_items == 40
-    assert ml.field_names() == ["user", "item", "age", "gender", "occupation", "zip", "year", "genres"]
+    assert ml.field_names() == ["user", "item", "age", "gender", "occupation", "zip", "year",
+                                "genres"]
     assert ml.ratings.user.min() == 0 and ml.ratings.user.max() < 30
     assert ml.genres.shape == (40, 4)
     assert ml.titles[0] == "Movie 1 (1951)"
@@ -58,13 +59,15 @@ MALFORMED_RATING_LINES = {
     "extra-column": ("1\t2\t3\t4\t5", "line 3: expected 4 tab-separated fields, found 5"),
     "non-integer-id": ("1\tabc\t3\t880000000", "line 3: item must be an integer, found 'abc'"),
     "rating-out-of-range": ("1\t2\t7\t880000000", "line 3: rating 7 is outside 1..5"),
-    "half-star-in-ml100k": ("1\t2\t3.5\t880000000", "line 3: rating 3.5 is outside 1..5 in steps of 1"),
+    "half-star-in-ml100k": ("1\t2\t3.5\t880000000",
+                            "line 3: rating 3.5 is outside 1..5 in steps of 1"),
     "nan-rating": ("1\t2\tnan\t880000000", "line 3: rating must be a number"),
     "unknown-item-id": ("1\t999\t3\t880000000", "line 3: unknown item id 999"),
 }
 
 
-@pytest.mark.parametrize("line, message", MALFORMED_RATING_LINES.values(), ids=MALFORMED_RATING_LINES)
+@pytest.mark.parametrize("line, message", MALFORMED_RATING_LINES.values(),
+                         ids=MALFORMED_RATING_LINES)
 def test_malformed_rating_line_names_file_and_line(ml100k_dir, line, message):
     path = ml100k_dir / "u.data"
     lines = path.read_text().splitlines()
@@ -140,7 +143,8 @@ def test_offline_download_failure_says_where_to_put_files(tmp_path, monkeypatch)
     monkeypatch.delenv("DIVERSEDISTILL_DATA", raising=False)
     monkeypatch.setattr(locate, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(DataError, match="could not be downloaded .*network is unreachable.*unzip it"):
+    with pytest.raises(DataError,
+                       match="could not be downloaded .*network is unreachable.*unzip it"):
         locate_movielens("ml-100k")
     assert not any((tmp_path / "cache").rglob("*.zip"))  # nothing half-written left behind
 

@@ -82,8 +82,8 @@ def test_two_processes_match_one_and_keep_teachers_out_of_ddp(committee, tmp_pat
     assert (tmp_path / "ddp" / "student" / "model.safetensors").is_file()
 
 
-def test_gated_teachers_under_ddp_are_not_an_unused_parameter_error(committee, tmp_path, capsys,
-                                                                     monkeypatch, clean_environment):
+def test_gated_teachers_under_ddp_are_not_an_unused_parameter_error(
+        committee, tmp_path, capsys, monkeypatch, clean_environment):
     """After warm-up, τ = 0.9 with no exploration skips every teacher pass, so the answer and
     question MLPs get no gradient: DDP must be told to expect unused parameters. The real
     Lightning DDP wrapper, in one process (in-process, fast)."""

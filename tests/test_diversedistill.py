@@ -147,7 +147,8 @@ def test_the_default_distance_is_free_of_scale_and_width():
     # width: the same rows repeated side by side give the same distance
     method.module = DistillationModule(4, 16, [3], [5], 2, 2, 4)
     method._running("z_mean_square", torch.cat([z, z], 1).pow(2))
-    torch.testing.assert_close(method.distance(torch.cat([a, a], 1), torch.cat([z, z], 1)), values[0])
+    torch.testing.assert_close(method.distance(torch.cat([a, a], 1), torch.cat([z, z], 1)),
+                               values[0])
     assert DiverseDistill(DiverseDistillConfig(distance="sum")).distance(2 * a, 2 * z).mean() == \
         pytest.approx(4 * (a - z).pow(2).sum(-1).mean().item())
 
@@ -177,8 +178,10 @@ def test_legacy_config_reproduces_the_first_implementation_bit_for_bit():
             out["loss"].backward()
             opt.step()
         assert float(out["loss"].detach()) == pytest.approx(loss, rel=1e-5)
-        assert sum(float(p.detach().double().sum()) for p in student.parameters()) == pytest.approx(student_sum, rel=1e-5)
-        assert sum(float(p.detach().double().sum()) for p in method.module.parameters()) == pytest.approx(module_sum, rel=1e-5)
+        assert (sum(float(p.detach().double().sum()) for p in student.parameters())
+                == pytest.approx(student_sum, rel=1e-5))
+        assert (sum(float(p.detach().double().sum()) for p in method.module.parameters())
+                == pytest.approx(module_sum, rel=1e-5))
 
 
 class CountingTeacher(HookedTeacher):

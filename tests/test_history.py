@@ -129,8 +129,10 @@ def test_releases_without_demographics_get_a_history_too(tmp_path):
 
 def test_short_titles_drop_years_aliases_and_moved_articles():
     assert short_title("Godfather: Part II, The (1974)", 4) == "Godfather: Part II"
-    assert short_title("Shanghai Triad (Yao a yao yao dao waipo qiao) (1995)", 4) == "Shanghai Triad"
-    assert short_title("Dr. Strangelove or: How I Learned to Stop (1963)", 3) == "Dr. Strangelove or:"
+    assert (short_title("Shanghai Triad (Yao a yao yao dao waipo qiao) (1995)", 4)
+            == "Shanghai Triad")
+    assert (short_title("Dr. Strangelove or: How I Learned to Stop (1963)", 3)
+            == "Dr. Strangelove or:")
 
 
 def test_bad_history_settings_are_refused():

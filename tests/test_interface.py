@@ -56,7 +56,8 @@ def test_hooks_are_removed_after_a_pass(teacher):
 
 
 def test_wrong_question_width_and_bad_paths_are_clear(teacher):
-    with pytest.raises(ModelError, match=r"question has shape \(16, 5\) but 'embed' outputs \(16, 18\)"):
+    with pytest.raises(ModelError,
+                       match=r"question has shape \(16, 5\) but 'embed' outputs \(16, 18\)"):
         teacher.answer(torch.randn(16, 5), tiny_batch())
     with pytest.raises(ModelError, match="has no submodule 'encoder.layer.3'"):
         HookedTeacher("x", tiny_recommender(), "encoder.layer.3", "head")
@@ -74,7 +75,8 @@ def test_committee_freezes_teachers_in_one_place():
         model.head.bias += 1
     assert committee.fingerprint() != before
     with pytest.raises(ModelError, match="unique"):
-        Committee([HookedTeacher("t", model, "embed", "head"), HookedTeacher("t", model, "embed", "head")])
+        Committee([HookedTeacher("t", model, "embed", "head"),
+                   HookedTeacher("t", model, "embed", "head")])
 
 
 def test_take_rows_handles_nested_contexts():

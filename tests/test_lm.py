@@ -146,7 +146,8 @@ def test_t5_question_replaces_the_decoder_state_and_changes_the_rating(tiny):
 def test_unsupported_architectures_and_missing_models_are_one_clear_error(tmp_path):
     from transformers import GPT2Config, GPT2Model
 
-    GPT2Model(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=30)).save_pretrained(tmp_path / "gpt2")
+    GPT2Model(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=30)).save_pretrained(
+        tmp_path / "gpt2")
     (tmp_path / "gpt2" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     with pytest.raises(ModelError, match="cannot load|supported"):
         load_rater(tmp_path / "gpt2", 3.5, (1, 5))

@@ -83,7 +83,8 @@ def test_one_damaged_field_is_reported_at_its_line(table, data):
 def test_a_table_reads_only_when_every_line_has_the_right_field_count(lines):
     texts = ["\t".join(fields) for fields in lines]
     # a blank line (no text, no separator) is skipped; every other line is a row
-    rows = [(n, fields) for n, (fields, text) in enumerate(zip(lines, texts), 1) if text.strip() or "\t" in text]
+    rows = [(n, fields) for n, (fields, text) in enumerate(zip(lines, texts), 1)
+            if text.strip() or "\t" in text]
     wrong = [n for n, fields in rows if len(fields) != 3]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.tsv"
@@ -92,7 +93,8 @@ def test_a_table_reads_only_when_every_line_has_the_right_field_count(lines):
             with pytest.raises(DataError, match="file is empty"):
                 read_table(path, "\t", ["a", "b", "c"])
         elif wrong:
-            with pytest.raises(DataError, match=rf"t\.tsv, line {wrong[0]}: expected 3 tab-separated"):
+            with pytest.raises(DataError,
+                               match=rf"t\.tsv, line {wrong[0]}: expected 3 tab-separated"):
                 read_table(path, "\t", ["a", "b", "c"])
         else:
             frame = read_table(path, "\t", ["a", "b", "c"])

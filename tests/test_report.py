@@ -36,7 +36,8 @@ def results_dir(root: Path, seeds=(0, 1), vision=False, runs=True, importance=Tr
                 sweep=True) -> Path:
     """A results directory as `reproduce` (and the τ sweep) leave it, with made-up numbers:
     MovieLens (MSE, lower is better) or vision (accuracy, higher is better)."""
-    metric, row, student = ("accuracy", AccuracyRow, "vit-s") if vision else ("mse", ResultRow, "mlp-s")
+    metric, row, student = (("accuracy", AccuracyRow, "vit-s") if vision
+                            else ("mse", ResultRow, "mlp-s"))
     good = (lambda x: 0.6 + 0.1 * x) if vision else (lambda x: 0.90 - 0.05 * x)  # x: 0 bad, 1 good
     rows = []
     for seed in seeds:
@@ -171,8 +172,9 @@ def test_malformed_inputs_name_the_file(tmp_path):
 
 def tiny_distill(cfg: DiverseDistillConfig | None = None):
     student = HookedStudent(tiny_recommender(dropout=0.5), "embed", "head")
-    committee = Committee([HookedTeacher("m", tiny_recommender((16, 8), 6, seed=1), "embed", "head"),
-                           HookedTeacher("l", tiny_recommender((32, 12), 8, seed=2), "embed", "head")])
+    committee = Committee([
+        HookedTeacher("m", tiny_recommender((16, 8), 6, seed=1), "embed", "head"),
+        HookedTeacher("l", tiny_recommender((32, 12), 8, seed=2), "embed", "head")])
     batch = tiny_batch(24)
     committee.probe(batch)
     method = DiverseDistill(cfg or DiverseDistillConfig(d1=3, d2=5, hidden=7))

@@ -63,7 +63,8 @@ def kill_when_paused(args: list[str], marker: Path, **pause: str) -> str:
     """Start the CLI in a child process, wait until it pauses where asked, SIGKILL it."""
     log = marker.with_suffix(".log")
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=out,
+                                stderr=subprocess.STDOUT,
                                 env=child_env(DD_TEST_MARKER=str(marker), **pause))
     deadline = time.monotonic() + 300
     while not marker.exists():
@@ -106,7 +107,8 @@ def test_killed_run_resumes_bit_identical(committee, uninterrupted, tmp_path, ca
 
 def test_resuming_a_finished_run_trains_nothing_more(committee, tmp_path, capsys):
     out = tmp_path / "run"
-    args = distill_args(committee, out, "--max-epochs", "30", "--patience", "0", "--batch-size", "96")
+    args = distill_args(committee, out, "--max-epochs", "30", "--patience", "0",
+                        "--batch-size", "96")
     first = run_in_process(args, capsys)
     assert first["epochs"] < 30  # early stopping ended it: its decision is in last.ckpt
     before = (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns, val_column(out)
@@ -126,11 +128,13 @@ def test_resume_refuses_a_checkpoint_of_other_settings(committee, tmp_path, caps
     from diversedistill.methods import DiverseDistillConfig
 
     default = DiverseDistillConfig().lam
-    assert f"last.ckpt: cannot resume, the run was started with diversedistill.lam={default}" in err[0]
+    assert ("last.ckpt: cannot resume, the run was started with "
+            f"diversedistill.lam={default}") in err[0]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == snapshot  # nothing touched
 
 
-def test_resume_refuses_a_corrupt_checkpoint_and_starts_fresh_without_one(committee, tmp_path, capsys):
+def test_resume_refuses_a_corrupt_checkpoint_and_starts_fresh_without_one(committee, tmp_path,
+                                                                           capsys):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     mark(out)  # a run directory of the tool's, whose checkpoint was replaced

@@ -34,7 +34,8 @@ def test_a_malicious_checkpoint_is_refused_by_every_reader(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": Exploit(marker)}, path)
-    with pytest.raises(ModelError, match=r"evil\.ckpt: refused to load, it holds more than tensors"):
+    with pytest.raises(ModelError,
+                       match=r"evil\.ckpt: refused to load, it holds more than tensors"):
         read_checkpoint(path)
     with pytest.raises(ModelError, match="refused to load"):  # even when asked for less safety
         AtomicCheckpointIO().load_checkpoint(path, weights_only=False)
@@ -46,7 +47,8 @@ def test_resume_refuses_a_malicious_last_checkpoint(tmp_path, capsys):
     marker = tmp_path / "pwned"
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     mark(tmp_path / "run")  # a run directory of the tool's, whose checkpoint was replaced
-    torch.save({"state_dict": {}, "payload": Exploit(marker)}, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    torch.save({"state_dict": {}, "payload": Exploit(marker)},
+               tmp_path / "run" / "checkpoints" / "last.ckpt")
     code = main(["distill", "--teacher", str(teachers[0]), "--data-dir", str(data), "--no-progress",
                  "--out", str(tmp_path / "run"), "--resume"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -78,7 +80,8 @@ def test_source_loads_nothing_unsafely():
         for call in re.findall(r"torch\.load\((.*?)\)", text, re.S):
             assert "weights_only=True" in call, f"{path}: torch.load({call})"
         if path.name != "hub.py":
-            assert ".from_pretrained(" not in text, f"{path}: use diversedistill.hub.load_pretrained"
+            assert ".from_pretrained(" not in text, (
+                f"{path}: use diversedistill.hub.load_pretrained")
         assert not re.search(r"[(,]\s*trust_remote_code\s*=\s*True", text), path  # an argument
 
 
@@ -119,7 +122,8 @@ def test_hugging_face_remote_code_never_runs(transformers, tmp_path):
     repo = tmp_path / "custom"
     repo.mkdir()
     (repo / "config.json").write_text(json.dumps({
-        "model_type": "custom", "auto_map": {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}}))
+        "model_type": "custom",
+        "auto_map": {"AutoConfig": "custom.Config", "AutoModel": "custom.Model"}}))
     (repo / "custom.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     with pytest.raises(ModelError, match=r"custom: not loaded \(.*contains custom code"):
         load_pretrained(transformers.AutoModel, str(repo))
@@ -128,7 +132,8 @@ def test_hugging_face_remote_code_never_runs(transformers, tmp_path):
     assert not marker.exists()
 
 
-def test_loading_prints_one_line_for_weights_that_start_random_and_nothing_for_unused(tmp_path, caplog, capsys):
+def test_loading_prints_one_line_for_weights_that_start_random_and_nothing_for_unused(
+        tmp_path, caplog, capsys):
     from transformers import AutoModel, BertConfig, BertModel
 
     from diversedistill.hub import load_pretrained
@@ -148,4 +153,5 @@ def test_loading_prints_one_line_for_weights_that_start_random_and_nothing_for_u
         f"{tmp_path / 'no-pooler'}: 2 weight(s) not in the checkpoint start from random values: "
         "pooler.dense.bias, pooler.dense.weight"]
     captured = capsys.readouterr()
-    assert "LOAD REPORT" not in captured.out + captured.err  # transformers' own table is not printed
+    # transformers' own table is not printed
+    assert "LOAD REPORT" not in captured.out + captured.err

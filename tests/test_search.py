@@ -95,12 +95,14 @@ def test_an_extension_the_config_refuses_is_not_run(tmp_path):
     """AMTML's α extends by ±0.15 inside [0, 1]: 0.6 -> 0.75 runs, 1.0 -> 1.15 does not."""
     grid = TablesConfig({"amtml": {"alpha": [0.8, 0.9, 1.0]}}).merged()["amtml"]
     assert GRIDS["amtml"].knobs[0].beyond(0.6) == 0.75
-    assert GRIDS["amtml"].knobs[0].beyond(0.3) == 0.15 and GRIDS["amtml"].knobs[0].beyond(0.45) is None
+    assert (GRIDS["amtml"].knobs[0].beyond(0.3) == 0.15
+            and GRIDS["amtml"].knobs[0].beyond(0.45) is None)
     logs = []
     protocol = TableProtocol(None, BASE, 1, tmp_path, {"amtml": grid}, [("amtml", "lm+mlp-l")],
                              log=logs.append, execute=lambda runs, on_result: [
-                                 on_result(r, SimpleNamespace(val_mse=1 - json.loads(r.values)["alpha"],
-                                                              test_mse=0.5, seconds=1.0))
+                                 on_result(r, SimpleNamespace(
+                                     val_mse=1 - json.loads(r.values)["alpha"],
+                                     test_mse=0.5, seconds=1.0))
                                  for r in runs])
     protocol.run_seeds([0], lambda row: None)
     assert protocol.chosen[("amtml", "lm+mlp-l")]["alpha"] == 1.0
@@ -155,7 +157,8 @@ def test_two_knobs_accuracy_higher_is_better(tmp_path):
 
 
 def test_a_round_hands_every_cell_its_next_runs_at_once(tmp_path):
-    score = {(lam, t): 1 / lam + t for lam in (0.1, 0.3, 1.0, 3.0, 9.0) for t in (1.0, 2.0, 4.0, 8.0, 0.5)}
+    score = {(lam, t): 1 / lam + t
+             for lam in (0.1, 0.3, 1.0, 3.0, 9.0) for t in (1.0, 2.0, 4.0, 8.0, 0.5)}
     protocol, fake, _ = protocol_for(tmp_path, score, cells=(("ld", "clip"), ("fd", "clip")),
                                      seeds=2)
     protocol.run_seeds([0, 1], lambda row: None)
@@ -210,7 +213,8 @@ def test_resume_takes_finished_trials_and_runs_only_what_is_missing(tmp_path):
 def test_run_counts_of_the_default_tables():
     movielens = TableProtocol(None, BASE, 5, "unused", log=lambda *_: None)
     assert movielens.run_counts() == (14 * 3 + 4 * 14, 14 * 4 + 4 * 14)
-    assert "42-56 runs" in movielens.describe() and "98-112 distillation runs" in movielens.describe()
+    assert ("42-56 runs" in movielens.describe()
+            and "98-112 distillation runs" in movielens.describe())
     layout = vision_layout(["vit-l", "clip"], "vit-s", foundation="clip")
     assert layout.tables[0].settings == ("clip", "vit-l")
     vision = TableProtocol(None, BASE, 5, "unused", VISION_GRIDS, table_cells(layout.tables),

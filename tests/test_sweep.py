@@ -98,7 +98,8 @@ def test_sweep_runs_each_tau_and_writes_sweep_csv(ml100k_dir, tmp_path, capsys):
     assert {"diversedistill τ=0", "diversedistill τ=0.6", "student alone"} <= labels
 
 
-def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(ml100k_dir, tmp_path, capsys):
+def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(
+        ml100k_dir, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(out),
             "--cache-dir", str(tmp_path / "c"), "--lm", "none", "--no-progress", "--seeds", "1",
@@ -109,7 +110,8 @@ def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(ml1
     assert main(args + ["0", "0.6", "--resume"]) == 0
     printed = capsys.readouterr().out
     assert "1 sweep rows kept" in printed
-    ran = [line.split()[3] for line in printed.splitlines() if line.startswith("  seed 0  diversedistill")]
+    ran = [line.split()[3] for line in printed.splitlines()
+           if line.startswith("  seed 0  diversedistill")]
     assert ran == ["τ=0.6"]  # τ = 0 was kept, not run again
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[1] == first.splitlines()[1] and lines[2].startswith("0.6,0,")

@@ -417,7 +417,8 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
                                      if (r["method"], r["teachers"], r["seed"]) not in dropped])
     with open(out / "search.csv") as f:
         search = list(csv.DictReader(f))
-    write_rows(out / "search.csv", [r for r in search if (r["method"], r["teachers"]) != ("fd", "lm")])
+    write_rows(out / "search.csv",
+               [r for r in search if (r["method"], r["teachers"]) != ("fd", "lm")])
     calls = []
     train = ml_runs.distill_run
     monkeypatch.setattr(ml_runs, "distill_run",
@@ -426,7 +427,8 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
     assert main(args + ["--resume"]) == 0
     assert sorted(calls) == sorted([("mlp-l",), ("lm", "mlp-l"), ("lm",)])
     with open(out / "results.csv") as f:
-        resumed = {(r["method"], r["teachers"], r["seed"]): r["test_mse"] for r in csv.DictReader(f)}
+        resumed = {(r["method"], r["teachers"], r["seed"]): r["test_mse"]
+                   for r in csv.DictReader(f)}
     assert resumed == {(r["method"], r["teachers"], r["seed"]): r["test_mse"] for r in results}
 
 

@@ -119,7 +119,8 @@ def test_reproduce_cifar_tables_writes_table3_table4_and_the_search(tmp_path, ca
     assert sum(r["chosen"] == "True" for r in search) == 5  # one per cell
     with open(out / "results.csv") as f:
         results = list(csv.DictReader(f))
-    cells = {(r["method"], r["teachers"]) for r in results if r["method"] in ("ld", "diversedistill")}
+    cells = {(r["method"], r["teachers"]) for r in results
+             if r["method"] in ("ld", "diversedistill")}
     assert cells == {("ld", "clip"), ("ld", "vit-b"), ("diversedistill", "clip"),
                      ("diversedistill", "vit-b"), ("diversedistill", "vit-b+clip")}
     # rebuilt from the saved results alone (tables.json keeps the teachers), the same

@@ -48,7 +48,8 @@ def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_
     fit(as_student(student_model), DiverseDistill(cfg), committee, train, val, test, FAST,
         tmp_path / "run", clamp=ml.rating_scale)
     assert committee.fingerprint() == before
-    keys = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    keys = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt",
+                      weights_only=True)["state_dict"]
     assert any(k.startswith("method.module.") for k in keys)
     assert all(k.startswith(("student.model.", "method.module.")) for k in keys)
 
@@ -87,7 +88,8 @@ def test_cli_train_distill_export(ml100k_dir, tmp_path, capsys):
     common = ["--data-dir", str(ml100k_dir), "--no-progress"]
     for size in ("mlp-m", "mlp-l"):
         assert main(["train-teacher", "--size", size, "--out", str(tmp_path / size), *common]) == 0
-    assert main(["distill", "--teacher", str(tmp_path / "mlp-m"), "--teacher", str(tmp_path / "mlp-l"),
+    assert main(["distill", "--teacher", str(tmp_path / "mlp-m"),
+                 "--teacher", str(tmp_path / "mlp-l"),
                  "--out", str(tmp_path / "run"), "--d1", "4", "--hidden", "16", *common]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["test_mse"] > 0
@@ -151,7 +153,8 @@ def test_committee_widths_that_do_not_fit_name_the_teacher_and_shape():
     from diversedistill.interface import HookedTeacher
 
     committee = Committee([HookedTeacher("seq", Tokens(), "embed", "head")])
-    with pytest.raises(ModelError, match=r"teacher 'seq': its injection point 'embed' has shape \(2, 3, 6\)"):
+    with pytest.raises(ModelError,
+                       match=r"teacher 'seq': its injection point 'embed' has shape \(2, 3, 6\)"):
         committee.probe({"user": torch.zeros(2, 3, dtype=torch.long)})
 
 

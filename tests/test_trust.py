@@ -370,7 +370,8 @@ def test_a_signal_ends_the_run_with_a_checkpoint_one_line_and_its_exit_status(
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code
     lines = (tmp_path / "paused.log").read_text().strip().splitlines()
-    assert lines[-1] == "diversedistill distill: interrupted at epoch 0 step 7; continue with --resume"
+    assert lines[-1] == ("diversedistill distill: interrupted at epoch 0 step 7; "
+                         "continue with --resume")
     assert not (out / "student").exists()
 
     assert main(distill_args(committee, out, "--resume")) == 0  # exact, as if never stopped
@@ -393,7 +394,8 @@ def test_a_full_disk_is_named_in_one_line(committee, tmp_path, capsys, monkeypat
 
     def full(obj, f, *a, **k):  # what torch's C++ writer raises when the disk fills up
         Path(f).write_bytes(b"PK\x03\x04")
-        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4416 vs 4310")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . "
+                           "unexpected pos 4416 vs 4310")
 
     monkeypatch.setattr(checkpoints.torch, "save", full)
     assert main(distill_args(committee, tmp_path / "run")) == 2

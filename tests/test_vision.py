@@ -468,7 +468,8 @@ def test_reproduce_cifar_with_two_workers_gives_the_one_process_rows(tmp_path):
     """Runs spread over spawned single-threaded workers: the same rows, in any order."""
     data = write_npz(tmp_path / "data" / "cifar10.npz", n_train=72, n_test=24)
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_EXPERIMENT.replace("TEXT_MODEL", str(tiny_sentence_model(tmp_path / "t"))))
+    config.write_text(TINY_EXPERIMENT.replace("TEXT_MODEL",
+                                              str(tiny_sentence_model(tmp_path / "t"))))
     results = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"

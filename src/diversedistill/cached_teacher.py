@@ -84,7 +84,8 @@ class _Memo:
         self.rows = _Rows()
         self.hits = self.misses = 0
 
-    def lookup(self, keys: torch.Tensor) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    def lookup(self, keys: torch.Tensor
+               ) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
         """(keys as tuples, slots [B] with -1 where missing, indices of the missing rows)."""
         tuples = [tuple(k) for k in keys.tolist()]
         slots = torch.tensor([self.slot.get(k, -1) for k in tuples], dtype=torch.long)

@@ -40,7 +40,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("training (defaults: the MovieLens recipe)")
     group.add_argument("--max-epochs", type=int, help="upper bound on epochs (default 40)")
-    group.add_argument("--patience", type=int, help="epochs without a better validation MSE (default 4)")
+    group.add_argument("--patience", type=int,
+                       help="epochs without a better validation MSE (default 4)")
     group.add_argument("--batch-size", type=int, help="rows per optimizer step, over all processes")
     group.add_argument("--checkpoint-every-n-steps", type=int,
                        help="save checkpoints/last.ckpt every N steps and after every epoch "
@@ -49,7 +50,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                        help="continue from the run directory's last checkpoint, if it has one")
     group = p.add_argument_group("devices (see README: several GPUs)")
     group.add_argument("--accelerator", help="cpu (default), gpu or auto")
-    group.add_argument("--devices", type=int, help="processes per node, one device each (default 1)")
+    group.add_argument("--devices", type=int,
+                       help="processes per node, one device each (default 1)")
     group.add_argument("--num-nodes", type=int, help="machines taking part (default 1)")
     group.add_argument("--strategy", help="auto (default: DDP when devices x nodes > 1) or ddp")
 
@@ -77,7 +79,8 @@ def _add_dd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with a 'diversedistill:' section (flags win)")
     group = p.add_argument_group("DiverseDistill")
     for f in fields(DiverseDistillConfig):
-        kind = {"bool": _bool, "int": int, "float": float, "float | None": float}.get(str(f.type), str)
+        kind = {"bool": _bool, "int": int, "float": float,
+                "float | None": float}.get(str(f.type), str)
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"dd_{f.name}", type=kind,
                            default=None, metavar=f.name.upper(), help=f"default {f.default}")
     p.add_argument("--injection", choices=("add", "replace"), default=None,
@@ -103,7 +106,8 @@ def _dd_config(args):
     values = dict(section or {})
     if args.config:  # the file alone first, so that its mistakes are blamed on it
         from_dict(DiverseDistillConfig, values, args.config)
-    values.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
+    values.update({k[3:]: v for k, v in vars(args).items()
+                   if k.startswith("dd_") and v is not None})
     injection = args.injection or base.get("injection", "add")
     if injection not in ("add", "replace"):
         raise ConfigError(f"{args.config}: injection must be 'add' or 'replace', "
@@ -409,7 +413,8 @@ def _teacher_device(text: str | None):
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise ConfigError(f"--teacher-device: {short(text)} is not a device (cpu, cuda, cuda:1, ...)") from None
+        raise ConfigError(f"--teacher-device: {short(text)} is not a device "
+                          "(cpu, cuda, cuda:1, ...)") from None
     # checked now, not when the teachers move there after the run directory was cleared
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -85,7 +85,8 @@ def check_range(key: str, value: Any, where: str) -> None:
     if key not in RANGES:
         return
     low, low_ok, high, high_ok, words = RANGES[key]
-    if value < low or (value == low and not low_ok) or value > high or (value == high and not high_ok):
+    if (value < low or (value == low and not low_ok)
+            or value > high or (value == high and not high_ok)):
         raise ConfigError(f"{where}: {key} must be {words}, got {short(value)}")
 
 
@@ -176,7 +177,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise ConfigError(
+            f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

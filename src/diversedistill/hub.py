@@ -49,7 +49,8 @@ def load_pretrained(loader: Any, name_or_path: str, *, weights: bool = True, **k
     # Weights the checkpoint has but the model does not use (BERT's pooler under a
     # regression head) are expected here; weights the model needs but the checkpoint lacks
     # start from random values, which a user must hear about, in one line.
-    fresh = sorted({*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))})
+    fresh = sorted({*info.get("missing_keys", ()),
+                    *(k for k, *_ in info.get("mismatched_keys", ()))})
     if fresh:
         shown = ", ".join(fresh[:4]) + (f" and {len(fresh) - 4} more" if len(fresh) > 4 else "")
         log.warning(f"{name_or_path}: {len(fresh)} weight(s) not in the checkpoint start from "

@@ -51,7 +51,8 @@ def save_importance(method, student, batch, committee_names: Sequence[str],
     if alpha.shape[1] != len(committee_names):
         raise ValueError(f"α has {alpha.shape[1]} columns for {len(committee_names)} teachers")
     lines = [",".join(["sample", *committee_names])]
-    lines += [",".join([str(i), *(f"{v:.6f}" for v in row)]) for i, row in enumerate(alpha.tolist())]
+    lines += [",".join([str(i), *(f"{v:.6f}" for v in row)])
+              for i, row in enumerate(alpha.tolist())]
     path = Path(path)
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path

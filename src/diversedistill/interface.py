@@ -117,7 +117,8 @@ def _is_stochastic(module: nn.Module) -> bool:
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return True
     return any(isinstance(value, (int, float)) and value > 0
-               for value in (getattr(module, n, None) for n in ("dropout_prob", "attention_dropout")))
+               for value in (getattr(module, n, None)
+                             for n in ("dropout_prob", "attention_dropout")))
 
 
 def _first_tensor(value: Any) -> torch.Tensor:
@@ -228,9 +229,10 @@ class HookedTeacher(Teacher):
     the default: the teacher keeps its own view of the input and the question steers it;
     with DiverseDistill's zero-initialized questions every teacher starts answering
     exactly as trained) or replaces (``mode="replace"``, the paper's literal reading, which
-    starts the teacher from an untrained state: measured 45% of the gap against 94%). ``head`` names the output layer whose input is the
-    answer. The context is the batch itself: for a module with no cacheable prefix the
-    question-independent part is just its input.
+    starts the teacher from an untrained state: measured 45% of the gap against 94%).
+    ``head`` names the output layer whose input is the answer. The context is the batch
+    itself: for a module with no cacheable prefix the question-independent part is just its
+    input.
     """
 
     MODES = ("replace", "add")
@@ -239,7 +241,8 @@ class HookedTeacher(Teacher):
                  mode: str = "add", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         if mode not in self.MODES:
-            raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, got {mode!r}")
+            raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, "
+                             f"got {mode!r}")
         self.name, self.model, self.mode = name, model, mode
         self.device, self.dtype = device, dtype
         if device is not None or dtype is not None:  # placed once, before the first pass
@@ -314,9 +317,11 @@ class HookedTeacher(Teacher):
         if "target" in batch:
             check_prediction(f"teacher {self.name!r}", prediction, batch["target"])
         if "own" not in seen:
-            raise ModelError(f"teacher {self.name!r}: module {self.inject_at!r} never ran in a forward pass")
+            raise ModelError(f"teacher {self.name!r}: module {self.inject_at!r} "
+                             "never ran in a forward pass")
         if "t" not in seen:
-            raise ModelError(f"teacher {self.name!r}: head {self.head_path!r} never ran in a forward pass")
+            raise ModelError(f"teacher {self.name!r}: head {self.head_path!r} "
+                             "never ran in a forward pass")
         for what, path, tensor in (("injection point", self.inject_at, seen["own"]),
                                    ("head input", self.head_path, seen["t"])):
             if tensor.dim() != 2:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 
-def task_loss(prediction: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def task_loss(prediction: torch.Tensor, target: torch.Tensor,
+              reduction: str = "mean") -> torch.Tensor:
     """Squared error for ratings (float targets), cross-entropy for class labels (long)."""
     if target.is_floating_point():
         return F.mse_loss(prediction, target, reduction=reduction)
@@ -18,7 +19,8 @@ def squared_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).sum(-1)
 
 
-def normalized_squared_error(a: torch.Tensor, b: torch.Tensor, mean_square: torch.Tensor) -> torch.Tensor:
+def normalized_squared_error(a: torch.Tensor, b: torch.Tensor,
+                             mean_square: torch.Tensor) -> torch.Tensor:
     """Per-row squared error per dimension, relative to ``b``'s own size -> [B]::
 
         D(a, z) = (1/d') Σ_k (a_k − z_k)² / m,     m = E[(1/d') Σ_k z_k²]

@@ -66,10 +66,12 @@ def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Pat
     quiet = lambda *_: None  # noqa: E731 - the parent has logged all of this once
     ml = load_movielens(locate_movielens(release, data_dir))
     part = make_split(ml, split, split_seed)
-    teachers = {n: train_or_load_teacher(ml, part, n, r, split_seed, cache_root, False, log=quiet)[0]
+    teachers = {n: train_or_load_teacher(ml, part, n, r, split_seed, cache_root, False,
+                                         log=quiet)[0]
                 for n, r in TEACHERS.items()}
     if lm is not None:
-        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, False, quiet)[0]
+        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, False,
+                                                  quiet)[0]
     return state_from(ml, part, teachers, injection, cfg, out, progress)
 
 
@@ -111,7 +113,8 @@ def run(job: Run) -> RunResult:
     """Train the student of ``job`` in this process (a worker, or the parent)."""
     state = worker_state()
     ml, part, out = state["ml"], state["part"], state["out"]
-    run_dir = out / "runs" / (job.run_name or f"{job.label.replace(' ', '_')}-{job.teachers}-{job.seed}")
+    run_dir = out / "runs" / (job.run_name
+                              or f"{job.label.replace(' ', '_')}-{job.teachers}-{job.seed}")
     if not job.names:
         result = train_alone(ml, part, build(ml, part, STUDENT, job.seed), STUDENT, job.seed,
                              run_dir, state["progress"])

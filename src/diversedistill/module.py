@@ -33,7 +33,8 @@ class QuestionAugmenter(nn.Module):
                  hidden: int = 256, zero_init: bool = False):
         super().__init__()
         self.d1, self.d2 = d1, d2
-        self.teacher_embeddings = nn.Parameter(torch.randn(len(question_widths), d1) / math.sqrt(d1))
+        self.teacher_embeddings = nn.Parameter(
+            torch.randn(len(question_widths), d1) / math.sqrt(d1))
         self.question_projection = nn.Linear(d, d1 * d2, bias=False)  # W_q
         self.importance_projection = nn.Linear(d, d1, bias=False)  # W_α
         self.question_mlps = nn.ModuleList(two_layer_mlp(d2, hidden, w) for w in question_widths)

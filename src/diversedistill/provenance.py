@@ -65,7 +65,8 @@ def run_settings(record: dict, teacher_weights: dict[str, str] | None = None) ->
     """The provenance a resumed run must share with the run it resumes (flat keys, so the
     refusal names the one that differs)."""
     settings = {"data.release": record["release"], "data.sha256": record["data_sha256"],
-                "data.split": record["split"]["name"], "data.split_sha256": record["split"]["sha256"]}
+                "data.split": record["split"]["name"],
+                "data.split_sha256": record["split"]["sha256"]}
     for name, digest in (teacher_weights or {}).items():
         settings[f"teacher {name}.weights_sha256"] = digest
     return settings
@@ -88,11 +89,13 @@ def check_teacher(name: str, config: dict, ml: MovieLens, split: RatingSplit, re
         same_data = theirs["data_sha256"] == record["data_sha256"]
         their_split = theirs["split"]
     except (KeyError, TypeError):
-        raise ModelError(f"teacher {name!r}: its config.json has a malformed 'data' record") from None
+        raise ModelError(
+            f"teacher {name!r}: its config.json has a malformed 'data' record") from None
     if fields != record["fields"]:
         raise ModelError(
             f"teacher {name!r} was trained on {release} with other fields "
-            f"({_schema(fields)}) than this run's {record['release']} ({_schema(record['fields'])}); "
+            f"({_schema(fields)}) than this run's {record['release']} "
+            f"({_schema(record['fields'])}); "
             "it cannot run on this data")
 
     def refuse_or_warn(reason: str) -> str:

@@ -265,8 +265,10 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
     # The first epochs can sit far from the rest; zoom on the range where runs are compared
     # (a few percent of the values out of view beats a flat, unreadable picture).
     everything.sort()
-    low = everything[int(0.02 * (len(everything) - 1))] if inputs.metric.higher_is_better else everything[0]
-    high = everything[-1] if inputs.metric.higher_is_better else everything[int(0.9 * (len(everything) - 1))]
+    low = (everything[int(0.02 * (len(everything) - 1))] if inputs.metric.higher_is_better
+           else everything[0])
+    high = (everything[-1] if inputs.metric.higher_is_better
+            else everything[int(0.9 * (len(everything) - 1))])
     pad = 0.08 * (high - low) or 0.01
     ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("epoch")
@@ -458,7 +460,8 @@ def markdown(inputs: Inputs, summary, best, written: dict[str, Path]) -> str:
     lines = ["# DiverseDistill report", "",
              (f"Results: {', '.join(f'`{d}`' for d in inputs.dirs)}; {len(inputs.rows)} rows, "
               f"seeds {', '.join(map(str, seeds))}; metric: {inputs.metric.label} ({better} is "
-              "better). Made from saved results by `diversedistill report`; nothing was retrained."),
+              "better). Made from saved results by `diversedistill report`; "
+              "nothing was retrained."),
              "", "## Summary", "", format_table(summary, best, inputs.metric), ""]
     for name in PLOTS:
         if name in written:
@@ -470,7 +473,8 @@ def markdown(inputs: Inputs, summary, best, written: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def write_report(results: list[str | Path], out: str | Path | None = None) -> tuple[Path, Inputs, list[str]]:
+def write_report(results: list[str | Path], out: str | Path | None = None
+                 ) -> tuple[Path, Inputs, list[str]]:
     """Write ``report.md`` and its plots to ``out`` (default: the first results directory's
     ``report/``); returns the report's path, its inputs and the plots written."""
     inputs = load_inputs(results)

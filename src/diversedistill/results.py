@@ -86,7 +86,8 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
     groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for r in rows:
         groups[(r.method, r.teachers)][r.seed] = getattr(r, f"test_{metric.name}")
-    teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items() if k[0] == teacher_method}
+    teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items()
+                if k[0] == teacher_method}
     pick = max if metric.higher_is_better else min
     best = pick(teachers, key=teachers.get) if teachers else None
     student = groups.get(student_key)

@@ -75,7 +75,8 @@ def check_owned(path: str | os.PathLike, what: str = "run directory",
         found = kind_of(path)
         if kind is not None and found != kind:
             held = {"model": "an exported model", "run": "a run"}.get(found, "something else")
-            raise ConfigError(f"{path}: holds {held}, not {'a run' if kind == 'run' else 'an export'}; "
+            raise ConfigError(f"{path}: holds {held}, "
+                              f"not {'a run' if kind == 'run' else 'an export'}; "
                               f"refusing to overwrite it. Choose another {what}")
         return path
     if not path.exists():

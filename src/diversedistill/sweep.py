@@ -107,7 +107,8 @@ def choose_tau(rows: list[SweepRow]) -> float | None:
     if 0.0 not in by_tau:
         return None
     mean0, std0 = _mean_std([r.val_mse for r in by_tau[0.0]])
-    fine = [t for t, rs in by_tau.items() if statistics.fmean(r.val_mse for r in rs) <= mean0 + std0]
+    fine = [t for t, rs in by_tau.items()
+            if statistics.fmean(r.val_mse for r in rs) <= mean0 + std0]
     return max(fine)
 
 
@@ -139,8 +140,8 @@ def format_sweep(rows: list[SweepRow]) -> str:
         val, val_sd = _mean_std([r.val_mse for r in rs])
         test, test_sd = _mean_std([r.test_mse for r in rs])
         lines.append(f"| {tau:g} | {len(rs)} | " + " | ".join(f"{s:.1%}" for s in skips)
-                     + f" | {statistics.fmean(skips) if skips else 0:.1%} | {share} | {seconds:.1f} | "
-                     f"{1 - seconds / base:.1%} | {val:.4f} ± {val_sd:.4f} | "
+                     + f" | {statistics.fmean(skips) if skips else 0:.1%} | {share} | "
+                     f"{seconds:.1f} | {1 - seconds / base:.1%} | {val:.4f} ± {val_sd:.4f} | "
                      f"{test:.4f} ± {test_sd:.4f} |")
     chosen = choose_tau(rows)
     if chosen is not None:

@@ -101,7 +101,8 @@ class TrainConfig:
         if self.patience < 0 or self.checkpoint_every_n_steps < 0:
             raise ConfigError("patience and checkpoint_every_n_steps must not be negative")
         if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"unknown accelerator {self.accelerator!r}; choose one of {ACCELERATORS}")
+            raise ConfigError(f"unknown accelerator {self.accelerator!r}; "
+                              f"choose one of {ACCELERATORS}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
 
@@ -280,13 +281,15 @@ def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
     """Everything that decides a run's result; a checkpoint resumes only a run that matches."""
     settings = {f"train.{k}": v for k, v in dataclasses.asdict(cfg).items()
                 if k not in TrainConfig.PLACEMENT}
-    settings.update({"method": method.name, "teachers": "+".join(committee.names) if committee else "",
+    settings.update({"method": method.name,
+                     "teachers": "+".join(committee.names) if committee else "",
                      "train rows": len(train.dataset),
                      "train batch": getattr(train.sampler, "batch_size", train.batch_size),
                      "val rows": len(val.dataset)})
     method_cfg = getattr(method, "cfg", None)
     if dataclasses.is_dataclass(method_cfg):
-        settings.update({f"{method.name}.{k}": v for k, v in dataclasses.asdict(method_cfg).items()})
+        settings.update({f"{method.name}.{k}": v
+                         for k, v in dataclasses.asdict(method_cfg).items()})
     return settings
 
 

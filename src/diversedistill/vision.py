@@ -380,7 +380,8 @@ def train_alone(student: HookedStudent, parts: Parts, exp: VisionExperiment, rec
                run_config(exp, recipe, seed, progress), run_dir, metric="accuracy")
 
 
-def run_config(exp: VisionExperiment, recipe: ModelRecipe, seed: int, progress: bool) -> TrainConfig:
+def run_config(exp: VisionExperiment, recipe: ModelRecipe, seed: int,
+               progress: bool) -> TrainConfig:
     """``recipe``'s training settings on the experiment's accelerator and precision."""
     return recipe.train_config(seed, exp.accelerator, progress, precision=exp.precision)
 

@@ -40,7 +40,8 @@ def parse_size(text: str) -> int:
     try:
         value = int(float(t[:-1] if factor > 1 else t) * factor)
     except ValueError:
-        raise ConfigError(f"--sizes: {text!r} is not a number of ratings (e.g. 100k, 1m, 10m)") from None
+        raise ConfigError(f"--sizes: {text!r} is not a number of ratings "
+                          "(e.g. 100k, 1m, 10m)") from None
     if value < 10_000:
         raise ConfigError(f"--sizes: {text!r} is too small (at least 10k ratings)")
     return value
@@ -131,7 +132,8 @@ def format_scaling(results: list[dict]) -> str:
     lines = [f"| ratings | train rows | {head} | rating arrays (MiB) | peak memory (MiB) |",
              "|---|---|" + "---|---|" * len(labels) + "---|---|"]
     for r in results:
-        cells = " | ".join(f"{r['methods'][m]['epoch s']:.1f} | {r['methods'][m]['s per M rows']:.1f}"
+        cells = " | ".join(f"{r['methods'][m]['epoch s']:.1f} | "
+                           f"{r['methods'][m]['s per M rows']:.1f}"
                            if m in r["methods"] else "not timed | not timed" for m in labels)
         lines.append(f"| {r['ratings']:,} | {r['train rows']:,} | {cells} | {r['data MiB']:.0f} | "
                      f"{r['max rss MiB']:,.0f} |")

@@ -78,7 +78,8 @@ def locate_movielens(release: str = "ml-100k", data_dir: str | Path | None = Non
 
 def _missing_message(release: str, root: Path, origin: str, err: Exception | None = None) -> str:
     marker = "u.data, u.item and u.user" if release == "ml-100k" else (
-        "ratings.dat, movies.dat and users.dat" if release == "ml-1m" else "ratings.csv and movies.csv")
+        "ratings.dat, movies.dat and users.dat" if release == "ml-1m"
+        else "ratings.csv and movies.csv")
     why = f" and could not be downloaded ({err})" if err else ""
     return (
         f"MovieLens {release} is not in {root} (from {origin}){why}. Download {release}.zip from "

@@ -341,7 +341,8 @@ def _check_codes(frame, column, values, allowed, path) -> None:
     bad = ~np.isin(values, list(allowed))
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{path}, line {frame['_line'].iat[row]}: unknown {column} code {values[row]}")
+        raise DataError(f"{path}, line {frame['_line'].iat[row]}: "
+                        f"unknown {column} code {values[row]}")
 
 
 def _codes(values: pd.Series, unknown: str | None = None) -> np.ndarray:

@@ -27,7 +27,8 @@ class RatingSplit:
 def random_split(ml: MovieLens, seed: int, fractions=(0.8, 0.1, 0.1)) -> RatingSplit:
     """Shuffle all ratings with ``seed`` and cut them 80/10/10 (by default)."""
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ConfigError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+        raise ConfigError("split fractions must be three positive numbers summing to 1, "
+                          f"got {fractions}")
     n = len(ml.ratings)
     order = np.random.default_rng(seed).permutation(n)
     n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
@@ -52,7 +53,8 @@ def official_fold(ml: MovieLens, fold: str, seed: int, val_fraction: float = 0.1
     test = encode_ratings(read_100k_ratings(test_file), test_file, ml.user_ids, ml.item_ids)
     order = np.random.default_rng(seed).permutation(len(base))
     n_val = int(round(val_fraction * len(base)))
-    return RatingSplit(f"{fold}-{seed}", base.subset(order[n_val:]), base.subset(order[:n_val]), test)
+    return RatingSplit(f"{fold}-{seed}", base.subset(order[n_val:]), base.subset(order[:n_val]),
+                       test)
 
 
 def make_split(ml: MovieLens, split: str, seed: int) -> RatingSplit:

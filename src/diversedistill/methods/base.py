@@ -95,5 +95,6 @@ class Method(nn.Module):
         """Diagnostics of the validation epoch just seen (then reset), logged per epoch."""
         return {}
 
-    def forward(self, student: HookedStudent, committee: Committee, batch: Batch) -> dict[str, torch.Tensor]:
+    def forward(self, student: HookedStudent, committee: Committee,
+                batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -369,12 +369,14 @@ class DiverseDistill(Method):
                                                     if alpha_std * gain_std > 1e-12 else 0.0)
             if f"{name}/along_head" in means:
                 total = means[f"{name}/diff_sq"]
-                stats[f"diag/{name}/along_head"] = means[f"{name}/along_head"] / total if total else 0.0
+                stats[f"diag/{name}/along_head"] = (means[f"{name}/along_head"] / total
+                                                    if total else 0.0)
         self._diagnostics = ValidationDiagnostics()
         return stats
 
 
-def relative_gains(own_loss: torch.Tensor, losses: torch.Tensor, asked: torch.Tensor) -> torch.Tensor:
+def relative_gains(own_loss: torch.Tensor, losses: torch.Tensor,
+                   asked: torch.Tensor) -> torch.Tensor:
     """g [B, N]: per row, the mean loss of teacher i's alternatives (the student's own
     ``z`` [B] and every other teacher asked on the row) minus the loss of i's answer
     (``losses`` [B, N], read where ``asked`` [B, N]); > 0 where asking i helps most."""

@@ -31,7 +31,8 @@ class RecommenderConfig:
 
     def __post_init__(self):
         if not self.hidden or any(int(w) <= 0 for w in self.hidden):
-            raise ConfigError(f"hidden must be a non-empty list of positive widths, got {self.hidden}")
+            raise ConfigError("hidden must be a non-empty list of positive widths, "
+                              f"got {self.hidden}")
         if self.embedding_dim <= 0:
             raise ConfigError(f"embedding_dim must be positive, got {self.embedding_dim}")
         for name in ("dropout", "embedding_dropout"):

@@ -4,12 +4,13 @@
   [CLS] state after its middle layer, ``z`` the classifier's input (the final-layernormed
   [CLS] state).
 - :class:`ViTTeacher`: a ``ViTForImageClassification``; the question is added to (or, with
-  ``injection="replace"``, replaces) its [CLS] token after its middle layer, and its answer is its last-layer [CLS] state (the
-  classifier's input).
+  ``injection="replace"``, replaces) its [CLS] token after its middle layer, and its answer
+  is its last-layer [CLS] state (the classifier's input).
 - :class:`CLIPTeacher`: CLIP's image tower with a zero-shot classifier built from prompts
-  on the class names; the question is added to (or replaces) the [CLS] token in the image tower, and the
-  answer is the image-encoder representation (the projected image embedding). The text
-  tower runs once, when the teacher is built, and its embeddings are cached.
+  on the class names; the question is added to (or replaces) the [CLS] token in the image
+  tower, and the answer is the image-encoder representation (the projected image
+  embedding). The text tower runs once, when the teacher is built, and its embeddings are
+  cached.
 
 How a transformer teacher answers cheaply: the tokens below the injection layer do not
 depend on the question, so ``context(batch)`` runs the tower up to the injection layer once,
