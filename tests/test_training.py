@@ -37,6 +37,22 @@ def test_student_alone_learns_and_checkpoints_only_what_is_trained(data, tmp_pat
     assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()
 
 
+def test_output_that_is_not_a_terminal_gets_one_plain_line_per_epoch(data, tmp_path, capsys):
+    import dataclasses
+
+    ml, split = data
+    model = build(ml, split, STUDENT, 0)
+    train, val, test = loaders(ml, split, 64, 0)
+    fit(as_student(model), StudentOnly(), None, train, val, test,
+        dataclasses.replace(FAST, progress=True), tmp_path / "run", clamp=ml.rating_scale)
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["0", "1"]
+    assert all("train loss" in line and "val_mse" in line for line in lines)
+    assert "\r" not in out.out + out.err  # no progress bar redrawn into the file
+    assert "logging interval" not in out.err
+
+
 def test_distillation_run_keeps_teachers_out_of_checkpoint_and_export(data, tmp_path):
     ml, split = data
     teacher = build(ml, split, STUDENT, 1)

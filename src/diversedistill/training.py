@@ -53,6 +53,7 @@ from diversedistill.checkpoints import (
 )
 from diversedistill.committee import Committee
 from diversedistill.data.order import mix_seed
+from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent, check_prediction
 from diversedistill.methods.base import Method
@@ -349,6 +350,10 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     stopper = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a bar written to a file or pipe shows nothing until the end: plain lines instead
+    lines = wants_lines(cfg.progress)
+    if lines:
+        callbacks = [*callbacks, EpochLines(metric)]
     try:  # built before anything is removed: a Trainer that cannot run deletes nothing
         trainer = L.Trainer(
             max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
@@ -359,7 +364,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             logger=RunLogger(run_dir, keep_rows=keep_log_rows),
             # every process walks its own shard of each batch (data/order.py): no sampler swap
             use_distributed_sampler=False,
-            enable_progress_bar=cfg.progress, enable_model_summary=False, deterministic=True,
+            enable_progress_bar=cfg.progress and not lines, enable_model_summary=False,
+            deterministic=True,
             num_sanity_val_steps=0, log_every_n_steps=50,
         )
     except (MisconfigurationException, ValueError, RuntimeError) as err:
@@ -390,6 +396,9 @@ def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) 
         warnings.filterwarnings("ignore", ".*LeafSpec.*", FutureWarning)
         # a resumed run's directory holds its own checkpoints (a fresh run's was emptied)
         warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+        # an epoch of fewer steps than the logging interval: the epoch's means are logged
+        # anyway (on_epoch=True), so the warning tells the user nothing
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         try:  # a signal is only noted here; LastCheckpoint saves and stops after the step
             with interrupt.deferred():
                 trainer.fit(task, train_dataloaders=train, val_dataloaders=val,
