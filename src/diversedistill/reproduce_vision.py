@@ -136,27 +136,19 @@ def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root
             "teachers": {}, "own": {}, "contexts": {}}
 
 
-def _own_pass_cached(state: dict, name: str, teacher):
-    """``teacher`` with its own pass computed once per (image, fixed view) in this worker
-    and served to every baseline run after it (frozen teacher, fixed views: the same pass
-    every time). Without fixed views an augmented image is new each time: nothing to keep."""
+def _memoized(state: dict, store: str, name: str, teacher):
+    """``teacher`` wrapped once per worker in the memo ``store`` names, keyed by (image,
+    fixed view): "own" (``CachedOwnPass``: the own pass a baseline reads) or "contexts"
+    (``CachedContext``: the states below the injection point, so a DiverseDistill step runs
+    only the layers above; rows × tokens × width floats per teacher). A frozen teacher on a
+    fixed view gives the same result every time; without fixed views an augmented image is
+    new each time, and nothing is kept."""
     if not state["exp"].views or not state["exp"].augment:
         return teacher
-    if name not in state["own"]:
-        state["own"][name] = CachedOwnPass(teacher, key_fields=("index", "view"))
-    return state["own"][name]
-
-
-def _context_cached(state: dict, name: str, teacher):
-    """``teacher`` with its states below the injection point computed once per (image,
-    fixed view) in this worker: a DiverseDistill step then runs only the layers above it.
-    Memory: rows × tokens × width floats per teacher (about 1.3 GB for the CPU experiment's
-    vit-l: 144,000 rows × 17 tokens × 128)."""
-    if not state["exp"].views or not state["exp"].augment:
-        return teacher
-    if name not in state["contexts"]:
-        state["contexts"][name] = CachedContext(teacher, key_fields=("index", "view"))
-    return state["contexts"][name]
+    wrap = CachedOwnPass if store == "own" else CachedContext
+    if name not in state[store]:
+        state[store][name] = wrap(teacher, key_fields=("index", "view"))
+    return state[store][name]
 
 
 def _teacher(state: dict, name: str):
@@ -185,10 +177,10 @@ def run_job(job: Job):
         return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
                            result.seconds)
     teachers = {n: _teacher(state, n)[0] for n in job.names}
-    if job.method != "diversedistill":  # a baseline reads only the teachers' own passes
-        teachers = {n: _own_pass_cached(state, n, t) for n, t in teachers.items()}
-    else:  # DiverseDistill asks questions: what lies below the injection point is kept
-        teachers = {n: _context_cached(state, n, t) for n, t in teachers.items()}
+    # a baseline reads only the teachers' own passes; DiverseDistill asks questions, so
+    # only what lies below the injection point is kept
+    store = "contexts" if job.method == "diversedistill" else "own"
+    teachers = {n: _memoized(state, store, n, t) for n, t in teachers.items()}
     label = job.label or job.method
     run_dir = out / "runs" / (job.run_name or
                               f"{label.replace(' ', '_')}-{'+'.join(job.names)}-{job.seed}")
