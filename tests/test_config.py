@@ -50,3 +50,15 @@ def test_lm_config_names_bad_values():
         from_dict(LMConfig, {"epochs": "three"}, "lm")
     with pytest.raises(ConfigError, match="context_cache must be one of"):
         from_dict(LMConfig, {"context_cache": "cloud"}, "lm")
+
+
+def test_boolean_switches_are_flag_and_no_flag_and_unset_keeps_the_default():
+    from diversedistill.cli import _dd_config, build_parser
+
+    parse = lambda *flags: build_parser().parse_args(["distill", "--teacher", "t", "--out", "o", *flags])  # noqa: E501, E731
+    cfg, _ = _dd_config(parse("--no-zero-init-questions", "--distill-trains-importance"))
+    assert cfg.zero_init_questions is False and cfg.distill_trains_importance is True
+    cfg, _ = _dd_config(parse())
+    assert cfg.zero_init_questions is True and cfg.distill_trains_importance is False
+    with pytest.raises(SystemExit):  # the old form, a boolean that took a value, is gone
+        parse("--zero-init-questions", "false")

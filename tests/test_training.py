@@ -100,6 +100,29 @@ def test_export_round_trip_gives_identical_predictions(data, tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["note"] == "x"
 
 
+def test_the_served_recommender_predicts_from_raw_ids_clamped_as_evaluated(data, tmp_path):
+    from diversedistill.models.rating_server import RatingServer
+
+    ml, split = data
+    model = build(ml, split, STUDENT, 0).eval()
+    with torch.no_grad():
+        model.head.bias += 10.0  # predictions far above the scale: the clamp must show
+    export_model(RatingServer.from_release(model, ml), tmp_path / "served")
+    served = load_model(tmp_path / "served")
+    test = split.test
+    users, items = ml.user_ids[test.user[:64]], ml.item_ids[test.item[:64]]  # raw ids
+    batch = next(iter(loaders(ml, split, 64, 0)[2]))  # the same rows, as evaluation reads them
+    low, high = ml.rating_scale
+    with torch.no_grad():
+        expected = model(batch).clamp(low, high)
+    torch.testing.assert_close(served.predict(users, items), expected, rtol=0, atol=0)
+    assert float(expected.max()) == high
+    # an id the release does not hold is "unknown" (code 0), as the model was trained to take
+    unknown = served.predict([10**9], [items[0]])
+    assert unknown.shape == (1,) and low <= float(unknown) <= high
+    assert served.batch([10**9], [items[0]])["user"].tolist() == [0]
+
+
 def test_cli_train_distill_export(ml100k_dir, tmp_path, capsys):
     common = ["--data-dir", str(ml100k_dir), "--no-progress"]
     for size in ("mlp-m", "mlp-l"):
@@ -114,6 +137,13 @@ def test_cli_train_distill_export(ml100k_dir, tmp_path, capsys):
     ml = load_movielens(ml100k_dir)
     batch = next(iter(loaders(ml, make_split(ml, "random", 0), 64, 0)[2]))
     assert torch.equal(served(batch), trained(batch))
+    # the run also leaves the student with its id encoders: raw ids in, clamped ratings out
+    server = load_model(tmp_path / "run" / "served")
+    rows = make_split(ml, "random", 0).test
+    users, items = ml.user_ids[rows.user[:64]], ml.item_ids[rows.item[:64]]
+    with torch.no_grad():
+        expected = trained(batch).clamp(1.0, 5.0)
+    torch.testing.assert_close(server.predict(users, items), expected, rtol=0, atol=0)
 
 
 def test_cli_distill_with_teachers_in_bfloat16_on_their_own_device(tmp_path, capsys):

@@ -17,7 +17,8 @@ _WHERE = {
     "Committee": "committee",
     "ConfigError": "errors", "DataError": "errors", "DiverseDistillError": "errors",
     "ModelError": "errors",
-    "export_model": "export", "load_model": "export",
+    "NamedRows": "contract",
+    "export_model": "export", "load_model": "export", "model_factory": "export",
     "Answer": "interface", "HookedStudent": "interface", "HookedTeacher": "interface",
     "StudentOutput": "interface", "Teacher": "interface",
     "METHODS": "methods", "DiverseDistill": "methods", "DiverseDistillConfig": "methods",
@@ -29,9 +30,9 @@ _WHERE = {
 __all__ = [  # the names of _WHERE, written out for tools that read __all__ statically
     "Answer", "AnswerAugmenter", "Committee", "ConfigError", "DataError", "DistillationModule",
     "DistillationTask", "DiverseDistill", "DiverseDistillConfig", "DiverseDistillError",
-    "FitResult", "HookedStudent", "HookedTeacher", "METHODS", "Method", "ModelError",
+    "FitResult", "HookedStudent", "HookedTeacher", "METHODS", "Method", "ModelError", "NamedRows",
     "QuestionAugmenter", "StudentOutput", "Teacher", "TrainConfig", "export_model", "fit",
-    "load_model", "register_method",
+    "load_model", "model_factory", "register_method",
 ]
 
 
@@ -49,8 +50,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from diversedistill.committee import Committee
+    from diversedistill.contract import NamedRows
     from diversedistill.errors import ConfigError, DataError, DiverseDistillError, ModelError
-    from diversedistill.export import export_model, load_model
+    from diversedistill.export import export_model, load_model, model_factory
     from diversedistill.interface import (
         Answer,
         HookedStudent,

@@ -79,20 +79,16 @@ def _add_dd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with a 'diversedistill:' section (flags win)")
     group = p.add_argument_group("DiverseDistill")
     for f in fields(DiverseDistillConfig):
-        kind = {"bool": _bool, "int": int, "float": float,
-                "float | None": float}.get(str(f.type), str)
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"dd_{f.name}", type=kind,
+        flag = f"--{f.name.replace('_', '-')}"
+        if str(f.type) == "bool":  # --flag / --no-flag, unset (None) when neither is given
+            group.add_argument(flag, dest=f"dd_{f.name}", action=argparse.BooleanOptionalAction,
+                               default=None, help=f"default: {'on' if f.default else 'off'}")
+            continue
+        kind = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
+        group.add_argument(flag, dest=f"dd_{f.name}", type=kind,
                            default=None, metavar=f.name.upper(), help=f"default {f.default}")
     p.add_argument("--injection", choices=("add", "replace"), default=None,
                    help="how a question enters an MLP teacher (default add; see docs)")
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _dd_config(args):
@@ -397,10 +393,15 @@ def cmd_distill(args) -> int:
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
                "epochs": result.epochs, "best_epoch": result.best_epoch}
     rundir.mark(out / "student", "model")
-    export_model(student_model, out / "student",
-                 {"metrics": metrics, "method": args.method, "teachers": committee.names,
-                  "teacher_weights": weights, "data": record,
-                  "distillation": asdict(method.cfg) if hasattr(method, "cfg") else {}})
+    records = {"metrics": metrics, "method": args.method, "teachers": committee.names,
+               "teacher_weights": weights, "data": record,
+               "distillation": asdict(method.cfg) if hasattr(method, "cfg") else {}}
+    export_model(student_model, out / "student", records)
+    # the same student with the release's id encoders: load_model(...).predict(user, movie)
+    from diversedistill.models.rating_server import RatingServer
+
+    rundir.mark(out / "served", "model")
+    export_model(RatingServer.from_release(student_model.eval(), ml), out / "served", records)
     print(json.dumps(metrics))
     return 0
 

@@ -12,6 +12,11 @@ The config names the entry (``architecture``) and holds its description of the m
 the file; another kind of model plugs in by adding one entry.
 
 - ``mlp-recommender``: :class:`~diversedistill.models.recommender.MLPRecommender`;
+- ``movielens-rating-server``: the recommender with its release's id encoders and side
+  tables (:class:`~diversedistill.models.rating_server.RatingServer`): ``predict(user_id,
+  movie_id)`` from raw ids, clamped to the rating scale;
+- ``hf-pretrained`` and ``factory``: any Hugging Face model, and any ``nn.Module`` given
+  the factory that builds it (:mod:`diversedistill.export_generic`);
 - ``vit-classifier``: a Hugging Face ``ViTForImageClassification`` (exported bare or from
   its :class:`~diversedistill.models.vision.ViTStudent` adapter). Its description holds
   the ``ViTConfig`` (``to_dict()``), the image size and normalization the adapter applies,
@@ -39,6 +44,14 @@ from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.checkpoints import read_checkpoint
 from diversedistill.checkpoints import sha256_of as file_sha256  # one reader; tests import it here
 from diversedistill.errors import DiverseDistillError, ModelError
+from diversedistill.export_generic import (
+    FactoryArchitecture,
+    HuggingFaceArchitecture,
+    structure,
+)
+from diversedistill.export_generic import (
+    model_factory as model_factory,  # re-exported: users mark factories from here
+)
 from diversedistill.models.recommender import MLPRecommender
 
 FORMAT = "diversedistill-model/1"
@@ -81,6 +94,28 @@ class MLPRecommenderArchitecture:
         from diversedistill.recsys import as_student  # recsys imports this module
 
         return as_student(model)
+
+
+class RatingServerArchitecture:
+    """A recommender with its release's id encoders: predicts from raw MovieLens ids."""
+
+    def owns(self, model):
+        server = sys.modules.get("diversedistill.models.rating_server")
+        return server is not None and isinstance(model, server.RatingServer)
+
+    def served(self, model):
+        return model
+
+    def describe(self, model, class_names=None):
+        return model.describe()
+
+    def rebuild(self, description):
+        from diversedistill.models.rating_server import RatingServer
+
+        return RatingServer.from_description(description)
+
+    def as_student(self, model, description):
+        return model
 
 
 class ViTClassifierArchitecture:
@@ -128,7 +163,7 @@ class ViTClassifierArchitecture:
         refused at export, not discovered when serving."""
         with torch.device("meta"):  # structure and shapes only: no memory, no random numbers
             plain = self.rebuild(description)
-        ours, theirs = _structure(model), _structure(plain)
+        ours, theirs = structure(model), structure(plain)
         if ours != theirs:
             differs = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
             raise ModelError(f"{type(model).__name__}: differs from the ViT its config describes "
@@ -186,34 +221,44 @@ def _stem_of(model: nn.Module) -> list[int] | None:
     return [c.out_channels for c in convs[:-1]]  # the last conv gives the model's width
 
 
-def _structure(model: nn.Module) -> dict[str, str]:
-    """Module path -> type of each leaf module, parameter or buffer -> its shape. Containers
-    only route; transformers 4 names its attention container after the implementation
-    chosen when the model was loaded, which the config does not record."""
-    leaves = {name: type(m).__name__ for name, m in model.named_modules()
-              if not list(m.children())}
-    return {**leaves, **{k: str(tuple(v.shape)) for k, v in model.state_dict().items()}}
-
-
+# in the order they are tried: the specific entries before any Hugging Face model
 ARCHITECTURES: dict[str, Architecture] = {"mlp-recommender": MLPRecommenderArchitecture(),
-                                          "vit-classifier": ViTClassifierArchitecture()}
+                                          "movielens-rating-server": RatingServerArchitecture(),
+                                          "vit-classifier": ViTClassifierArchitecture(),
+                                          "hf-pretrained": HuggingFaceArchitecture(),
+                                          "factory": FactoryArchitecture()}
 
 
 def architecture_of(model: nn.Module) -> tuple[str, Architecture]:
     for name, architecture in ARCHITECTURES.items():
         if architecture.owns(model):
             return name, architecture
-    raise ModelError(f"{type(model).__name__}: no export architecture for this model (known: "
-                     f"{', '.join(ARCHITECTURES)}); add one to diversedistill.export.ARCHITECTURES")
+    name = type(model).__name__
+    raise ModelError(f"{name}: no export architecture for this model (known: "
+                     f"{', '.join(ARCHITECTURES)}); pass factory='package.module:{name}' and "
+                     "its arguments, or add an entry to diversedistill.export.ARCHITECTURES")
 
 
 def export_model(model: nn.Module, out_dir: str | Path, extra: dict | None = None,
-                 class_names: Sequence[str] | None = None) -> Path:
+                 class_names: Sequence[str] | None = None, factory: str | None = None,
+                 arguments: dict | None = None) -> Path:
     """``model`` (or its student adapter) as ``model.safetensors`` + ``config.json``;
-    ``class_names``: a classifier's label of each output, recorded with it."""
-    name, architecture = architecture_of(model)
-    config = {"format": FORMAT, "architecture": name,
-              "model": architecture.describe(model, class_names), **(extra or {})}
+    ``class_names``: a classifier's label of each output, recorded with it.
+
+    Any ``nn.Module``: ``factory="package.module:Name"`` (an ``nn.Module`` class or a
+    function marked :func:`model_factory`) and the keyword ``arguments`` that build it;
+    :func:`load_model` calls it again and loads the weights. A Hugging Face model needs
+    neither: its class and config rebuild it (and transformers' own loaders read the directory).
+    """
+    if factory is not None:
+        name, architecture = "factory", ARCHITECTURES["factory"]
+        description = architecture.describe(model, factory, arguments)
+    else:
+        name, architecture = architecture_of(model)
+        description = architecture.describe(model, class_names)
+    top = getattr(architecture, "top_level", None)  # keys another loader reads (Hugging Face)
+    config = {**(top(model, description) if top else {}), "format": FORMAT,
+              "architecture": name, "model": description, **(extra or {})}
     return _write_export(architecture.served(model), Path(out_dir), config)
 
 
@@ -222,7 +267,7 @@ def _write_export(model: nn.Module, out_dir: Path, config: dict) -> Path:
     check_finite(weights, out_dir / WEIGHTS)
     with atomic_path(out_dir / WEIGHTS) as tmp:
         try:
-            save_file(weights, str(tmp))
+            save_file(weights, str(tmp), metadata={"format": "pt"})  # as transformers writes
         except Exception as err:  # safetensors reports I/O errors as its own type
             raise _os_error(err, out_dir / WEIGHTS) from None
         checksum = file_sha256(tmp)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diversedistill.contract import check_prediction, check_vectors
 from diversedistill.errors import ModelError
 
 Batch = Mapping[str, torch.Tensor]
@@ -51,18 +52,6 @@ class StudentOutput:
 class Answer:
     hidden: torch.Tensor  # [b, d_t] the teacher's last hidden state, before its head
     prediction: torch.Tensor  # [b] or [b, C] its head applied to ``hidden``
-
-
-def check_prediction(who: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
-    """A regression model returns one number per row ([B]); a classifier [B, classes]."""
-    rows = target.shape[0]
-    if target.is_floating_point():
-        ok, want = tuple(prediction.shape) == (rows,), f"({rows},), one rating per row"
-    else:
-        ok, want = prediction.dim() == 2 and prediction.shape[0] == rows, f"({rows}, classes)"
-    if not ok:
-        raise ModelError(f"{who} returns predictions of shape {tuple(prediction.shape)}; "
-                         f"expected {want} for targets of shape {tuple(target.shape)}")
 
 
 def move_tensors(tree: Any, device: torch.device | str | None, dtype: torch.dtype | None) -> Any:
@@ -122,19 +111,54 @@ def _is_stochastic(module: nn.Module) -> bool:
 
 
 def _first_tensor(value: Any) -> torch.Tensor:
-    return value[0] if isinstance(value, (tuple, list)) else value
+    """A module's hidden state: the output itself, or the first entry of a tuple or of a
+    Hugging Face ``ModelOutput`` (``last_hidden_state``)."""
+    if isinstance(value, (tuple, list)):
+        return value[0]
+    if isinstance(value, Mapping):
+        return next(iter(value.values()))
+    return value
+
+
+def _with_first(value: Any, state: torch.Tensor) -> Any:
+    """The module output ``value`` with its hidden state (:func:`_first_tensor`) replaced:
+    a layer that returns ``(hidden, attentions)`` keeps returning a tuple."""
+    if isinstance(value, (tuple, list)):
+        return type(value)((state, *value[1:]))
+    if isinstance(value, Mapping):
+        value[next(iter(value.keys()))] = state  # ModelOutput: item and attribute both set
+        return value
+    return state
+
+
+def _at_token(state: torch.Tensor, token: int | None) -> torch.Tensor:
+    """One vector per row: a [B, T, D] token state at ``token``; a [B, D] state as it is."""
+    return state[:, token] if token is not None and state.dim() == 3 else state
+
+
+def _injected(own: torch.Tensor, question: torch.Tensor, mode: str,
+              token: int | None) -> torch.Tensor:
+    """``own`` with the question added (or put in its place) — at one token of a
+    [B, T, D] state when ``token`` is set. Out of place: autograd reaches the question."""
+    if token is None or own.dim() == 2:
+        return question if mode == "replace" else own + question
+    state = own.clone()
+    state[:, token] = question if mode == "replace" else own[:, token] + question
+    return state
 
 
 class HookedStudent(nn.Module):
     """Any module as a student: ``question_at`` names the module whose output is ``h``,
     ``head`` the final layer whose input is ``z``. ``call`` maps a batch to the model's
-    forward (default: ``model(batch)``)."""
+    forward (default: ``model(batch)``). ``token``: for a transformer whose states there
+    are [B, T, D], the position read (0: the [CLS]); [B, D] states are read as they are."""
 
     def __init__(self, model: nn.Module, question_at: str, head: str,
-                 call: Callable[[nn.Module, Batch], torch.Tensor] | None = None):
+                 call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+                 token: int | None = None):
         super().__init__()
         self.model = model
-        self.question_at, self.head_path = question_at, head
+        self.question_at, self.head_path, self.token = question_at, head, token
         # plain attributes, not submodules: the weights are registered once, under ``model``
         self.__dict__["_question_module"] = get_submodule(model, question_at)
         self.__dict__["head"] = get_submodule(model, head)
@@ -144,9 +168,9 @@ class HookedStudent(nn.Module):
     def forward(self, batch: Batch) -> StudentOutput:
         seen: dict[str, torch.Tensor] = {}
         h_hook = self._question_module.register_forward_hook(
-            lambda _m, _i, out: seen.__setitem__("h", _first_tensor(out)))
+            lambda _m, _i, out: seen.__setitem__("h", _at_token(_first_tensor(out), self.token)))
         z_hook = self.head.register_forward_pre_hook(
-            lambda _m, args: seen.__setitem__("z", args[0]))
+            lambda _m, args: seen.__setitem__("z", _at_token(args[0], self.token)))
         try:
             prediction = self._call(self.model, batch)
         finally:
@@ -233,17 +257,28 @@ class HookedTeacher(Teacher):
     ``head`` names the output layer whose input is the answer. The context is the batch
     itself: for a module with no cacheable prefix the question-independent part is just its
     input.
+
+    ``token`` asks a transformer at one position of its [B, T, D] token states: the
+    question is added to (or replaces) that token's state at ``inject_at`` — any layer,
+    e.g. ``"bert.encoder.layer.3"``, ``"vit.layers.5"`` (transformers 5 names),
+    ``"encoder.layers.2"`` of CLIP's image tower, ``"decoder.block.1"`` of T5 — as
+    ``model.named_modules()`` lists them — and the answer is that
+    token's state at the head's input when the head sees tokens too. ``token=0`` is the
+    [CLS] of an encoder (BERT, ViT, CLIP's image tower) and the first decoder position of
+    T5; a layer returning a tuple keeps returning one. Without ``token`` both points must
+    already hold one vector per row ([B, D]).
     """
 
     MODES = ("replace", "add")
 
     def __init__(self, name: str, model: nn.Module, inject_at: str, head: str,
                  mode: str = "add", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 token: int | None = None):
         if mode not in self.MODES:
             raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, "
                              f"got {mode!r}")
-        self.name, self.model, self.mode = name, model, mode
+        self.name, self.model, self.mode, self.token = name, model, mode, token
         self.device, self.dtype = device, dtype
         if device is not None or dtype is not None:  # placed once, before the first pass
             model.to(device=device, dtype=dtype)
@@ -262,21 +297,25 @@ class HookedTeacher(Teacher):
     @contextlib.contextmanager
     def _hooks(self, question: torch.Tensor | None, seen: dict) -> Iterator[None]:
         def inject(_m, _i, out):
-            seen["own"] = _first_tensor(out)
+            state = _first_tensor(out)
+            seen["state"] = state
+            seen["own"] = own = _at_token(state, self.token)
             if question is None:
                 return None
-            own = seen["own"]
             if question.shape != own.shape:
                 raise ModelError(
                     f"teacher {self.name!r}: the question has shape {tuple(question.shape)} but "
                     f"{self.inject_at!r} outputs {tuple(own.shape)}"
                 )
             question_here = question.to(own.device, own.dtype)  # differentiable: grads flow back
-            return question_here if self.mode == "replace" else own + question_here
+            return _with_first(out, _injected(state, question_here, self.mode, self.token))
+
+        def read_answer(_m, args):
+            seen["t"] = _at_token(args[0], self.token)
 
         hooks = [
             self._inject_module.register_forward_hook(inject),
-            self.head.register_forward_pre_hook(lambda _m, args: seen.__setitem__("t", args[0])),
+            self.head.register_forward_pre_hook(read_answer),
         ]
         try:
             yield
@@ -322,12 +361,7 @@ class HookedTeacher(Teacher):
         if "t" not in seen:
             raise ModelError(f"teacher {self.name!r}: head {self.head_path!r} "
                              "never ran in a forward pass")
-        for what, path, tensor in (("injection point", self.inject_at, seen["own"]),
-                                   ("head input", self.head_path, seen["t"])):
-            if tensor.dim() != 2:
-                raise ModelError(
-                    f"teacher {self.name!r}: its {what} {path!r} has shape {tuple(tensor.shape)}; "
-                    "a hooked teacher needs [batch, width] there (for token sequences, write a "
-                    "Teacher adapter that picks the token)")
+        check_vectors(f"teacher {self.name!r}", **{"injection point": (self.inject_at, seen["own"]),
+                                                    "head input": (self.head_path, seen["t"])})
         self.question_width = seen["own"].shape[-1]
         self.answer_width = seen["t"].shape[-1]

@@ -52,10 +52,11 @@ from diversedistill.checkpoints import (
     read_checkpoint,
 )
 from diversedistill.committee import Committee
+from diversedistill.contract import check_batch, check_prediction, check_vectors, metric_for
 from diversedistill.data.order import mix_seed
 from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
-from diversedistill.interface import HookedStudent, check_prediction
+from diversedistill.interface import HookedStudent
 from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -68,7 +69,9 @@ STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes 
 class TrainConfig:
     max_epochs: int = 40  # upper bound; early stopping usually ends sooner
     patience: int = 4  # epochs without a better validation MSE before stopping
-    batch_size: int = 512
+    # the loaders decide the batch size; set, it is checked against the training loader's
+    # (and recorded by the recipes that build loaders from it)
+    batch_size: int | None = None
     lr: float = 1e-3  # the student's learning rate (AdamW)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay of the student
     seed: int = 0
@@ -90,7 +93,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "warmup_epochs"):  # NaN passes every comparison
             if not math.isfinite(float(getattr(self, name))):
@@ -304,10 +307,16 @@ def is_global_zero() -> bool:
 def fit(student: HookedStudent, method: Method, committee: Committee | None,
         train: DataLoader, val: DataLoader, test: DataLoader | None, cfg: TrainConfig,
         run_dir: str | Path, clamp: tuple[float, float] | None = None, resume: bool = False,
-        callbacks: Sequence[Callback] = (), metric: str = "mse",
+        callbacks: Sequence[Callback] = (), metric: str | None = None,
         provenance: dict | None = None, notices: Sequence[str] = ()) -> FitResult:
     """Train ``student`` with ``method`` until the validation ``metric`` (:data:`METRICS`)
     stops improving; restore the best epoch; report the metric on validation and test.
+
+    Batches are dicts of tensors with a [B] ``"target"``: floating-point for regression
+    (predictions [B], ``metric`` "mse"), integer class labels for classification
+    (predictions [B, classes], "accuracy"). ``metric`` None takes the target's; the first
+    batch is checked against this contract before the first step
+    (:mod:`diversedistill.contract`).
 
     ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` when there is one (a fresh
     start otherwise). Without it, a run in an old directory starts from nothing.
@@ -321,11 +330,25 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
         raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
                           "processes; use a batch size of at least the number of processes")
+    if cfg.batch_size is not None and batch_size is not None and cfg.batch_size != batch_size:
+        raise ConfigError(f"TrainConfig.batch_size is {cfg.batch_size} but the training loader "
+                          f"yields batches of {batch_size}; the loader decides, so leave "
+                          "batch_size unset or make the two agree")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     example = next(iter(train))
+    check_batch(example)  # before anything runs: one sentence, not a KeyError mid-epoch
+    metric = metric_for(example["target"], metric)
     with torch.no_grad():  # in eval mode: no dropout, so no random number is drawn here
         student.eval()
-        check_prediction("the student", student.predict(example), example["target"])
+        if method.needs_teachers:  # the question point and z are read: one vector per row
+            out = student(example)
+            check_vectors("the student", **{
+                "question point": (getattr(student, "question_at", "h"), out.h),
+                "head input": (getattr(student, "head_path", "z"), out.z)})
+            prediction = out.prediction
+        else:  # the student alone: only its prediction is ever read
+            prediction = student.predict(example)
+        check_prediction("the student", prediction, example["target"])
         student.train()
     if method.needs_teachers:
         if committee is None or len(committee) == 0:

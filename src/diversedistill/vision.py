@@ -320,7 +320,7 @@ def tower_student(model: ZeroShotTower, layer: int | None) -> HookedStudent:
     path, layers = find_layers(model.tower, ("vision_model.encoder.layers",))
     at = middle(len(layers)) if layer is None else layer
     return HookedStudent(model, question_at=f"tower.{path}.{at - 1}", head="head",
-                         call=lambda m, b: m(b["image"]))
+                         call=lambda m, b: m(b["image"]), token=0)
 
 
 def as_teacher(name: str, model: nn.Module, recipe: ModelRecipe) -> Teacher:

@@ -46,7 +46,7 @@ from torch import nn
 
 from diversedistill.errors import ModelError
 from diversedistill.hub import load_pretrained
-from diversedistill.interface import Answer, Batch, HookedStudent, StudentOutput, Teacher
+from diversedistill.interface import Answer, Batch, HookedStudent, Teacher
 
 # Normalization constants of the published checkpoints (their preprocessor_config.json).
 VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # google/vit-*
@@ -314,12 +314,9 @@ class ViTStudent(HookedStudent):
         self.layer = _check_layer(layer, len(layers), "student")
         spec = spec or vit_spec(model.config)
         super().__init__(model, question_at=f"{path}.{self.layer - 1}", head="classifier",
-                         call=lambda m, b: m(pixel_values=spec.prepare(b["image"])).logits)
+                         call=lambda m, b: m(pixel_values=spec.prepare(b["image"])).logits,
+                         token=0)
         self.spec = spec
-
-    def forward(self, batch: Batch) -> StudentOutput:
-        out = super().forward(batch)
-        return StudentOutput(out.prediction, out.h[:, 0], out.z)
 
 
 # --------------------------------------------------------------------------- specs, loading
