@@ -8,7 +8,7 @@ DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
 SEEDS ?= 3
 WORKERS ?= 2  # students trained at a time, one thread each (a 2-core CPU)
 
-.PHONY: setup run cifar lint test clean
+.PHONY: setup run reproduce cifar lint test clean
 
 $(BIN)/diversedistill: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ $(BIN)/diversedistill: pyproject.toml
 
 setup: $(BIN)/diversedistill
 
+# the quick, real demo: MLP-M + MLP-L on ML-100K, one seed: student alone, teachers, plain
+# KD (LD) and DiverseDistill, then a report with plots (minutes; README for the time)
 run: setup
+	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --lm none --seeds 1 \
+		--committees mlp-l mlp-m+mlp-l --methods ld diversedistill --workers $(WORKERS) --out results/demo
+	$(BIN)/diversedistill report results/demo
+
+# the full MovieLens reproduction (language-model teacher included, 3 seeds: hours)
+reproduce: setup
 	$(BIN)/diversedistill reproduce movielens --data-dir $(DATA)/ml-100k --seeds $(SEEDS) --workers $(WORKERS) --out results/movielens
 
 cifar: setup

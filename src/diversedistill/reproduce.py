@@ -49,9 +49,10 @@ from diversedistill.tables import read_search, table_cells, write_tables
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
 LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))  # the committee first: the headline row
 SWEEP_COMMITTEE = ("lm", "mlp-l", "mlp-m")  # issue 6: the gating sweep's committee
-# Baselines run beside DiverseDistill (the LM rows of the paper's Table 3; the full tables
-# are `--tables`): method name -> committees. A method not registered is skipped.
-BASELINE_ROWS = {"fd": (("lm",),)}
+# Baselines run beside DiverseDistill (the LM rows of the paper's Table 3, and plain KD
+# from the stronger MLP: the first question a user asks; the full tables are `--tables`):
+# method name -> committees. A method not registered is skipped.
+BASELINE_ROWS = {"fd": (("lm",),), "ld": (("mlp-l",),)}
 # Ablations (METHOD.md's open choices): each row changes the default configuration in one
 # respect — or, for "first implementation", in all of them — on the same committee.
 ABLATIONS = {
