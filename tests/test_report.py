@@ -247,3 +247,31 @@ def test_a_tau_sweep_run_is_found_under_its_ascii_directory(tmp_path):
     inputs = load_inputs([root])
     assert inputs.runs[(row.method, row.teachers, 2)] == run
     assert not any("without a results.csv row" in n for n in inputs.notes)
+
+
+def test_report_on_one_distill_run_plots_its_curves_and_diagnostics(tmp_path):
+    """A single ``fit`` run directory is a results directory of one row."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from diversedistill.committee import Committee
+    from diversedistill.contract import NamedRows
+    from diversedistill.interface import HookedStudent, HookedTeacher
+    from diversedistill.methods import DiverseDistill
+    from diversedistill.report import write_report
+    from diversedistill.training import TrainConfig, fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    rows = NamedRows(TensorDataset(x, (x[:, 0] > 0).long()), ("x", "target"))
+    loader = DataLoader(rows, batch_size=16)
+    net = lambda width: torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU(),  # noqa: E731
+                                            torch.nn.Linear(width, 2))
+    call = lambda m, b: m(b["x"])  # noqa: E731
+    committee = Committee([HookedTeacher("wide", net(16), "0", "2", call=call)])
+    fit(HookedStudent(net(8), "0", "2", call=call), DiverseDistill(), committee, loader, loader,
+        None, TrainConfig(max_epochs=2, progress=False), tmp_path / "run")
+    path, inputs, plots = write_report([tmp_path / "run"], tmp_path / "report")
+    assert [(r.method, r.teachers, r.seed) for r in inputs.rows] == [("diversedistill", "wide", 0)]
+    assert 0.0 <= inputs.rows[0].val_accuracy <= 1.0
+    assert {"learning_curves.png", "diagnostics.png"} <= set(plots)
+    assert "| diversedistill | wide | 1 |" in path.read_text()

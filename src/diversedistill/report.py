@@ -11,6 +11,11 @@ What a results directory may hold, and what becomes of it:
   answer carries, per epoch (:meth:`~diversedistill.methods.DiverseDistill.validation_stats`);
 - ``sweep.csv``: the τ sweep (passes skipped, test metric and epoch time against τ).
 
+A single run's directory (``distill --out``, ``fit``'s ``run_dir``, one of ``runs/``) is a
+results directory of one row: its method, committee and seed from ``run.json``, its best
+validation figure from ``logs/metrics.csv`` and its test figure from ``student/config.json``
+when the run exported one.
+
 Several directories (one per seed, say) are read together, as ``summarize`` does. An
 optional input that is missing is named in the report instead of stopping it. Every file
 is written atomically and ``report.md`` last, so a report is never seen half-written.
@@ -30,7 +35,11 @@ from matplotlib.ticker import MaxNLocator
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.results import (
+    ACCURACY,
+    MSE,
+    AccuracyRow,
     Metric,
+    ResultRow,
     format_table,
     mean_std,
     metric_of,
@@ -86,10 +95,52 @@ def chosen_search_runs(directory: Path) -> dict[tuple[str, str, int], Path]:
             for r in read_search(directory / "search.csv") if r.chosen}
 
 
+def is_single_run(where: str | Path) -> bool:
+    path = Path(where)
+    return (path.is_dir() and not (path / "results.csv").exists()
+            and (path / "logs" / "metrics.csv").is_file())
+
+
+def single_run_row(run: Path):
+    """The one result row of a run directory (see the module docstring)."""
+    import json
+
+    try:
+        settings = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        settings = {}
+    with open(run / "logs" / "metrics.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        metric = ACCURACY if "val_accuracy" in header else MSE
+        column = f"val_{metric.name}"
+        values = [float(r[column]) for r in reader if r.get(column) not in (None, "")]
+    if not values:
+        raise DataError(f"{run / 'logs' / 'metrics.csv'}: no {column} column with values; "
+                        "not a finished epoch of a run")
+    val = max(values) if metric.higher_is_better else min(values)
+    test = math.nan
+    try:
+        recorded = json.loads((run / "student" / "config.json").read_text(encoding="utf-8"))
+        test = float(recorded.get("metrics", {}).get(f"test_{metric.name}", math.nan))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # a run that exported no student: its test figure is unknown, shown as nan
+    kind = AccuracyRow if metric is ACCURACY else ResultRow
+    return kind(str(settings.get("method", "run")), str(settings.get("teachers", "-")),
+                int(settings.get("train.seed", 0)), val, test, math.nan)
+
+
 def load_inputs(results: list[str | Path]) -> Inputs:
     rows, dirs, runs = [], [], {}
     metrics = set()
     for where in results:
+        if is_single_run(where):  # one run: its own row, its own curves and diagnostics
+            row = single_run_row(Path(where))
+            metrics.add(metric_of([row]).name)
+            rows.append(row)
+            dirs.append(Path(where))
+            runs[(row.method, row.teachers, row.seed)] = Path(where)
+            continue
         path = results_path(where)
         found = read_results(path)
         metrics.add(metric_of(found).name)
