@@ -161,8 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distill a student from exported teachers")
     _add_data_args(p)
-    p.add_argument("--teacher", action="append", required=True, metavar="DIR",
-                   help="an exported teacher (repeat for a committee)")
+    p.add_argument("--teacher", action="append", metavar="DIR",
+                   help="an exported MovieLens teacher (repeat for a committee); your own data "
+                        "and models instead: --config my.yaml with data/student/teachers "
+                        "sections (docs/user-guide.md)")
     p.add_argument("--method", default="diversedistill", help="distillation method")
     p.add_argument("--teacher-device", metavar="DEVICE",
                    help="run the teachers on another device than the student (cpu, cuda:1); "
@@ -353,6 +355,21 @@ def cmd_distill(args) -> int:
     from diversedistill.training import fit
 
     out = rundir.check_owned(args.out, "--out", kind="run")  # never a user's directory
+    if args.config:  # the user's own data and models: everything from the YAML
+        from diversedistill.user_run import is_user_run, read_user_run, run_user_config
+
+        config = load_yaml(args.config)
+        if is_user_run(config):
+            if args.teacher or args.data_dir:
+                raise ConfigError(f"{args.config} names its own data and teachers; drop "
+                                  "--teacher and --data-dir")
+            run = read_user_run(config, Path(args.config))  # checked before anything loads
+            rundir.check_inputs_outside(out, [("--config", args.config)])
+            print(json.dumps(run_user_config(run, out, args.seed, not args.no_progress)))
+            return 0
+    if not args.teacher:
+        raise ConfigError("distill needs --teacher (an exported MovieLens teacher), or "
+                          "--config with data, student and teachers sections for your own")
     rundir.check_inputs_outside(out, [("--data-dir", args.data_dir), ("--config", args.config),
                                       *(("--teacher", t) for t in args.teacher)])
     ml, split = _load_data(args)
