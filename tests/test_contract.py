@@ -217,3 +217,17 @@ def test_a_token_state_without_a_token_is_named():
     with pytest.raises(ModelError, match=r"teacher 'bert': its injection point "
                                          r"'bert.encoder.layer.0' has shape \(4, 6, 16\).*token="):
         Committee([teacher]).probe(batch)
+
+
+def test_tensorboard_event_files_beside_the_csv_when_asked(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboardX")  # in the test extras
+    cfg = TrainConfig(max_epochs=1, progress=False, tensorboard=True)
+    run(tmp_path, student(1), named_loader(rows()), cfg=cfg)
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()
+    # without the package: one sentence, before the run directory is touched
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match=r"needs the tensorboard or tensorboardX package"):
+        run(tmp_path / "b", student(1), named_loader(rows()), cfg=cfg)

@@ -48,6 +48,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                             "(default 50; 0: after every epoch only)")
     group.add_argument("--resume", action="store_true",
                        help="continue from the run directory's last checkpoint, if it has one")
+    group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                       help="TensorBoard event files in <out>/tensorboard/ beside the CSV "
+                            "(default off; needs tensorboardX)")
     group = p.add_argument_group("devices (see README: several GPUs)")
     group.add_argument("--accelerator", help="cpu (default), gpu or auto")
     group.add_argument("--devices", type=int,
@@ -58,7 +61,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _train_overrides(args) -> dict:
     names = ("max_epochs", "patience", "checkpoint_every_n_steps", "accelerator", "devices",
-             "num_nodes", "strategy")
+             "num_nodes", "strategy", "tensorboard")
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 

@@ -86,10 +86,13 @@ class TrainConfig:
     # Lightning's precision: "32-true", or "bf16-mixed" (autocast to bfloat16 where safe,
     # weights and optimizer state in float32: the GPU setting of configs/vision/)
     precision: str = "32-true"
+    # TensorBoard event files in run_dir/tensorboard/ beside logs/metrics.csv (needs the
+    # tensorboard or tensorboardX package: pip install "diversedistill[tensorboard]")
+    tensorboard: bool = False
 
     # settings that may change between a run and its resume (where and how it runs)
     PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy", "checkpoint_every_n_steps",
-                 "progress", "precision")
+                 "progress", "precision", "tensorboard")
 
     def __post_init__(self):
         for name in ("max_epochs", "batch_size", "devices", "num_nodes"):
@@ -384,7 +387,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             plugins=[AtomicCheckpointIO()],
             callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps),
                        *callbacks],
-            logger=RunLogger(run_dir, keep_rows=keep_log_rows),
+            logger=[RunLogger(run_dir, keep_rows=keep_log_rows), *_tensorboard(cfg, run_dir)],
             # every process walks its own shard of each batch (data/order.py): no sampler swap
             use_distributed_sampler=False,
             enable_progress_bar=cfg.progress and not lines, enable_model_summary=False,
@@ -448,6 +451,21 @@ def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) 
         seconds=seconds, epochs=epochs, best_epoch=int(best_state["epoch"]),
         run_dir=run_dir, metric=metric,
     )
+
+
+def _tensorboard(cfg: TrainConfig, run_dir: Path) -> list:
+    """Lightning's TensorBoard logger when asked for; its package missing is one sentence,
+    said before the run directory is touched."""
+    if not cfg.tensorboard:
+        return []
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise ConfigError("tensorboard=True needs the tensorboard or tensorboardX package: "
+                          'pip install "diversedistill[tensorboard]"')
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [TensorBoardLogger(str(run_dir), name="tensorboard", version="")]
 
 
 def _strategy(cfg: TrainConfig, method: Method):
