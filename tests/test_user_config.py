@@ -111,3 +111,21 @@ def test_a_cell_that_is_not_a_number_names_the_file_line_and_column(workspace, c
     assert main(["distill", "--config", write_config(tmp_path, module), "--out",
                  str(tmp_path / "runs" / "x"), "--no-progress"]) == 2
     assert "rows.csv, line 6: column 'f1' holds 'oops', not a number" in capsys.readouterr().err
+
+
+def test_train_teacher_from_the_same_yaml_then_distill_from_it(workspace, capsys):
+    tmp_path, module = workspace
+    config = write_config(tmp_path, module, **{
+        "teachers/wide": "teachers/trained",
+        "diversedistill:": f"model: {{class_path: {module}.Wide, init_args: {{width: 16}}}}\n"
+                           "diversedistill:"})
+    teacher = tmp_path / "teachers" / "trained"
+    assert main(["train-teacher", "--config", config, "--out", str(teacher),
+                 "--no-progress"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.5 < trained["val_accuracy"] <= 1.0  # a learnable rule: better than chance
+    wide = load_model(teacher)  # the user's class, rebuilt from its export
+    assert type(wide).__name__ == "Wide" and wide.body[0].out_features == 16
+    assert main(["distill", "--config", config, "--out", str(tmp_path / "runs" / "x"),
+                 "--no-progress"]) == 0
+    assert "val_accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

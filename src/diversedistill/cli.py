@@ -156,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"diversedistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train-teacher", help="train an MLP recommender teacher and export it")
+    p = sub.add_parser("train-teacher", help="train a teacher and export it: a MovieLens MLP "
+                                             "(--size), or your model on your table (--config)")
     _add_data_args(p)
     p.add_argument("--size", default="mlp-l", help="mlp-s, mlp-m or mlp-l")
+    p.add_argument("--config", help="YAML with data and model sections: your model class on "
+                                    "your table (docs/user-guide.md)")
     p.add_argument("--out", required=True, help="directory for the exported teacher")
     _add_train_args(p)
 
@@ -328,6 +331,14 @@ def cmd_train_teacher(args) -> int:
     from diversedistill.recsys import STUDENT, TEACHERS, build, train_alone
 
     out = rundir.check_owned(args.out, "--out", kind="model")  # never a user's directory
+    if args.config:  # the user's own model on their own table
+        from diversedistill.user_run import train_user_teacher
+
+        rundir.check_inputs_outside(out, [("--config", args.config)])
+        metrics = train_user_teacher(load_yaml(args.config), Path(args.config), out, args.seed,
+                                     not args.no_progress)
+        print(json.dumps(metrics))
+        return 0
     rundir.check_inputs_outside(out, [("--data-dir", args.data_dir)])
     ml, split = _load_data(args)
     recipe = TEACHERS.get(args.size) or (STUDENT if args.size == "mlp-s" else None)

@@ -34,6 +34,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from diversedistill.config import from_dict, short
 from diversedistill.errors import ConfigError, DataError
@@ -60,6 +61,14 @@ class StudentSpec:
     head: str
     init_args: dict = field(default_factory=dict)
     token: int | None = None
+
+
+@dataclass
+class ModelSpec:
+    """A teacher to train: ``train-teacher --config`` (its ``model:`` section)."""
+
+    class_path: str
+    init_args: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -90,10 +99,12 @@ def is_user_run(config: dict) -> bool:
 def read_user_run(config: dict, where: Path) -> UserRun:
     """The run the YAML describes, every key, file and class path checked; nothing loaded
     but the file's header line and the modules the class paths name."""
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
+    method = config.get("method", "diversedistill")
+    known = [*SECTIONS, "model", *([method] if isinstance(method, str) else [])]
+    unknown = sorted(set(config) - set(known))
+    if unknown:  # "model:" is train-teacher's: one file may serve both commands
         raise ConfigError(f"{where}: unknown top-level key {short(unknown[0])}; known: "
-                          f"{list(SECTIONS)}")
+                          f"{known}")
     for key in ("data", "student", "teachers"):
         if key not in config:
             raise ConfigError(f"{where}: a run on your own data needs a {key!r} section")
@@ -108,7 +119,6 @@ def read_user_run(config: dict, where: Path) -> UserRun:
                           f"{short(teachers_raw)}")
     teachers = [from_dict(TeacherSpec, t, f"{where}: teachers[{i}]")
                 for i, t in enumerate(teachers_raw)]
-    method = config.get("method", "diversedistill")
     if not isinstance(method, str):
         raise ConfigError(f"{where}: method: expected a method name, got {short(method)}")
     train = config.get("train") or {}
@@ -121,8 +131,81 @@ def read_user_run(config: dict, where: Path) -> UserRun:
     return run
 
 
+def read_teacher_config(config: dict, where: Path) -> tuple[TableData, ModelSpec, dict]:
+    """``train-teacher --config``: its ``data``, ``model`` and ``train`` sections, checked
+    as :func:`read_user_run` checks a run (the other sections of a run's file are allowed,
+    so one YAML can serve both commands)."""
+    unknown = sorted(set(config) - {*SECTIONS, "model"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key {short(unknown[0])}; known: "
+                          f"{[*SECTIONS, 'model']}")
+    for key in ("data", "model"):
+        if key not in config:
+            raise ConfigError(f"{where}: training a teacher needs a {key!r} section")
+    data = from_dict(TableData, config["data"], f"{where}: data")
+    model = from_dict(ModelSpec, config["model"], f"{where}: model")
+    train = dict(config.get("train") or {})
+    from diversedistill.training import TrainConfig
+
+    from_dict(TrainConfig, train, f"{where}: train")
+    _check_table(data, where)
+    importable(model.class_path, f"{where}: model.class_path")
+    return data, model, train
+
+
+def train_user_teacher(config: dict, where: Path, out: str | Path, seed: int = 0,
+                       progress: bool = True) -> dict:
+    """Train the ``model:`` alone on the table's training rows (the same split a later
+    ``distill --config`` of the same ``data:`` uses), export it to ``out`` with its class
+    as factory; its run (checkpoints, logs) stays in ``out/run``."""
+    from diversedistill import rundir
+    from diversedistill.export import export_model
+    from diversedistill.interface import HookedStudent
+    from diversedistill.methods import StudentOnly
+    from diversedistill.training import TrainConfig, fit
+
+    data, spec, train_options = read_teacher_config(config, where)
+    train, val, test = table_loaders(data, where)
+    model = _build(spec.class_path, spec.init_args, f"{where}: model")
+    # trained alone: only its prediction is read, so no question point or head is named
+    alone = HookedStudent(model, "", "", call=lambda m, b: m(b["x"]))
+    cfg = TrainConfig(**{"progress": progress, "seed": seed, **train_options})
+    result = fit(alone, StudentOnly(), None, train, val, test, cfg, Path(out) / "run")
+    metrics = {f"val_{result.metric}": result.val, f"test_{result.metric}": result.test,
+               "seconds": result.seconds, "epochs": result.epochs}
+    if result.rank == 0:
+        module, _, name = spec.class_path.rpartition(".")
+        rundir.mark(out, "model")
+        export_model(model, out, {"metrics": metrics, "data": dataclasses.asdict(data)},
+                     factory=f"{module}:{name}", arguments=spec.init_args)
+    return metrics
+
+
+def _build(class_path: str, init_args: Any, where: str):
+    if not isinstance(init_args, dict):
+        raise ConfigError(f"{where}.init_args: expected a mapping of argument names to "
+                          f"values, got {short(init_args)}")
+    cls = importable(class_path, f"{where}.class_path")
+    try:
+        return cls(**init_args)
+    except TypeError as err:
+        raise ConfigError(f"{where}.init_args do not fit {class_path} ({err})") from None
+
+
 def _check_files(run: UserRun) -> None:
-    data, where = run.data, run.where
+    _check_table(run.data, run.where)
+    where = run.where
+    importable(run.student.class_path, f"{where}: student.class_path")
+    names = [t.name for t in run.teachers]
+    for i, teacher in enumerate(run.teachers):
+        if names.count(teacher.name) > 1:
+            raise ConfigError(f"{where}: teachers[{i}]: name {teacher.name!r} used twice")
+        if not (resolve(teacher.export_dir, where) / "config.json").is_file():
+            raise ConfigError(f"{where}: teachers[{i}].export_dir {teacher.export_dir!r}: no "
+                              "exported model there (export_model writes config.json)")
+
+
+def _check_table(data: TableData, where: Path) -> None:
     if data.task not in ("auto", "regression", "classification"):
         raise ConfigError(f"{where}: data.task must be auto, regression or classification, "
                           f"got {short(data.task)}")
@@ -138,14 +221,6 @@ def _check_files(run: UserRun) -> None:
         if column not in header:
             raise ConfigError(f"{where}: data: column {column!r} is not in {path} (its "
                               f"columns: {header[:12]})")
-    importable(run.student.class_path, f"{where}: student.class_path")
-    names = [t.name for t in run.teachers]
-    for i, teacher in enumerate(run.teachers):
-        if names.count(teacher.name) > 1:
-            raise ConfigError(f"{where}: teachers[{i}]: name {teacher.name!r} used twice")
-        if not (resolve(teacher.export_dir, where) / "config.json").is_file():
-            raise ConfigError(f"{where}: teachers[{i}].export_dir {teacher.export_dir!r}: no "
-                              "exported model there (export_model writes config.json)")
 
 
 def resolve(path: str, where: Path) -> Path:
@@ -230,12 +305,7 @@ def run_user_config(run: UserRun, out: str | Path, seed: int = 0, progress: bool
 
     train, val, test = table_loaders(run.data, run.where)
     call = lambda m, b: m(b["x"])  # noqa: E731  every model reads the feature columns
-    cls = importable(run.student.class_path, f"{run.where}: student.class_path")
-    try:
-        model = cls(**run.student.init_args)
-    except TypeError as err:
-        raise ConfigError(f"{run.where}: student.init_args do not fit {run.student.class_path} "
-                          f"({err})") from None
+    model = _build(run.student.class_path, run.student.init_args, f"{run.where}: student")
     student = HookedStudent(model, run.student.question_at, run.student.head, call=call,
                             token=run.student.token)
     teachers = [HookedTeacher(t.name, load_model(resolve(t.export_dir, run.where)), t.inject_at,
