@@ -35,6 +35,7 @@ cifar: setup
 
 lint: setup
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy
 
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q

@@ -28,7 +28,7 @@ adapter that needs a cheaper split (T5's encoder run once, cached lower layers) 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +125,7 @@ def _with_first(value: Any, state: torch.Tensor) -> Any:
     a layer that returns ``(hidden, attentions)`` keeps returning a tuple."""
     if isinstance(value, (tuple, list)):
         return type(value)((state, *value[1:]))
-    if isinstance(value, Mapping):
+    if isinstance(value, MutableMapping):
         value[next(iter(value.keys()))] = state  # ModelOutput: item and attribute both set
         return value
     return state
@@ -152,6 +152,10 @@ class HookedStudent(nn.Module):
     ``head`` the final layer whose input is ``z``. ``call`` maps a batch to the model's
     forward (default: ``model(batch)``). ``token``: for a transformer whose states there
     are [B, T, D], the position read (0: the [CLS]); [B, D] states are read as they are."""
+
+    # set through __dict__ (not submodules); declared for type checkers
+    _question_module: nn.Module
+    head: nn.Module
 
     def __init__(self, model: nn.Module, question_at: str, head: str,
                  call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,

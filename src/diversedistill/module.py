@@ -44,8 +44,10 @@ class QuestionAugmenter(nn.Module):
             # learned something worth asking. Zeroed after the random initialization, so
             # the random stream (and every other parameter) is the same either way.
             for mlp in self.question_mlps:
-                nn.init.zeros_(mlp[-1].weight)
-                nn.init.zeros_(mlp[-1].bias)
+                last = list(mlp.children())[-1]  # the output layer of the question MLP
+                assert isinstance(last, nn.Linear)
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def forward(self, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """h [B, d] -> (questions: N tensors [B, dq_i], importance α [B, N])"""
