@@ -142,8 +142,8 @@ def test_an_unknown_architecture_is_one_error_naming_the_file_and_the_key(tmp_pa
     with pytest.raises(ModelError) as err:
         load_model(out)
     assert str(err.value) == (f"{out / CONFIG}: key 'architecture' is 'vit-giant', not one this "
-                              "version can rebuild (mlp-recommender, vit-classifier, "
-                              "hf-pretrained, factory)")
+                              "version can rebuild (mlp-recommender, movielens-rating-server, "
+                              "vit-classifier, hf-pretrained, factory)")
     # a known architecture whose description lacks a part: the key named, nothing built
     del config["model"]["vit_config"]
     (out / CONFIG).write_text(json.dumps(config))
