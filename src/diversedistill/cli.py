@@ -421,8 +421,7 @@ def cmd_distill(args) -> int:
     from diversedistill.importance import record_importance
 
     record_importance(method, student, result, test, committee.names, out)  # for `report`
-    metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds,
-               "epochs": result.epochs, "best_epoch": result.best_epoch}
+    metrics = result.summary()
     rundir.mark(out / "student", "model")
     records = {"metrics": metrics, "method": args.method, "teachers": committee.names,
                "teacher_weights": weights, "data": record,

@@ -47,7 +47,7 @@ from diversedistill.errors import DiverseDistillError, ModelError
 from diversedistill.export_generic import (
     FactoryArchitecture,
     HuggingFaceArchitecture,
-    structure,
+    check_rebuilds_same,
 )
 from diversedistill.export_generic import (
     model_factory as model_factory,  # re-exported: users mark factories from here
@@ -163,12 +163,9 @@ class ViTClassifierArchitecture:
         refused at export, not discovered when serving."""
         with torch.device("meta"):  # structure and shapes only: no memory, no random numbers
             plain = self.rebuild(description)
-        ours, theirs = structure(model), structure(plain)
-        if ours != theirs:
-            differs = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
-            raise ModelError(f"{type(model).__name__}: differs from the ViT its config describes "
-                             f"({differs}); this architecture cannot rebuild it, give it an "
-                             "entry of its own in diversedistill.export.ARCHITECTURES")
+        check_rebuilds_same(model, plain, "the ViT its config describes",
+                            "this architecture cannot rebuild it, give it an entry of its own "
+                            "in diversedistill.export.ARCHITECTURES")
 
     def rebuild(self, description):
         from transformers import ViTConfig, ViTForImageClassification
@@ -373,20 +370,20 @@ def _load(path: Path) -> tuple[nn.Module, dict]:
 
 
 def export_run_student(student: nn.Module, result, extra: dict | None = None,
-                       class_names: Sequence[str] | None = None) -> Path | None:
+                       class_names: Sequence[str] | None = None, factory: str | None = None,
+                       arguments: dict | None = None) -> Path | None:
     """Leave a finished run's student in ``run_dir/student/``, as ``distill`` does: its
     config is what ``export RUN`` rebuilds the checkpoint's student from, and its presence
     says the run finished (a run that starts again clears it). ``result``: the run's
-    :class:`~diversedistill.training.FitResult`, whose numbers it records."""
+    :class:`~diversedistill.training.FitResult`, whose numbers it records; ``factory`` and
+    ``arguments`` as :func:`export_model` takes them."""
     from diversedistill import rundir
 
     if result.rank != 0:  # under DDP the reporting process writes it
         return None
-    metrics = {f"val_{result.metric}": result.val, f"test_{result.metric}": result.test,
-               "seconds": result.seconds, "epochs": result.epochs,
-               "best_epoch": result.best_epoch}
     out = rundir.mark(Path(result.run_dir) / "student", "model")
-    return export_model(student, out, {"metrics": metrics, **(extra or {})}, class_names)
+    return export_model(student, out, {"metrics": result.summary(), **(extra or {})},
+                        class_names, factory, arguments)
 
 
 def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,

@@ -49,12 +49,14 @@ def structure(model: nn.Module) -> dict[str, str]:
     return {**leaves, **{k: str(tuple(v.shape)) for k, v in model.state_dict().items()}}
 
 
-def check_rebuilds_same(model: nn.Module, rebuilt: nn.Module, what: str) -> None:
+def check_rebuilds_same(model: nn.Module, rebuilt: nn.Module, what: str,
+                        why: str = "the export could not be loaded back") -> None:
+    """Refused at export, not found when serving: ``rebuilt`` (what loading will make) must
+    have ``model``'s structure. ``what`` names the rebuilt model in the message."""
     ours, theirs = structure(model), structure(rebuilt)
     if ours != theirs:
         differs = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
-        raise ModelError(f"{type(model).__name__}: differs from the model {what} builds "
-                         f"({differs}); the export could not be loaded back")
+        raise ModelError(f"{type(model).__name__}: differs from {what} ({differs}); {why}")
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -88,7 +90,8 @@ class HuggingFaceArchitecture:
         description = {"class": type(hf).__name__, "config": config,
                        "parameters": sum(p.numel() for p in hf.parameters())}
         with torch.device("meta"):  # structure and shapes only: no memory, no random numbers
-            check_rebuilds_same(hf, self.rebuild(description), f"transformers.{type(hf).__name__}")
+            check_rebuilds_same(hf, self.rebuild(description),
+                                f"the model transformers.{type(hf).__name__} builds")
         return description
 
     def top_level(self, model, description):
@@ -134,7 +137,7 @@ class FactoryArchitecture:
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"factory {factory!r} cannot build the model from {arguments} "
                              f"({type(err).__name__}: {err})") from None
-        check_rebuilds_same(_inner(model), rebuilt, f"factory {factory!r}")
+        check_rebuilds_same(_inner(model), rebuilt, f"the model factory {factory!r} builds")
         return description
 
     def rebuild(self, description):

@@ -302,7 +302,6 @@ class HookedTeacher(Teacher):
     def _hooks(self, question: torch.Tensor | None, seen: dict) -> Iterator[None]:
         def inject(_m, _i, out):
             state = _first_tensor(out)
-            seen["state"] = state
             seen["own"] = own = _at_token(state, self.token)
             if question is None:
                 return None

@@ -144,6 +144,11 @@ class FitResult:
     rank: int = 0  # under DDP only rank 0 evaluates and reports; other ranks get NaNs
     metric: str = "mse"
 
+    def summary(self) -> dict[str, float | int | None]:
+        """The figures a run reports (printed by ``distill``, recorded in its export)."""
+        return {f"val_{self.metric}": self.val, f"test_{self.metric}": self.test,
+                "seconds": self.seconds, "epochs": self.epochs, "best_epoch": self.best_epoch}
+
     def _named(self, name: str, value):
         if self.metric != name:
             raise AttributeError(f"this run reports {self.metric}, not {name}")

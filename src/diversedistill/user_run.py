@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from diversedistill.config import from_dict, short
 from diversedistill.errors import ConfigError, DataError
@@ -96,37 +94,55 @@ def is_user_run(config: dict) -> bool:
     return any(key in config for key in ("data", "student", "teachers"))
 
 
+def _sections(config: dict, where: Path, needed: tuple[str, ...], what: str) -> str:
+    """Check the top-level keys (one file serves ``distill`` and ``train-teacher``: the
+    sections of both, and the named method's own); return the method's name."""
+    method = config.get("method", "diversedistill")
+    if not isinstance(method, str):
+        raise ConfigError(f"{where}: method: expected a method name, got {short(method)}")
+    known = [*SECTIONS, "model", method]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key {short(unknown[0])}; known: "
+                          f"{known}")
+    for key in needed:
+        if key not in config:
+            raise ConfigError(f"{where}: {what} needs a {key!r} section")
+    return method
+
+
+def _train_options(config: dict, where: Path) -> dict:
+    """The ``train:`` section, its keys and values checked against TrainConfig."""
+    from diversedistill.training import TrainConfig
+
+    train = dict(config.get("train") or {})
+    from_dict(TrainConfig, train, f"{where}: train")
+    return train
+
+
+def _init_args(spec, where: str) -> None:
+    if not isinstance(spec.init_args, dict):
+        raise ConfigError(f"{where}.init_args: expected a mapping of argument names to "
+                          f"values, got {short(spec.init_args)}")
+
+
 def read_user_run(config: dict, where: Path) -> UserRun:
     """The run the YAML describes, every key, file and class path checked; nothing loaded
     but the file's header line and the modules the class paths name."""
-    method = config.get("method", "diversedistill")
-    known = [*SECTIONS, "model", *([method] if isinstance(method, str) else [])]
-    unknown = sorted(set(config) - set(known))
-    if unknown:  # "model:" is train-teacher's: one file may serve both commands
-        raise ConfigError(f"{where}: unknown top-level key {short(unknown[0])}; known: "
-                          f"{known}")
-    for key in ("data", "student", "teachers"):
-        if key not in config:
-            raise ConfigError(f"{where}: a run on your own data needs a {key!r} section")
+    method = _sections(config, where, ("data", "student", "teachers"),
+                       "a run on your own data")
     data = from_dict(TableData, config["data"], f"{where}: data")
     student = from_dict(StudentSpec, config["student"], f"{where}: student")
-    if not isinstance(student.init_args, dict):
-        raise ConfigError(f"{where}: student.init_args: expected a mapping of argument names "
-                          f"to values, got {short(student.init_args)}")
+    _init_args(student, f"{where}: student")
     teachers_raw = config["teachers"]
     if not isinstance(teachers_raw, list) or not teachers_raw:
         raise ConfigError(f"{where}: teachers: expected a list of teachers, got "
                           f"{short(teachers_raw)}")
     teachers = [from_dict(TeacherSpec, t, f"{where}: teachers[{i}]")
                 for i, t in enumerate(teachers_raw)]
-    if not isinstance(method, str):
-        raise ConfigError(f"{where}: method: expected a method name, got {short(method)}")
-    train = config.get("train") or {}
-    from diversedistill.training import TrainConfig  # the keys, checked before any loading
-
-    from_dict(TrainConfig, train, f"{where}: train")
     options = config.get(method)
-    run = UserRun(data, student, teachers, method, dict(options or {}), dict(train), where)
+    run = UserRun(data, student, teachers, method, dict(options or {}),
+                  _train_options(config, where), where)
     _check_files(run)
     return run
 
@@ -135,19 +151,11 @@ def read_teacher_config(config: dict, where: Path) -> tuple[TableData, ModelSpec
     """``train-teacher --config``: its ``data``, ``model`` and ``train`` sections, checked
     as :func:`read_user_run` checks a run (the other sections of a run's file are allowed,
     so one YAML can serve both commands)."""
-    unknown = sorted(set(config) - {*SECTIONS, "model"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key {short(unknown[0])}; known: "
-                          f"{[*SECTIONS, 'model']}")
-    for key in ("data", "model"):
-        if key not in config:
-            raise ConfigError(f"{where}: training a teacher needs a {key!r} section")
+    _sections(config, where, ("data", "model"), "training a teacher")
     data = from_dict(TableData, config["data"], f"{where}: data")
     model = from_dict(ModelSpec, config["model"], f"{where}: model")
-    train = dict(config.get("train") or {})
-    from diversedistill.training import TrainConfig
-
-    from_dict(TrainConfig, train, f"{where}: train")
+    _init_args(model, f"{where}: model")
+    train = _train_options(config, where)
     _check_table(data, where)
     importable(model.class_path, f"{where}: model.class_path")
     return data, model, train
@@ -171,20 +179,20 @@ def train_user_teacher(config: dict, where: Path, out: str | Path, seed: int = 0
     alone = HookedStudent(model, "", "", call=lambda m, b: m(b["x"]))
     cfg = TrainConfig(**{"progress": progress, "seed": seed, **train_options})
     result = fit(alone, StudentOnly(), None, train, val, test, cfg, Path(out) / "run")
-    metrics = {f"val_{result.metric}": result.val, f"test_{result.metric}": result.test,
-               "seconds": result.seconds, "epochs": result.epochs}
     if result.rank == 0:
-        module, _, name = spec.class_path.rpartition(".")
         rundir.mark(out, "model")
-        export_model(model, out, {"metrics": metrics, "data": dataclasses.asdict(data)},
-                     factory=f"{module}:{name}", arguments=spec.init_args)
-    return metrics
+        export_model(model, out, {"metrics": result.summary(), "data": dataclasses.asdict(data)},
+                     factory=_factory(spec.class_path), arguments=spec.init_args)
+    return result.summary()
 
 
-def _build(class_path: str, init_args: Any, where: str):
-    if not isinstance(init_args, dict):
-        raise ConfigError(f"{where}.init_args: expected a mapping of argument names to "
-                          f"values, got {short(init_args)}")
+def _factory(class_path: str) -> str:
+    """``package.module.Name`` as the export's factory, ``package.module:Name``."""
+    module, _, name = class_path.rpartition(".")
+    return f"{module}:{name}"
+
+
+def _build(class_path: str, init_args: dict, where: str):
     cls = importable(class_path, f"{where}.class_path")
     try:
         return cls(**init_args)
@@ -230,13 +238,16 @@ def resolve(path: str, where: Path) -> Path:
     return beside if not given.exists() and beside.exists() else given
 
 
+def _separator(path: Path) -> str:
+    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+
+
 def _header(path: Path) -> list[str]:
     import csv
 
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="", encoding="utf-8") as f:
         try:
-            return next(csv.reader(f, delimiter=delimiter))
+            return next(csv.reader(f, delimiter=_separator(path)))
         except StopIteration:
             raise DataError(f"{path}: empty file; expected a header line") from None
 
@@ -268,7 +279,7 @@ def table_loaders(data: TableData, where: Path):
     from diversedistill.contract import NamedRows
 
     path = resolve(data.file, where)
-    table = pd.read_csv(path, sep="\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    table = pd.read_csv(path, sep=_separator(path))
     for column in [*data.features, data.target]:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = np.flatnonzero(values.isna().to_numpy())
@@ -298,7 +309,7 @@ def table_loaders(data: TableData, where: Path):
 def run_user_config(run: UserRun, out: str | Path, seed: int = 0, progress: bool = True) -> dict:
     """Train, export the student, return the metrics (what ``distill`` prints)."""
     from diversedistill.committee import Committee
-    from diversedistill.export import export_model, load_model
+    from diversedistill.export import export_run_student, load_model
     from diversedistill.interface import HookedStudent, HookedTeacher
     from diversedistill.methods import build_method
     from diversedistill.training import TrainConfig, fit
@@ -314,19 +325,10 @@ def run_user_config(run: UserRun, out: str | Path, seed: int = 0, progress: bool
     method = build_method(run.method, run.method_options or None, f"{run.where}: {run.method}")
     cfg = TrainConfig(**{"progress": progress, "seed": seed, **run.train})
     result = fit(student, method, Committee(teachers), train, val, test, cfg, out)
-    metrics = {f"val_{result.metric}": result.val, f"test_{result.metric}": result.test,
-               "seconds": result.seconds, "epochs": result.epochs,
-               "best_epoch": result.best_epoch}
-    if result.rank == 0:
-        from diversedistill import rundir
-
-        module, _, name = run.student.class_path.rpartition(".")
-        rundir.mark(Path(out) / "student", "model")
-        export_model(student, Path(out) / "student",
-                     {"metrics": metrics, "method": run.method,
-                      "teachers": [t.name for t in run.teachers],
-                      "distillation": dataclasses.asdict(method.cfg) if hasattr(method, "cfg")
-                      else {}},
-                     factory=f"{module}:{name}", arguments=run.student.init_args)
-    return json.loads(json.dumps(metrics))  # plain floats
+    export_run_student(student, result,
+                       {"method": run.method, "teachers": [t.name for t in run.teachers],
+                        "distillation": dataclasses.asdict(method.cfg)
+                        if hasattr(method, "cfg") else {}},
+                       factory=_factory(run.student.class_path), arguments=run.student.init_args)
+    return result.summary()
 
