@@ -25,10 +25,9 @@ import torch
 
 from diversedistill.committee import Committee
 from diversedistill.config import load_yaml
-from diversedistill.data.cifar import image_loader, load_cifar, locate_cifar
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, StudentOnly
 from diversedistill.training import fit
-from diversedistill.vision import (
+from diversedistill_recipes.cifar.image_recipes import (
     CPU_EXPERIMENT,
     as_student,
     as_teacher,
@@ -40,6 +39,7 @@ from diversedistill.vision import (
     make_parts,
     tower_student,
 )
+from diversedistill_recipes.cifar.images import image_loader, load_cifar, locate_cifar
 
 
 def timed(fn):

@@ -25,7 +25,7 @@ import torch
 
 from diversedistill.committee import Committee
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
-from diversedistill.models.vision import CLIPTeacher, ViTStudent, ViTTeacher
+from diversedistill_recipes.cifar.vit import CLIPTeacher, ViTStudent, ViTTeacher
 
 SHAPES = {
     # hidden, layers, heads, MLP width, image size, patch: ViT-B/16, ViT-L/16, CLIP B/32

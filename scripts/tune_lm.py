@@ -21,9 +21,11 @@ import time
 import numpy as np
 import yaml
 
-from diversedistill.data import load_movielens, locate_movielens, make_split
-from diversedistill.lm.prepare import LMConfig, prepare_language_teacher
-from diversedistill.recsys import history_reference, reference_mse
+from diversedistill_recipes.locate import locate_movielens
+from diversedistill_recipes.movielens.lm.prepare import LMConfig, prepare_language_teacher
+from diversedistill_recipes.movielens.rating_recipes import history_reference, reference_mse
+from diversedistill_recipes.movielens.releases import load_movielens
+from diversedistill_recipes.movielens.splits import make_split
 
 
 def parse_recipe(text: str) -> dict:

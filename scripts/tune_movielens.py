@@ -15,9 +15,11 @@ import argparse
 import itertools
 from pathlib import Path
 
-from diversedistill.data import load_movielens, locate_movielens, make_split
-from diversedistill.recsys import ModelRecipe, build, train_alone
-from diversedistill.reproduce import reproduce_movielens
+from diversedistill_recipes.locate import locate_movielens
+from diversedistill_recipes.movielens.rating_recipes import ModelRecipe, build, train_alone
+from diversedistill_recipes.movielens.releases import load_movielens
+from diversedistill_recipes.movielens.reproduce_movielens import reproduce_movielens
+from diversedistill_recipes.movielens.splits import make_split
 
 RECIPES = {  # (learning rate, {dropout, embedding_dropout})
     "simple": (1e-3, {}),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diversedistill.reproduce_vision import experiment_for, reproduce_vision
+from diversedistill_recipes.cifar.reproduce_cifar import experiment_for, reproduce_vision
 
 
 def main() -> None:

@@ -98,9 +98,9 @@ def _pause_inside_last_checkpoint_write(k: int) -> None:
 
 
 def main() -> int:
-    import diversedistill.recsys as recsys
     import diversedistill.training as training
-    from diversedistill.cli import main as cli_main
+    import diversedistill_recipes.movielens.rating_recipes as recsys
+    from diversedistill_recipes.cli import main as cli_main
 
     test_callbacks = []
     if os.environ.get("DD_TEST_PAUSE_AT_STEP"):

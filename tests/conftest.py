@@ -92,10 +92,12 @@ def write_tiny_committee(root: Path) -> tuple[Path, list[Path]]:
     widths: enough to exercise a whole ``distill`` run in seconds."""
     import torch
 
-    from diversedistill.data import global_mean, load_movielens, make_split
     from diversedistill.export import export_model
-    from diversedistill.models.recommender import build_recommender
-    from diversedistill.provenance import data_record
+    from diversedistill_recipes.movielens.batches import global_mean
+    from diversedistill_recipes.movielens.provenance import data_record
+    from diversedistill_recipes.movielens.recommender import build_recommender
+    from diversedistill_recipes.movielens.releases import load_movielens
+    from diversedistill_recipes.movielens.splits import make_split
 
     data = write_ml100k(root / "ml-100k")
     ml = load_movielens(data)

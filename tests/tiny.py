@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from diversedistill.data.movielens import Field
-from diversedistill.models.recommender import RecommenderConfig, build_recommender
+from diversedistill_recipes.movielens.recommender import RecommenderConfig, build_recommender
+from diversedistill_recipes.movielens.releases import Field
 
 FIELDS = [Field("user", "user", 11), Field("item", "item", 13), Field("genres", "item", 4, True)]
 

@@ -1,5 +1,5 @@
 import sys
 
-from diversedistill.cli import main
+from diversedistill_recipes.cli import main
 
 sys.exit(main())

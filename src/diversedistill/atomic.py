@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

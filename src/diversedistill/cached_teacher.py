@@ -119,16 +119,16 @@ class _Memoized(Teacher):
         self.inner, self.key_fields = inner, tuple(key_fields)
         self._memo = _Memo()
 
-    @property
-    def name(self) -> str:
+    @property  # read-only: the wrapped teacher's own
+    def name(self) -> str:  # type: ignore[override]
         return self.inner.name
 
-    @property
-    def question_width(self) -> int:
+    @property  # read-only: the wrapped teacher's own
+    def question_width(self) -> int:  # type: ignore[override]
         return self.inner.question_width
 
-    @property
-    def answer_width(self) -> int:
+    @property  # read-only: the wrapped teacher's own
+    def answer_width(self) -> int:  # type: ignore[override]
         return self.inner.answer_width
 
     def modules(self):
@@ -193,11 +193,11 @@ class CachedContext(_Memoized):
 
     @property
     def injection(self) -> str:
-        return self.inner.injection
+        return self.inner.injection  # type: ignore[attr-defined]  # a tower has one
 
     @injection.setter
     def injection(self, mode: str) -> None:
-        self.inner.injection = mode
+        self.inner.injection = mode  # type: ignore[attr-defined]
 
     def predict(self, batch: Batch) -> torch.Tensor:
         return self.answer(None, self.context(batch)).prediction

@@ -170,7 +170,9 @@ class LastCheckpoint(Checkpoint):
 
     @staticmethod
     def _stop(trainer) -> None:
-        raise Interrupted(pending(), trainer.current_epoch, trainer.global_step)
+        signum = pending()
+        assert signum is not None  # called only once a signal is pending
+        raise Interrupted(signum, trainer.current_epoch, trainer.global_step)
 
     def _save(self, trainer) -> None:
         for logger in trainer.loggers:  # the rows the checkpoint counts are on disk first
@@ -239,10 +241,11 @@ class RunLogger(CSVLogger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
+    def experiment(self) -> _Writer:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _Writer(self.log_dir, self.keep_rows)
+        assert isinstance(self._experiment, _Writer)  # the only writer this logger makes
         return self._experiment
 
     @property

@@ -30,7 +30,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {short(data)}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T: a dataclass
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key {short(unknown[0])}; known keys: {sorted(known)}")

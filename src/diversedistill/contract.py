@@ -97,12 +97,12 @@ def check_vectors(who: str, **points: tuple[str, torch.Tensor]) -> None:
                 "one token with token=... (e.g. token=0, the [CLS])")
 
 
-class NamedRows(torch.utils.data.Dataset):
+class NamedRows(torch.utils.data.Dataset[dict[str, Any]]):
     """A dataset of tuples (``TensorDataset``, most ``torch.utils.data`` datasets) as one of
     dicts: ``NamedRows(TensorDataset(x, y), ("x", "target"))`` yields
     ``{"x": x[i], "target": y[i]}``, which the default collate stacks into dict batches."""
 
-    def __init__(self, dataset: Sequence, names: Sequence[str]):
+    def __init__(self, dataset: Sequence[Any], names: Sequence[str]):
         self.dataset, self.names = dataset, tuple(names)
         if TARGET not in self.names:
             raise ConfigError(f"NamedRows names {list(self.names)}: one of them must be "

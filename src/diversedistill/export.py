@@ -6,32 +6,21 @@ Loading never unpickles anything: weights come from safetensors, the config from
 and the config carries the SHA-256 of the weights file, so a file damaged or replaced
 after the export is refused instead of served.
 
-Which kinds of model can be exported: :data:`ARCHITECTURES`, name -> :class:`Architecture`.
+Which kinds of model can be exported: :func:`architectures`, name -> :class:`Architecture`.
 The config names the entry (``architecture``) and holds its description of the model
 (``model``), from which the entry rebuilds the same module, its weights then loaded from
-the file; another kind of model plugs in by adding one entry.
-
-- ``mlp-recommender``: :class:`~diversedistill.models.recommender.MLPRecommender`;
-- ``movielens-rating-server``: the recommender with its release's id encoders and side
-  tables (:class:`~diversedistill.models.rating_server.RatingServer`): ``predict(user_id,
-  movie_id)`` from raw ids, clamped to the rating scale;
-- ``hf-pretrained`` and ``factory``: any Hugging Face model, and any ``nn.Module`` given
-  the factory that builds it (:mod:`diversedistill.export_generic`);
-- ``vit-classifier``: a Hugging Face ``ViTForImageClassification`` (exported bare or from
-  its :class:`~diversedistill.models.vision.ViTStudent` adapter). Its description holds
-  the ``ViTConfig`` (``to_dict()``), the image size and normalization the adapter applies,
-  the question layer, ``num_labels``, the class names when known and the widths of a
-  convolutional tokenizer (``stem``, :mod:`diversedistill.models.conv_stem`) when one
-  replaced the patch convolution; it is rebuilt with ``ViTConfig(**d)`` +
-  ``ViTForImageClassification(config)`` (+ the experiment's own ``install_conv_stem``),
-  never from the hub.
+the file. Built in: ``hf-pretrained`` (any Hugging Face model) and ``factory`` (any
+``nn.Module`` given the factory that builds it), both in :mod:`diversedistill.export_generic`.
+Another kind of model plugs in with :func:`register_architecture` or an entry point; the paper's
+recipes add ``mlp-recommender``, ``movielens-rating-server`` and ``vit-classifier`` that way
+(``diversedistill_recipes.movielens.recommender_export``,
+``diversedistill_recipes.cifar.vit_export``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -47,19 +36,17 @@ from diversedistill.errors import DiverseDistillError, ModelError
 from diversedistill.export_generic import (
     FactoryArchitecture,
     HuggingFaceArchitecture,
-    check_rebuilds_same,
 )
 from diversedistill.export_generic import (
     model_factory as model_factory,  # re-exported: users mark factories from here
 )
-from diversedistill.models.recommender import MLPRecommender
 
 FORMAT = "diversedistill-model/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
 class Architecture(Protocol):
-    """How one kind of model is exported and rebuilt (an entry of :data:`ARCHITECTURES`)."""
+    """How one kind of model is exported and rebuilt (an entry of :func:`architectures`)."""
 
     def owns(self, model: nn.Module) -> bool:
         """Whether ``model`` (or the training adapter around it) is of this kind."""
@@ -77,163 +64,50 @@ class Architecture(Protocol):
         """The rebuilt module in the adapter it was trained in (a ``HookedStudent``)."""
 
 
-class MLPRecommenderArchitecture:
-    def owns(self, model):
-        return isinstance(model, MLPRecommender)
-
-    def served(self, model):
-        return model
-
-    def describe(self, model, class_names=None):
-        return model.describe()
-
-    def rebuild(self, description):
-        return MLPRecommender.from_description(description)
-
-    def as_student(self, model, description):
-        from diversedistill.recsys import as_student  # recsys imports this module
-
-        return as_student(model)
+# Entries that ship with other packages (the paper's recipes: the MovieLens recommender, the
+# CIFAR ViT) are found through the ``diversedistill.architectures`` entry-point group, so
+# that this module never imports them and a package of your own can add one the same way:
+#   [project.entry-points."diversedistill.architectures"]
+#   my-arch = "my_package.export:MY_ARCHITECTURE"
+ENTRY_POINTS = "diversedistill.architectures"
+# tried after every registered entry: they accept any Hugging Face model / any module
+FACTORY = FactoryArchitecture()  # its describe() takes the factory and arguments, not names
+GENERIC: dict[str, Architecture] = {"hf-pretrained": HuggingFaceArchitecture(),
+                                    "factory": FACTORY}  # type: ignore[dict-item]
+ARCHITECTURES: dict[str, Architecture] = {}  # name -> entry, filled by register_architecture
+_plugins_loaded = False
 
 
-class RatingServerArchitecture:
-    """A recommender with its release's id encoders: predicts from raw MovieLens ids."""
-
-    def owns(self, model):
-        server = sys.modules.get("diversedistill.models.rating_server")
-        return server is not None and isinstance(model, server.RatingServer)
-
-    def served(self, model):
-        return model
-
-    def describe(self, model, class_names=None):
-        return model.describe()
-
-    def rebuild(self, description):
-        from diversedistill.models.rating_server import RatingServer
-
-        return RatingServer.from_description(description)
-
-    def as_student(self, model, description):
-        return model
+def register_architecture(name: str, architecture: Architecture) -> None:
+    """Make a kind of model exportable under ``name`` (tried before the generic entries)."""
+    if name in GENERIC:
+        raise ModelError(f"architecture name {name!r} is reserved for a generic entry")
+    ARCHITECTURES[name] = architecture
 
 
-class ViTClassifierArchitecture:
-    """A ``ViTForImageClassification``, bare or in its ``ViTStudent`` adapter."""
+def architectures() -> dict[str, Architecture]:
+    """Every entry, the registered ones first, entry-point plugins loaded on first use."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        from importlib.metadata import entry_points
 
-    def owns(self, model):
-        # A ViT can only exist once its module is imported: looking in sys.modules keeps
-        # exporting (and importing) an MLP free of transformers' seconds-long import.
-        vision = sys.modules.get("diversedistill.models.vision")
-        if vision is not None and isinstance(model, vision.ViTStudent):
-            return True
-        hf = sys.modules.get("transformers")
-        return hf is not None and isinstance(model, hf.ViTForImageClassification)
-
-    def served(self, model):
-        from diversedistill.models.vision import ViTStudent
-
-        return model.model if isinstance(model, ViTStudent) else model
-
-    def describe(self, model, class_names=None):
-        from diversedistill.models.vision import ViTStudent
-
-        # a bare model: the adapter's defaults (its own size, the google/vit-* statistics)
-        student = model if isinstance(model, ViTStudent) else ViTStudent(model)
-        vit, spec = student.model, student.spec
-        # to_json_string: to_dict() with every value JSON-ready (dtypes as names)
-        config = json.loads(vit.config.to_json_string(use_diff=False))
-        names = _class_names(vit.config, class_names)
-        if names is not None:  # served with readable labels: config.id2label[i]
-            config["id2label"] = {str(i): n for i, n in enumerate(names)}
-            config["label2id"] = {n: i for i, n in enumerate(names)}
-        description = {"vit_config": config, "num_labels": int(vit.config.num_labels),
-                       "stem": _stem_of(vit),
-                       "image": {"size": spec.size, "mean": list(spec.mean),
-                                 "std": list(spec.std)},
-                       "question_layer": student.layer, "class_names": names,
-                       "parameters": sum(p.numel() for p in vit.parameters())}
-        self._check_rebuildable(vit, description)
-        return description
-
-    def _check_rebuildable(self, model: nn.Module, description: dict) -> None:
-        """The description must cover the whole model: a submodule replaced after the
-        model was built (another tokenizer than the conv stem, another activation) would be
-        rebuilt as the plain ViT and load weights meant for something else, so it is
-        refused at export, not discovered when serving."""
-        with torch.device("meta"):  # structure and shapes only: no memory, no random numbers
-            plain = self.rebuild(description)
-        check_rebuilds_same(model, plain, "the ViT its config describes",
-                            "this architecture cannot rebuild it, give it an entry of its own "
-                            "in diversedistill.export.ARCHITECTURES")
-
-    def rebuild(self, description):
-        from transformers import ViTConfig, ViTForImageClassification
-
-        config = ViTConfig(**description["vit_config"])
-        if config.num_labels != int(description["num_labels"]):
-            raise ValueError(f"vit_config has {config.num_labels} labels, num_labels says "
-                             f"{description['num_labels']}")
-        model = ViTForImageClassification(config)
-        stem = description.get("stem")
-        if stem is not None:  # the tokenizer the experiment's build_vit installs, by its builder
-            from diversedistill.models.conv_stem import install_conv_stem
-
-            install_conv_stem(model, [int(c) for c in stem])
-        return model
-
-    def as_student(self, model, description):
-        from diversedistill.models.vision import ImageSpec, ViTStudent
-
-        image = description["image"]
-        spec = ImageSpec(int(image["size"]), tuple(image["mean"]), tuple(image["std"]))
-        return ViTStudent(model, layer=description["question_layer"], spec=spec)
-
-
-def _class_names(config, given: Sequence[str] | None) -> list[str] | None:
-    """The names given, else the config's own labels unless they are Hugging Face's
-    placeholders (LABEL_0, LABEL_1, ...)."""
-    if given is not None:
-        names = [str(n) for n in given]
-        if len(names) != config.num_labels:
-            raise ModelError(f"{len(names)} class names for a classifier of "
-                             f"{config.num_labels} classes")
-        return names
-    names = [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
-    return None if names == [f"LABEL_{i}" for i in range(config.num_labels)] else names
-
-
-def _stem_of(model: nn.Module) -> list[int] | None:
-    """The intermediate widths of the model's convolutional tokenizer (None without one),
-    read from its convolutions: the model itself, not a recipe that may have been edited
-    since, says what to rebuild; the structure check then proves the reading right."""
-    if "diversedistill.models.conv_stem" not in sys.modules:  # no tokenizer was ever built
-        return None
-    from diversedistill.models.conv_stem import ConvTokenizer
-
-    tokenizers = [m for m in model.modules() if isinstance(m, ConvTokenizer)]
-    if not tokenizers:
-        return None
-    convs = [m for m in tokenizers[0].modules() if isinstance(m, nn.Conv2d)]
-    return [c.out_channels for c in convs[:-1]]  # the last conv gives the model's width
-
-
-# in the order they are tried: the specific entries before any Hugging Face model
-ARCHITECTURES: dict[str, Architecture] = {"mlp-recommender": MLPRecommenderArchitecture(),
-                                          "movielens-rating-server": RatingServerArchitecture(),
-                                          "vit-classifier": ViTClassifierArchitecture(),
-                                          "hf-pretrained": HuggingFaceArchitecture(),
-                                          "factory": FactoryArchitecture()}
+        _plugins_loaded = True
+        for point in entry_points(group=ENTRY_POINTS):
+            if point.name not in ARCHITECTURES:
+                register_architecture(point.name, point.load())
+    return {**ARCHITECTURES, **GENERIC}
 
 
 def architecture_of(model: nn.Module) -> tuple[str, Architecture]:
-    for name, architecture in ARCHITECTURES.items():
+    known = architectures()
+    for name, architecture in known.items():
         if architecture.owns(model):
             return name, architecture
     name = type(model).__name__
     raise ModelError(f"{name}: no export architecture for this model (known: "
-                     f"{', '.join(ARCHITECTURES)}); pass factory='package.module:{name}' and "
-                     "its arguments, or add an entry to diversedistill.export.ARCHITECTURES")
+                     f"{', '.join(known)}); pass factory='package.module:{name}' and its "
+                     "arguments, or register an entry "
+                     "(diversedistill.export.register_architecture)")
 
 
 def export_model(model: nn.Module, out_dir: str | Path, extra: dict | None = None,
@@ -248,8 +122,8 @@ def export_model(model: nn.Module, out_dir: str | Path, extra: dict | None = Non
     neither: its class and config rebuild it (and transformers' own loaders read the directory).
     """
     if factory is not None:
-        name, architecture = "factory", ARCHITECTURES["factory"]
-        description = architecture.describe(model, factory, arguments)
+        name, architecture = "factory", GENERIC["factory"]
+        description = FACTORY.describe(model, factory, arguments)
     else:
         name, architecture = architecture_of(model)
         description = architecture.describe(model, class_names)
@@ -309,11 +183,11 @@ def read_config(path: str | Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelError(f"{path / CONFIG}: not a {FORMAT} export")
     architecture = config.get("architecture")
-    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+    if not isinstance(architecture, str) or architecture not in architectures():
         from diversedistill.config import short
 
         raise ModelError(f"{path / CONFIG}: key 'architecture' is {short(architecture)}, not one "
-                         f"this version can rebuild ({', '.join(ARCHITECTURES)})")
+                         f"this version can rebuild ({', '.join(architectures())})")
     return config
 
 
@@ -323,7 +197,7 @@ def rebuild(config: dict, where: Path) -> nn.Module:
     if not isinstance(description, dict):
         raise ModelError(f"{where}: key 'model' holds no description of the {name}")
     try:
-        return ARCHITECTURES[name].rebuild(description)
+        return architectures()[name].rebuild(description)
     except (KeyError, TypeError, ValueError) as err:  # a key missing, renamed or out of range
         raise ModelError(f"{where}: key 'model' does not describe a {name} "
                          f"({type(err).__name__}: {err})") from None
@@ -339,7 +213,7 @@ def load_student(path: str | Path) -> nn.Module:
     takes a batch as training saw it (a ViT: images in [0, 1], resized and normalized
     as its config records)."""
     model, config = _load(Path(path))
-    return ARCHITECTURES[config["architecture"]].as_student(model, config["model"]).eval()
+    return architectures()[config["architecture"]].as_student(model, config["model"]).eval()
 
 
 def _load(path: Path) -> tuple[nn.Module, dict]:

@@ -6,7 +6,7 @@ Every Hugging Face teacher or student is loaded through :func:`load_pretrained`,
 - reads model weights from safetensors files only (``use_safetensors=True``): a model
   published only as a pickled ``pytorch_model.bin`` is refused, since unpickling can run
   code.
-``tests/test_safe_loading.py`` scans the source tree so that no other ``from_pretrained``
+``tests/library/test_safe_loading.py`` scans the source tree so that no other ``from_pretrained``
 call, and no ``torch.load`` without ``weights_only=True``, slips in.
 
     from transformers import AutoModel, AutoTokenizer

@@ -75,7 +75,7 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
-def take_rows(tree: Any, rows: torch.Tensor) -> Any:
+def take_rows(tree: Any, rows: torch.Tensor | slice) -> Any:
     """Select batch rows from a tensor or a (nested) dict / tuple / list of tensors."""
     if isinstance(tree, torch.Tensor):
         return tree[rows]
@@ -110,18 +110,19 @@ def _is_stochastic(module: nn.Module) -> bool:
                              for n in ("dropout_prob", "attention_dropout")))
 
 
-def _first_tensor(value: Any) -> torch.Tensor:
+def first_tensor(value: Any) -> torch.Tensor:
     """A module's hidden state: the output itself, or the first entry of a tuple or of a
     Hugging Face ``ModelOutput`` (``last_hidden_state``)."""
     if isinstance(value, (tuple, list)):
-        return value[0]
-    if isinstance(value, Mapping):
-        return next(iter(value.values()))
-    return value
+        value = value[0]
+    elif isinstance(value, Mapping):
+        value = next(iter(value.values()))
+    first: torch.Tensor = value
+    return first
 
 
 def _with_first(value: Any, state: torch.Tensor) -> Any:
-    """The module output ``value`` with its hidden state (:func:`_first_tensor`) replaced:
+    """The module output ``value`` with its hidden state (:func:`first_tensor`) replaced:
     a layer that returns ``(hidden, attentions)`` keeps returning a tuple."""
     if isinstance(value, (tuple, list)):
         return type(value)((state, *value[1:]))
@@ -172,7 +173,7 @@ class HookedStudent(nn.Module):
     def forward(self, batch: Batch) -> StudentOutput:
         seen: dict[str, torch.Tensor] = {}
         h_hook = self._question_module.register_forward_hook(
-            lambda _m, _i, out: seen.__setitem__("h", _at_token(_first_tensor(out), self.token)))
+            lambda _m, _i, out: seen.__setitem__("h", _at_token(first_tensor(out), self.token)))
         z_hook = self.head.register_forward_pre_hook(
             lambda _m, args: seen.__setitem__("z", _at_token(args[0], self.token)))
         try:
@@ -200,9 +201,11 @@ class HookedStudent(nn.Module):
         if training_pass is not None and (not self.training or not self.train_noise):
             return training_pass
         if not self.training:
-            return self(batch)
+            served: StudentOutput = self(batch)
+            return served
         with eval_mode(self):
-            return self(batch)
+            served = self(batch)
+        return served
 
     @property
     def train_noise(self) -> bool:
@@ -219,7 +222,7 @@ class HookedStudent(nn.Module):
         """The student's head applied with its parameters detached: gradients reach ``z``
         (the distillation module's answer) but never the student."""
         params = {k: v.detach() for k, v in self.head.named_parameters()}
-        out = torch.func.functional_call(self.head, params, (z,))
+        out: torch.Tensor = torch.func.functional_call(self.head, params, (z,))
         return out.squeeze(-1) if out.shape[-1] == 1 and out.dim() > 1 else out
 
 
@@ -299,9 +302,10 @@ class HookedTeacher(Teacher):
         return batch
 
     @contextlib.contextmanager
-    def _hooks(self, question: torch.Tensor | None, seen: dict) -> Iterator[None]:
-        def inject(_m, _i, out):
-            state = _first_tensor(out)
+    def _hooks(self, question: torch.Tensor | None,
+               seen: dict[str, torch.Tensor]) -> Iterator[None]:
+        def inject(_m: nn.Module, _i: Any, out: Any) -> Any:
+            state = first_tensor(out)
             seen["own"] = own = _at_token(state, self.token)
             if question is None:
                 return None
@@ -313,7 +317,7 @@ class HookedTeacher(Teacher):
             question_here = question.to(own.device, own.dtype)  # differentiable: grads flow back
             return _with_first(out, _injected(state, question_here, self.mode, self.token))
 
-        def read_answer(_m, args):
+        def read_answer(_m: nn.Module, args: tuple[Any, ...]) -> None:
             seen["t"] = _at_token(args[0], self.token)
 
         hooks = [

@@ -18,9 +18,10 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_state = {"signum": None, "defer": 0}
+_state: dict[str, Any] = {"signum": None, "defer": 0}
 
 
 class Interrupted(Exception):

@@ -83,11 +83,13 @@ class QuestionAugmenter(nn.Module):
 
     def importance_logits(self, h: torch.Tensor) -> torch.Tensor:
         """E_i · (h W_α) [B, N], α before the sigmoid."""
-        return self.importance_projection(h) @ self.teacher_embeddings.T
+        logits: torch.Tensor = self.importance_projection(h) @ self.teacher_embeddings.T
+        return logits
 
     def ask(self, i: int, u_i: torch.Tensor) -> torch.Tensor:
         """q_i = MLP^Q_i(u_i): teacher i's question from its states u_i [b, d2]."""
-        return self.question_mlps[i](u_i)
+        question: torch.Tensor = self.question_mlps[i](u_i)
+        return question
 
 
 class AnswerAugmenter(nn.Module):
@@ -98,10 +100,14 @@ class AnswerAugmenter(nn.Module):
         self.answer_mlps = nn.ModuleList(two_layer_mlp(w, hidden, d_student) for w in answer_widths)
 
     def forward(self, i: int, t: torch.Tensor) -> torch.Tensor:
-        return self.answer_mlps[i](t)
+        answer: torch.Tensor = self.answer_mlps[i](t)
+        return answer
 
 
 class DistillationModule(nn.Module):
+    z_mean_square: torch.Tensor  # buffers, registered in __init__
+    gain_scale: torch.Tensor
+    logit_spread: torch.Tensor
     def __init__(self, d: int, d_student: int, question_widths: Sequence[int],
                  answer_widths: Sequence[int], d1: int = 16, d2: int = 64, hidden: int = 256,
                  zero_init_questions: bool = False):

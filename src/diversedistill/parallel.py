@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -33,7 +34,7 @@ def _die_with_parent() -> None:
     not SIGTERM: a run answers SIGTERM by finishing its step and saving a checkpoint
     (interrupt.py), which a worker whose parent is gone must not wait for; the parent
     records every result, so a worker has nothing of its own to save. Elsewhere a no-op."""
-    if not os.sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes

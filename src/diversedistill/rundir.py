@@ -74,7 +74,8 @@ def check_owned(path: str | os.PathLike, what: str = "run directory",
     if is_owned(path):
         found = kind_of(path)
         if kind is not None and found != kind:
-            held = {"model": "an exported model", "run": "a run"}.get(found, "something else")
+            held = {"model": "an exported model", "run": "a run"}.get(found or "",
+                                                                    "something else")
             raise ConfigError(f"{path}: holds {held}, "
                               f"not {'a run' if kind == 'run' else 'an export'}; "
                               f"refusing to overwrite it. Choose another {what}")

@@ -11,7 +11,7 @@ own parameters. Each process moves its own committee to its own device.
 
 Resuming (``fit(..., resume=True)``) continues from ``checkpoints/last.ckpt`` and ends with
 the same weights and metrics as a run that was never interrupted: the batch order is a
-function of (seed, epoch) and its position is in the checkpoint (``data/order.py``), and
+function of (seed, epoch) and its position is in the checkpoint (``batch_order.py``), and
 the random numbers of every training step (dropout, exploration) come from a generator
 seeded with (seed, step, process), so nothing depends on what happened before the kill.
 """
@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader
 
 from diversedistill import interrupt, rundir
 from diversedistill.atomic import write_text_atomic
+from diversedistill.batch_order import mix_seed
 from diversedistill.checkpoints import (
     BEST,
     LAST,
@@ -53,7 +55,6 @@ from diversedistill.checkpoints import (
 )
 from diversedistill.committee import Committee
 from diversedistill.contract import check_batch, check_prediction, check_vectors, metric_for
-from diversedistill.data.order import mix_seed
 from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent
@@ -210,12 +211,12 @@ class DistillationTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_settings"] = self.settings
 
-    def predict_ratings(self, batch) -> torch.Tensor:
+    def served_prediction(self, batch) -> torch.Tensor:
         prediction = self.student.predict(batch)
         return prediction.clamp(*self.clamp) if self.clamp else prediction
 
     def validation_step(self, batch, batch_idx):
-        score = METRICS[self.metric][1](self.predict_ratings(batch), batch["target"]).mean()
+        score = METRICS[self.metric][1](self.served_prediction(batch), batch["target"]).mean()
         # every process scores the whole validation set (it is not sharded), so the mean
         # over processes is the same number: early stopping agrees everywhere
         self.log(f"val_{self.metric}", score, on_epoch=True, batch_size=batch["target"].shape[0],
@@ -251,7 +252,7 @@ class DistillationTask(L.LightningModule):
 FUSED_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
 
 
-def make_optimizer(student: torch.nn.Module, method: torch.nn.Module, lr: float,
+def make_optimizer(student: torch.nn.Module, method: Method, lr: float,
                    weight_decay: float) -> torch.optim.AdamW:
     """One AdamW, two groups: the student at ``lr`` with ``weight_decay``; the method's own
     trainable parameters (DiverseDistill's module) at the method's rate, without decay.
@@ -259,7 +260,8 @@ def make_optimizer(student: torch.nn.Module, method: torch.nn.Module, lr: float,
     Fused (one kernel for every parameter) wherever torch has the kernel: the same update
     rule, and on CPU about 7× cheaper per step than the per-tensor loop. That matters for a
     method that trains 0.8M module parameters next to a 0.14M-parameter student."""
-    groups = [{"params": list(student.parameters()), "lr": lr, "weight_decay": weight_decay}]
+    groups: list[dict[str, Any]] = [{"params": list(student.parameters()), "lr": lr,
+                                     "weight_decay": weight_decay}]
     own = [p for p in method.parameters() if p.requires_grad]
     if own:
         groups.append({"params": own, "lr": method.learning_rate() or lr, "weight_decay": 0.0})
@@ -276,7 +278,7 @@ def evaluate(task: DistillationTask, loader: DataLoader) -> float:
     total, count = 0.0, 0
     for batch in loader:
         batch = {k: v.to(task.device) for k, v in batch.items()}
-        total += float(score(task.predict_ratings(batch), batch["target"]).sum())
+        total += float(score(task.served_prediction(batch), batch["target"]).sum())
         count += batch["target"].shape[0]
     return total / count
 
@@ -295,11 +297,11 @@ def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
                 if k not in TrainConfig.PLACEMENT}
     settings.update({"method": method.name,
                      "teachers": "+".join(committee.names) if committee else "",
-                     "train rows": len(train.dataset),
+                     "train rows": len(train.dataset),  # type: ignore[arg-type]
                      "train batch": getattr(train.sampler, "batch_size", train.batch_size),
-                     "val rows": len(val.dataset)})
+                     "val rows": len(val.dataset)})  # type: ignore[arg-type]
     method_cfg = getattr(method, "cfg", None)
-    if dataclasses.is_dataclass(method_cfg):
+    if dataclasses.is_dataclass(method_cfg) and not isinstance(method_cfg, type):
         settings.update({f"{method.name}.{k}": v
                          for k, v in dataclasses.asdict(method_cfg).items()})
     return settings
@@ -362,7 +364,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         if committee is None or len(committee) == 0:
             raise ConfigError(f"method {method.name!r} needs at least one teacher")
         committee.probe(example)
-    method.setup(student, committee, example)
+    method.setup(student, committee, example)  # type: ignore[arg-type]  # None: no teachers
     task = DistillationTask(student, method, committee, cfg, clamp, metric)
     monitor, mode = f"val_{metric}", METRICS[metric][0]
     task.settings = {**run_settings(cfg, method, committee, train, val), **(provenance or {})}
@@ -388,12 +390,13 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     try:  # built before anything is removed: a Trainer that cannot run deletes nothing
         trainer = L.Trainer(
             max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-            num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method), precision=cfg.precision,
+            num_nodes=cfg.num_nodes, strategy=_strategy(cfg, method),
+            precision=cfg.precision,  # type: ignore[arg-type]  # checked by TrainConfig
             plugins=[AtomicCheckpointIO()],
             callbacks=[stopper, best, LastCheckpoint(last, cfg.checkpoint_every_n_steps),
                        *callbacks],
             logger=[RunLogger(run_dir, keep_rows=keep_log_rows), *_tensorboard(cfg, run_dir)],
-            # every process walks its own shard of each batch (data/order.py): no sampler swap
+            # every process walks its own shard of each batch (batch_order.py): no sampler swap
             use_distributed_sampler=False,
             enable_progress_bar=cfg.progress and not lines, enable_model_summary=False,
             deterministic=True,
@@ -437,8 +440,9 @@ def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) 
         except SIGTERMException:  # Lightning's own stop (in validation): not a success
             raise interrupt.Interrupted(signal.SIGTERM, trainer.current_epoch,
                                         trainer.global_step) from None
-    if interrupt.pending() is not None:  # after the last step: the run is complete on disk
-        raise interrupt.Interrupted(interrupt.pending(), trainer.current_epoch, trainer.global_step)
+    signum = interrupt.pending()
+    if signum is not None:  # after the last step: the run is complete on disk
+        raise interrupt.Interrupted(signum, trainer.current_epoch, trainer.global_step)
     seconds = time.perf_counter() - start
     # epochs trained: counted from the loop's progress, which a resumed run restores even
     # when it has nothing left to train (``current_epoch`` would be one short then)

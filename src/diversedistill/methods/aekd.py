@@ -139,6 +139,7 @@ class AEKDConfig:
 @register_method("aekd")
 class AEKD(Method):
     config_class = AEKDConfig
+    _alpha_sum: torch.Tensor  # buffer, registered in setup
 
     def __init__(self, cfg: AEKDConfig | None = None):
         super().__init__()

@@ -96,11 +96,14 @@ class AMTMLConfig:
 @register_method("amtml")
 class AMTML(Method):
     config_class = AMTMLConfig
+    theta: nn.Parameter  # [K, C], built in setup
+    w: nn.Parameter  # [C]
+    proj: nn.ModuleList
+    _mu_sum: torch.Tensor  # buffer
 
     def __init__(self, cfg: AMTMLConfig | None = None):
         super().__init__()
         self.cfg = cfg or AMTMLConfig()
-        self.theta = self.w = self.proj = None  # built in setup
         self._names: list[str] = []
         self._rows = 0  # rows seen this epoch (the buffer _mu_sum sums their weights)
 
@@ -128,7 +131,8 @@ class AMTML(Method):
         answers = own_answers(committee, batch)
         z = student.served(batch, out).z  # the feature as served: no dropout noise
         beta = z.detach() if cfg.detach_features else z
-        theta, w = self.theta, self.w
+        theta: torch.Tensor = self.theta
+        w: torch.Tensor = self.w
         if self.stage == 2:  # frozen: no gradient, no regularizer
             theta, w = theta.detach(), w.detach()
         mu = instance_weights(beta, theta, w)  # [B, K]

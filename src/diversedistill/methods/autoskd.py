@@ -114,6 +114,10 @@ class AutoSKDConfig:
 @register_method("autoskd")
 class AutoSKD(Method):
     config_class = AutoSKDConfig
+    logits: torch.Tensor  # buffers, registered in setup
+    alive: torch.Tensor
+    reward_stats: torch.Tensor
+    _sampled: torch.Tensor
 
     def __init__(self, cfg: AutoSKDConfig | None = None):
         super().__init__()
@@ -169,6 +173,7 @@ class AutoSKD(Method):
 
     def _credit(self, student) -> None:
         """Steps 1-3 for the previous step: its reward moves its teacher's logit."""
+        assert self._pending is not None  # called only with a step awaiting its reward
         batch, before, index, teacher_prediction = self._pending
         self._pending = None
         reward = before - self._progress(student, batch, teacher_prediction)

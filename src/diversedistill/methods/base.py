@@ -54,11 +54,11 @@ def build_method(name: str, values: Mapping[str, Any] | None = None,
             raise ConfigError(f"{where}: method {name!r} takes no options, got {sorted(values)}")
         return cls()
     try:
-        cfg = from_dict(cls.config_class, dict(values or {}), where)
+        cfg: Any = from_dict(cls.config_class, dict(values or {}), where)
     except ConfigError as err:  # a __post_init__ check does not know where the values came from
         text = str(err)
         raise ConfigError(text if text.startswith(where) else f"{where}: {text}") from None
-    return cls(cfg)
+    return cls(cfg)  # type: ignore[call-arg]  # a method with a config_class takes it
 
 
 class Method(nn.Module):

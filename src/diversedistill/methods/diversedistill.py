@@ -75,6 +75,7 @@ first implementation's choices, which reproduce its figures.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,11 +97,13 @@ from diversedistill.module import DistillationModule
 @register_method("diversedistill")
 class DiverseDistill(Method):
     config_class = DiverseDistillConfig
+    _asked: torch.Tensor  # buffers [n_teachers], registered in setup()
+    _by_alpha: torch.Tensor
 
     def __init__(self, cfg: DiverseDistillConfig | None = None):
         super().__init__()
         self.cfg = cfg or DiverseDistillConfig()
-        self.module: DistillationModule | None = None
+        self.module: DistillationModule | None = None  # made by setup(); see `built`
         self._rows = 0  # rows seen this epoch (the buffer _asked counts rows asked per teacher)
         self._teacher_names: list[str] = []
         self._diagnostics = ValidationDiagnostics()
@@ -118,6 +121,13 @@ class DiverseDistill(Method):
         self.register_buffer("_asked", torch.zeros(len(committee)), persistent=False)
         self.register_buffer("_by_alpha", torch.zeros(len(committee)), persistent=False)
         self._teacher_names = committee.names
+
+    @property
+    def built(self) -> DistillationModule:
+        """The module, once :meth:`setup` has made it (its shapes come from the student)."""
+        if self.module is None:
+            raise RuntimeError("DiverseDistill.setup() has not run: the module does not exist yet")
+        return self.module
 
     def learning_rate(self) -> float | None:
         return self.cfg.module_lr
@@ -171,7 +181,7 @@ class DiverseDistill(Method):
 
     def importance(self, h: torch.Tensor) -> torch.Tensor:
         """α [B, N] at the student's question points ``h``, as this configuration uses it."""
-        return self.alpha(self.module.questions.importance_logits(h))
+        return self.alpha(self.built.questions.importance_logits(h))
 
     def alpha(self, logits: torch.Tensor) -> torch.Tensor:
         """α [B, N] from the importance logits [B, N] (choice 3)."""
@@ -189,7 +199,7 @@ class DiverseDistill(Method):
         """D(a, z) per row [b] (choice 2); the running mean square is updated by loss_parts."""
         if self.cfg.distance == "sum":
             return squared_l2(a, z)
-        return normalized_squared_error(a, z, self.module.z_mean_square)
+        return normalized_squared_error(a, z, self.built.z_mean_square)
 
     def loss_parts(self, student, committee, batch) -> dict[str, torch.Tensor]:
         """The four terms of METHOD.md, undetached: task, distill, reg, importance (+ alpha)."""
@@ -200,13 +210,14 @@ class DiverseDistill(Method):
         h, z = seen.h, seen.z
         if cfg.distance == "normalized":
             self._running("z_mean_square", z.detach().pow(2))
-        augmenter = self.module.questions
+        augmenter = self.built.questions
         states, logits = augmenter.states_and_logits(h.detach())
         alpha = self.alpha(logits)
         batch_size = y.shape[0]
         distill = reg = importance = z.new_zeros(())
         own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
-        answer_losses = []  # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
+        # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
+        answer_losses: list[tuple[Any, torch.Tensor] | None] = []
         for i, teacher in enumerate(committee):
             mask = self.gate(alpha[:, i].detach(), i)
             self._asked[i] += mask.sum()
@@ -220,7 +231,7 @@ class DiverseDistill(Method):
             asked = batch if isinstance(rows, slice) else take_rows(batch, rows)
             question = augmenter.ask(i, states[rows, i])  # on the asked rows only
             answer = teacher.answer(question, teacher.context(asked))
-            a = self.module.answers(i, answer.hidden)
+            a = self.built.answers(i, answer.hidden)
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()
@@ -248,7 +259,7 @@ class DiverseDistill(Method):
         """Per teacher, (rows, the α target on them) or None where it was not asked."""
         cfg = self.cfg
         if cfg.importance_target in ("soft", "binary"):
-            out = []
+            out: list[tuple[Any, torch.Tensor] | None] = []
             for item in answer_losses:
                 if item is None:
                     out.append(None)
@@ -268,7 +279,7 @@ class DiverseDistill(Method):
                 asked[item[0], i] = True
         gain = relative_gains(own_loss, losses, asked)
         self._running("gain_scale", gain[asked].abs())
-        scale = self.module.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny)
+        scale = self.built.gain_scale.clamp_min(torch.finfo(gain.dtype).tiny)
         if cfg.importance_target == "expected":  # the gain itself, in units of its mean size
             target = gain / scale
         else:
@@ -306,7 +317,7 @@ class DiverseDistill(Method):
         if y.shape[0] > left:
             batch, y = take_rows(batch, slice(0, left)), y[:left]
         out = student(batch)
-        states, logits = self.module.questions.states_and_logits(out.h)
+        states, logits = self.built.questions.states_and_logits(out.h)
         alpha = self.alpha(logits)
         diag = self._diagnostics
         diag.add("head_on_z", task_score(student.frozen_head(out.z), y))
@@ -315,8 +326,8 @@ class DiverseDistill(Method):
         for i, teacher in enumerate(committee):
             context = teacher.context(batch)
             own = teacher.answer(None, context)
-            answer = teacher.answer(self.module.questions.ask(i, states[:, i]), context)
-            a = self.module.answers(i, answer.hidden)
+            answer = teacher.answer(self.built.questions.ask(i, states[:, i]), context)
+            a = self.built.answers(i, answer.hidden)
             name = self._teacher_names[i]
             diag.add(f"{name}/teacher_own", task_score(own.prediction, y))
             diag.add(f"{name}/teacher_asked", task_score(answer.prediction, y))

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
@@ -53,11 +54,11 @@ class FDConfig:
 @register_method("fd")
 class FD(Method):
     config_class = FDConfig
+    proj: nn.ModuleList  # one P per chosen teacher, built in setup
 
     def __init__(self, cfg: FDConfig | None = None):
         super().__init__()
         self.cfg = cfg or FDConfig()
-        self.proj = None  # one P per chosen teacher, built in setup
         self._chosen: list[int] = []
 
     def setup(self, student, committee, example) -> None:

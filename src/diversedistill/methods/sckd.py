@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
@@ -95,11 +96,12 @@ class SCKDConfig:
 @register_method("sckd")
 class SCKD(Method):
     config_class = SCKDConfig
+    proj: nn.ModuleList  # one P per chosen teacher (feature term only), built in setup
+    _open: torch.Tensor  # buffer: which terms train the student
 
     def __init__(self, cfg: SCKDConfig | None = None):
         super().__init__()
         self.cfg = cfg or SCKDConfig()
-        self.proj = None  # one P per chosen teacher (feature term only), built in setup
         self._chosen: list[int] = []
         self._names: list[str] = []  # "<term>/<teacher>", one per gated term
         self._step = 0
@@ -125,10 +127,13 @@ class SCKD(Method):
         # the feature as served (no dropout noise to match); a gate measured at z needs the
         # task's gradient at the same tensor, so that variant keeps the training pass's z
         z = out.z if cfg.gradients_over == "z" else student.served(batch, out).z
-        terms, lams, adapters = [], [], []  # term losses through the student; P-only losses
+        # term losses through the student; P-only losses
+        terms: list[torch.Tensor] = []
+        lams: list[float] = []
+        adapters: list[torch.Tensor | None] = []
         for j, answer in enumerate(answers):
-            for term in cfg.terms:
-                if term == "logit":
+            for kind in cfg.terms:
+                if kind == "logit":
                     terms.append(kd_loss(out.prediction, answer.prediction, cfg.temperature))
                     lams.append(cfg.lam_logit)
                     adapters.append(None)

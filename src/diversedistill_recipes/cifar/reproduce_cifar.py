@@ -1,0 +1,422 @@
+"""``diversedistill reproduce cifar10`` (and ``cifar100``): the paper's vision experiment.
+
+One seeded, stratified validation hold-out; the teachers trained on the rest once (then
+read from the cache) and evaluated alone; then per seed: the student alone, and every method of
+``exp.methods`` found in :data:`diversedistill.methods.METHODS` on the committees it applies to
+(:data:`diversedistill_recipes.cifar.image_recipes.METHOD_COMMITTEES`): the single-teacher baselines
+(LD, FD) on each teacher, the multi-teacher ones (MT, AEKD) on the committee, DiverseDistill on each
+teacher and on the committee. A method not registered is skipped with a note, so baselines plug in
+by name. Reported: test accuracy, mean ± std over seeds,
+and the gap recovered between the student alone and the best teacher alone. Rows are
+written after every run, so an interrupted reproduction keeps what it measured.
+
+``--tables`` reproduces the paper's comparison instead (:func:`reproduce_vision` with
+``tables``): Tables 3 and 4 on the experiment's teachers, every cell searched on validation
+by the fair protocol (:mod:`diversedistill_recipes.comparison.search`,
+:data:`~diversedistill_recipes.comparison.search.VISION_GRIDS`: λ and, where a softened prediction
+is all a method distills, the temperature T), then run on every seed; written by
+:mod:`diversedistill_recipes.comparison.tables` like MovieLens's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from diversedistill.cached_teacher import CachedContext, CachedOwnPass
+from diversedistill.committee import Committee
+from diversedistill.config import from_dict, load_yaml
+from diversedistill.errors import ConfigError
+from diversedistill.export import export_run_student
+from diversedistill.importance import record_importance
+from diversedistill.methods import METHODS, DiverseDistillConfig
+from diversedistill.methods.base import Method
+from diversedistill.parallel import run_jobs, worker_state
+from diversedistill.training import fit
+from diversedistill_recipes.cifar.image_recipes import (
+    CPU_EXPERIMENT,
+    VisionExperiment,
+    as_student,
+    build_vit,
+    committees_for,
+    describe,
+    load_experiment,
+    loaders,
+    make_parts,
+    run_config,
+    train_alone,
+    train_or_load_teacher,
+)
+from diversedistill_recipes.cifar.images import load_cifar, locate_cifar
+from diversedistill_recipes.comparison.results import (
+    ACCURACY,
+    AccuracyRow,
+    format_table,
+    read_results,
+    summarize,
+    write_csv,
+    write_summary_csv,
+)
+from diversedistill_recipes.comparison.search import (
+    VISION_GRIDS,
+    TableProtocol,
+    TableRun,
+    TablesConfig,
+    make_method,
+)
+from diversedistill_recipes.comparison.tables import (
+    TableLayout,
+    read_search,
+    table_cells,
+    vision_layout,
+    write_layout,
+    write_tables,
+)
+from diversedistill_recipes.locate import cache_dir
+
+# The MovieLens ablations (reproduce.ABLATIONS) with the vision committee's first-
+# implementation choices: λ = 0.003 (summed squared L2, chosen on validation then) and the
+# question replacing the towers' [CLS] token.
+VISION_LEGACY = {"lam": 0.003, "injection": "replace"}
+
+
+def vision_ablations() -> dict[str, dict]:
+    from diversedistill_recipes.movielens.reproduce_movielens import ABLATIONS
+
+    out = {}
+    for label, changes in ABLATIONS.items():
+        if label.startswith("first implementation"):
+            changes = {**changes, **VISION_LEGACY}
+        elif label.startswith("distance: sum"):
+            label, changes = "distance: sum, lam 0.003", {"distance": "sum", "lam": 0.003}
+        out[label] = changes
+    return out
+
+
+def distill_run(parts, exp: VisionExperiment, teachers: dict, names, distiller: Method,
+                seed: int, run_dir: Path, progress: bool, injection: str = ""):
+    committee = Committee([teachers[n] for n in names])
+    for teacher in committee:  # the run's injection mode; held teachers are shared by runs
+        if injection and hasattr(teacher, "injection"):
+            teacher.injection = injection
+        elif hasattr(teacher, "injection"):
+            teacher.injection = "add"
+    before = committee.fingerprint()
+    student_model = build_vit(exp.student, len(parts.class_names), seed)
+    train, val, test = loaders(parts, exp, exp.student.batch_size, seed)
+    student = as_student(student_model, exp.student)
+    result = fit(student, distiller, committee, train, val, test,
+                 run_config(exp, exp.student, seed, progress), run_dir, metric="accuracy")
+    committee.check_unchanged(before)
+    record_importance(distiller, student, result, test, committee.names, run_dir)
+    # run_dir/student/: what `diversedistill export RUN` rebuilds the best checkpoint from
+    export_run_student(student, result, {"method": distiller.name, "teachers": committee.names},
+                       parts.class_names)
+    return student_model, result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the reproduction: a teacher trained (or read from the cache), a student
+    trained alone, or a student distilled by ``method`` from the committee ``names``."""
+
+    kind: str  # "teacher", "student" or "distill"
+    seed: int = 0
+    method: str = ""
+    names: tuple[str, ...] = ()
+    # sorted (key, value) pairs: changes to DiverseDistill's config (ablations, the tables'
+    # search) or a baseline's config values (the tables' search; none: its defaults)
+    values: tuple = ()
+    label: str = ""  # the results row's method column ("" = the method's name)
+    run_name: str = ""  # directory under out/runs ("" = label-teachers-seed)
+
+
+def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root: Path,
+                    cfg: DiverseDistillConfig, out: Path, progress: bool) -> dict:
+    """A worker's state: the data split once; teachers loaded when a job first needs them."""
+    data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
+    return {"exp": exp, "parts": make_parts(data, exp, split_seed), "split_seed": split_seed,
+            "cache_root": cache_root, "cfg": cfg, "out": out, "progress": progress,
+            "teachers": {}, "own": {}, "contexts": {}}
+
+
+def _memoized(state: dict, store: str, name: str, teacher):
+    """``teacher`` wrapped once per worker in the memo ``store`` names, keyed by (image,
+    fixed view): "own" (``CachedOwnPass``: the own pass a baseline reads) or "contexts"
+    (``CachedContext``: the states below the injection point, so a DiverseDistill step runs
+    only the layers above; rows × tokens × width floats per teacher). A frozen teacher on a
+    fixed view gives the same result every time; without fixed views an augmented image is
+    new each time, and nothing is kept."""
+    if not state["exp"].views or not state["exp"].augment:
+        return teacher
+    wrap = CachedOwnPass if store == "own" else CachedContext
+    if name not in state[store]:
+        state[store][name] = wrap(teacher, key_fields=("index", "view"))
+    return state[store][name]
+
+
+def _teacher(state: dict, name: str):
+    if name not in state["teachers"]:
+        exp = state["exp"]
+        state["teachers"][name] = train_or_load_teacher(
+            state["parts"], exp, name, exp.teachers[name], state["split_seed"],
+            state["cache_root"], state["progress"])
+    return state["teachers"][name]
+
+
+def run_job(job: Job):
+    """Run ``job`` in this process (a worker, or the parent): (metrics, from cache) for a
+    teacher, an :class:`AccuracyRow` for a student."""
+    state = worker_state()
+    exp, parts, out, progress = state["exp"], state["parts"], state["out"], state["progress"]
+    if job.kind == "teacher":
+        _, metrics, cached = _teacher(state, job.names[0])
+        return metrics, cached
+    if job.kind == "student":
+        student = as_student(build_vit(exp.student, len(parts.class_names), job.seed),
+                             exp.student)
+        result = train_alone(student, parts, exp, exp.student, job.seed,
+                             out / "runs" / f"student-{job.seed}", progress)
+        export_run_student(student, result, {"method": "student alone"}, parts.class_names)
+        return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
+                           result.seconds)
+    teachers = {n: _teacher(state, n)[0] for n in job.names}
+    # a baseline reads only the teachers' own passes; DiverseDistill asks questions, so
+    # only what lies below the injection point is kept
+    store = "contexts" if job.method == "diversedistill" else "own"
+    teachers = {n: _memoized(state, store, n, t) for n, t in teachers.items()}
+    label = job.label or job.method
+    run_dir = out / "runs" / (job.run_name or
+                              f"{label.replace(' ', '_')}-{'+'.join(job.names)}-{job.seed}")
+    changes = dict(job.values)
+    injection = changes.pop("injection", "")
+    distiller = make_method(job.method, changes, state["cfg"])
+    _, result = distill_run(parts, exp, teachers, job.names, distiller, job.seed, run_dir,
+                            progress, injection)
+    return AccuracyRow(label, "+".join(job.names), job.seed, result.val, result.test,
+                       result.seconds)
+
+
+def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
+                     out: str | Path | None = None, cfg: DiverseDistillConfig | None = None,
+                     cache: str | Path | None = None, progress: bool = True, split_seed: int = 0,
+                     log=print, workers: int = 1, methods: list[str] | None = None,
+                     committees: list[str] | None = None,
+                     variants: dict[str, dict] | None = None,
+                     tables: TablesConfig | None = None,
+                     resume: bool = False) -> list[AccuracyRow]:
+    """``workers`` > 1 runs that many runs at a time, each in its own single-threaded
+    process (:mod:`diversedistill.parallel`); the teachers first, then every student.
+    ``methods`` / ``committees`` (e.g. ``["vit-l+clip"]``) keep only those distillation
+    rows; ``variants`` (label -> changes to ``cfg``, ``injection`` included) adds a
+    DiverseDistill row per variant on the multi-teacher committees (the ablations).
+    ``tables`` runs the comparison tables' protocol (:func:`tables_layout`) instead of the
+    experiment's ``methods`` and writes the tables; ``resume`` (with ``tables``) keeps the
+    rows already in ``out``/results.csv and search.csv and runs only what is missing."""
+    out = Path(out or f"results/{exp.dataset}")
+    cfg = cfg or DiverseDistillConfig(**exp.diversedistill)
+    cache_root = Path(cache) if cache else cache_dir() / "teachers"
+    if resume and tables is None:
+        raise ConfigError("--resume continues a 'reproduce cifar10 --tables' run only")
+    start = time.perf_counter()
+    data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
+    log(data.summary())
+    log(make_parts(data, exp, split_seed).describe())
+    del data
+    rows: list[AccuracyRow] = []
+    previous_search = None
+    if resume:
+        if (out / "results.csv").is_file():
+            rows = read_results(out / "results.csv")
+        if (out / "search.csv").is_file():
+            previous_search = read_search(out / "search.csv")
+        log(f"resuming {out}: {len(rows)} result rows and {len(previous_search or [])} search "
+            "rows kept")
+    # bars from several processes would interleave: workers report by lines only
+    init = (exp, data_dir, split_seed, cache_root, cfg, out, progress and workers <= 1)
+
+    def record(row: AccuracyRow) -> None:
+        # a run recorded again (a resumed reproduction) replaces its row: one row per run
+        key = (row.method, row.teachers, row.seed)
+        rows[:] = [r for r in rows if (r.method, r.teachers, r.seed) != key] + [row]
+        write_csv(out / "results.csv", rows)
+        log(f"  seed {row.seed}  {row.method:<20} {row.teachers:<14} val {row.val_accuracy:.4f}  "
+            f"test {row.test_accuracy:.4f}  ({row.seconds:.0f}s)")
+
+    def execute(jobs: list[Job]) -> None:
+        # the committees' runs first (the dearest): the last ones to finish are then short
+        jobs = sorted(jobs, key=lambda j: -len(j.names))
+        log(f"{len(jobs)} student runs, {max(workers, 1)} at a time")
+        run_jobs(jobs, run_job, lambda _job, row: record(row), workers, _prepare_worker, init)
+
+    # One split and one set of teachers; the seeds vary the students (initialization,
+    # shuffling, augmentation), so every method meets the same frozen teachers.
+    teacher_metrics = train_teachers(exp, cache_root, workers, init, log)
+    for seed in range(seeds):
+        for name in exp.teachers:
+            metrics = teacher_metrics[name]
+            record(AccuracyRow("teacher alone", name, seed, metrics["val_accuracy"],
+                               metrics["test_accuracy"], metrics["seconds"]))
+    if tables is not None:
+        layout = tables_layout(exp)
+        protocol = table_protocol(exp, layout, tables, cfg, seeds, out, methods, committees,
+                                  rows, previous_search, workers, init, log)
+        log(protocol.describe())
+        kept = {(r.method, r.teachers, r.seed) for r in rows}
+        execute([Job("student", seed) for seed in range(seeds)
+                 if ("student alone", exp.student_name, seed) not in kept])
+        alone = [r.seconds for r in rows if r.method == "student alone"]
+        if alone and not previous_search:
+            log(protocol.estimate(sum(alone) / len(alone), "the student alone's, and a "
+                                  "distillation run adds the teachers' passes", at_least=True))
+        protocol.run_seeds(range(seeds), record)
+    else:
+        execute(default_jobs(exp, seeds, methods, committees, variants, log))
+    summary, best = summarize(rows, ("student alone", exp.student_name), metric=ACCURACY)
+    write_summary_csv(out / "summary.csv", summary, ACCURACY)
+    log("\n" + format_table(summary, best, ACCURACY))
+    if tables is not None:
+        write_layout(out, layout)
+        log("\n" + write_tables(out, layout))
+    log(f"\ntotal {time.perf_counter() - start:.0f}s")
+    return rows
+
+
+def train_teachers(exp: VisionExperiment, cache_root: Path, workers: int, init: tuple,
+                   log) -> dict[str, dict]:
+    """Every teacher trained (or read from the cache): name -> its metrics alone."""
+    for name, recipe in exp.teachers.items():
+        log(f"teacher {name}: {describe(recipe)}: training (or reading it from {cache_root})")
+    teacher_metrics = {}
+
+    def teacher_done(job: Job, result) -> None:
+        metrics, cached = result
+        teacher_metrics[job.names[0]] = metrics
+        log(f"  {job.names[0]} {'cached' if cached else 'trained'}: "
+            f"{metrics['parameters'] / 1e6:.2f}M parameters, val {metrics['val_accuracy']:.4f}, "
+            f"test {metrics['test_accuracy']:.4f}")
+
+    run_jobs([Job("teacher", names=(n,)) for n in exp.teachers], run_job, teacher_done, workers,
+             _prepare_worker, init)
+    return teacher_metrics
+
+
+def default_jobs(exp: VisionExperiment, seeds: int, methods: list[str] | None,
+                 committees: list[str] | None, variants: dict[str, dict] | None,
+                 log) -> list[Job]:
+    """The runs of a reproduction without --tables: the student alone, every method of
+    ``exp.methods`` with its defaults on the committees it applies to, and the variants."""
+    for missing in [m for m in (methods or exp.methods) if m not in METHODS]:
+        log(f"method {missing!r} is not registered in diversedistill.methods.METHODS: skipped")
+    methods = [m for m in (exp.methods if methods is None else methods) if m in METHODS]
+
+    def wanted(names) -> bool:
+        return committees is None or "+".join(names) in committees
+
+    jobs = [Job("student", seed) for seed in range(seeds)]
+    jobs += [Job("distill", seed, method, tuple(names)) for seed in range(seeds)
+             for method in methods for names in committees_for(method, exp.committees)
+             if wanted(names)]
+    jobs += [Job("distill", seed, "diversedistill", tuple(names), tuple(sorted(v.items())),
+                 f"dd ablation: {label}")
+             for seed in range(seeds) for label, v in (variants or {}).items()
+             for names in exp.committees if len(names) > 1 and wanted(names)]
+    return jobs
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def tables_layout(exp: VisionExperiment) -> TableLayout:
+    """Tables 3 and 4 on the experiment's teachers: the committee is its first committee
+    of two or more teachers (all the teachers if it names none), the foundation model its
+    CLIP teacher (the first of the committee if none is a CLIP)."""
+    committee = next((c for c in exp.committees if len(c) > 1), list(exp.teachers))
+    if len(committee) < 2:
+        raise ConfigError("--tables compares single teachers with a committee: the experiment "
+                          f"needs two teachers, it has {list(exp.teachers)}")
+    clip = next((n for n in committee if exp.teachers[n].kind == "clip"), None)
+    return vision_layout(committee, exp.student_name, clip)
+
+
+def table_protocol(exp: VisionExperiment, layout: TableLayout, tables: TablesConfig,
+                   cfg: DiverseDistillConfig, seeds: int, out: Path, methods, committees, rows,
+                   previous_search, workers: int, init: tuple, log) -> TableProtocol:
+    """The fair protocol on the vision grids, its runs trained as :class:`Job` s."""
+    cells = [(m, t) for m, t in table_cells(layout.tables)
+             if (methods is None or m in methods) and (committees is None or t in committees)]
+    for method in dict.fromkeys(m for m, _ in cells if m not in METHODS):
+        log(f"method {method!r} is not registered in diversedistill.methods.METHODS: skipped")
+
+    def execute(runs: list[TableRun], on_result) -> None:
+        jobs = {Job("distill", r.seed, r.method, tuple(r.teachers.split("+")),
+                    tuple(sorted(json.loads(r.values).items())),
+                    run_name=str(r.run_dir.relative_to(out / "runs"))): r for r in runs}
+        # the committees' runs first (the dearest): the last ones to finish are then short
+        order = sorted(jobs, key=lambda j: -len(j.names))
+        log(f"{len(order)} run(s), {max(workers, 1)} at a time")
+        run_jobs(order, run_job, lambda job, row: on_result(jobs[job], row), workers,
+                 _prepare_worker, init)
+
+    return TableProtocol(None, cfg, seeds, out, tables.merged(VISION_GRIDS),
+                         [c for c in cells if c[0] in METHODS], log=log,
+                         teachers=dict.fromkeys(exp.teachers), done=list(rows),
+                         done_search=previous_search, execute=execute, metric=ACCURACY,
+                         workers=workers)
+
+
+def experiment_for(name: str, config: str | None) -> tuple[VisionExperiment, dict]:
+    """The experiment (the CPU recipe, or a YAML file's) and its DiverseDistill section."""
+    if config is None:
+        exp = copy.deepcopy(CPU_EXPERIMENT)
+        exp.dataset = name
+        return exp, dict(exp.diversedistill)
+    data = load_yaml(config)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "tables"}  # read by tables_config
+    exp = load_experiment(data, config)
+    if exp.dataset != name:
+        raise ConfigError(f"{config}: its dataset is {exp.dataset!r}, not {name!r}")
+    return exp, dict(exp.diversedistill or {})
+
+
+def tables_config(args) -> TablesConfig | None:
+    """The tables' protocol, with the experiment file's 'tables:' section (its grids replace
+    the vision grids of the methods it names): what ``reproduce cifar10`` runs unless it is
+    asked for ablations or for some methods' rows only (--methods)."""
+    if not args.tables and (args.ablations or args.methods):
+        return None
+    if args.ablations:
+        raise ConfigError("--tables and --ablations are separate runs: choose one")
+    if args.table_seeds < 1:
+        raise ConfigError(f"--table-seeds must be at least 1, got {args.table_seeds}")
+    data = load_yaml(args.config) if args.config else {}
+    values = (data.get("tables") if isinstance(data, dict) else None) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{args.config}: tables: expected a mapping, got {values!r}")
+    return from_dict(TablesConfig, values, f"{args.config}: tables" if args.config else "tables")
+
+
+def cmd_reproduce_vision(args) -> int:
+    """The CLI's ``reproduce cifar10|cifar100``."""
+    tables = tables_config(args)
+    if args.resume and tables is None:
+        raise ConfigError("--resume continues a 'reproduce cifar10 --tables' run only")
+    exp, dd = experiment_for(args.experiment, args.config)
+    if args.train_size is not None:
+        exp = replace(exp, train_size=args.train_size)
+    dd.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
+    cfg = from_dict(DiverseDistillConfig, dd, args.config or "flags")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    # --tables names its seeds with --table-seeds; the default vision run with --seeds
+    seeds = args.table_seeds if args.tables else args.seeds
+    reproduce_vision(exp, args.data_dir, seeds, args.out,
+                     cfg, args.cache_dir, not args.no_progress, split_seed=args.split_seed,
+                     workers=args.workers, methods=args.methods, committees=args.committees,
+                     variants=vision_ablations() if args.ablations else None, tables=tables,
+                     resume=args.resume)
+    return 0

@@ -1,0 +1,236 @@
+"""Result rows, per-method summaries (mean ± std over seeds, gap recovered) and tables.
+
+A :class:`Metric` says what a row's score is called and which way is better: test MSE for
+MovieLens (:class:`ResultRow`, lower is better), test accuracy for image classification
+(:class:`AccuracyRow`, higher is better). Summaries and tables take the metric as an
+argument; its default keeps the MovieLens files and tables exactly as they were.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from diversedistill.atomic import write_text_atomic
+from diversedistill.errors import DataError
+from diversedistill_recipes.comparison.sweep import tau_of_label
+
+
+@dataclass
+class ResultRow:
+    method: str  # "student alone", "teacher alone", "diversedistill", "reference", ...
+    teachers: str  # committee members joined by "+", or the model itself
+    seed: int
+    val_mse: float
+    test_mse: float
+    seconds: float
+
+
+@dataclass
+class AccuracyRow:
+    """A result row of a classification experiment (fractions in [0, 1])."""
+
+    method: str
+    teachers: str
+    seed: int
+    val_accuracy: float
+    test_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the rows' field is ``test_<name>``
+    label: str  # in the table header
+    higher_is_better: bool
+    row: type = ResultRow
+
+
+MSE = Metric("mse", "test MSE", False, ResultRow)
+ACCURACY = Metric("accuracy", "test accuracy", True, AccuracyRow)
+
+
+@dataclass
+class SummaryRow:
+    method: str
+    teachers: str
+    seeds: int
+    test_mean: float  # the metric's mean over seeds (CSV column ``test_<metric>_mean``)
+    test_std: float
+    gap_recovered: float | None  # from the means; None for the references themselves
+    gap_recovered_std: float | None  # spread of the per-seed gap recovered
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def gap_recovered(distilled: float, student: float, teacher: float) -> float:
+    """METHOD.md: (M(distilled) − M(student)) / (M(best teacher) − M(student)), signed so
+    that improvement is positive; for MSE both differences are negative when it helps."""
+    return (distilled - student) / (teacher - student)
+
+
+def summarize(rows: list, student_key=("student alone", "mlp-s"),
+              teacher_method: str = "teacher alone",
+              metric: Metric = MSE) -> tuple[list[SummaryRow], str | None]:
+    """Group rows by (method, teachers); gap recovered is measured against the student
+    alone and the best teacher alone (best mean test score: lowest MSE, highest accuracy)."""
+    groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        groups[(r.method, r.teachers)][r.seed] = getattr(r, f"test_{metric.name}")
+    teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items()
+                if k[0] == teacher_method}
+    pick = max if metric.higher_is_better else min
+    best = pick(teachers, key=teachers.get) if teachers else None
+    student = groups.get(student_key)
+    out = []
+    for method, names in _in_table_order(list(groups)):
+        by_seed = groups[(method, names)]
+        m, s = mean_std(list(by_seed.values()))
+        gap = gap_std = None
+        if student and best and method != "reference":
+            sm, bm = mean_std(list(student.values()))[0], teachers[best]
+            gap = gap_recovered(m, sm, bm)
+            per_seed = [gap_recovered(v, student[k], groups[best][k])
+                        for k, v in by_seed.items() if k in student and k in groups[best]
+                        and groups[best][k] != student[k]]
+            gap_std = mean_std(per_seed)[1] if per_seed else None
+        out.append(SummaryRow(method, names, len(by_seed), m, s, gap, gap_std))
+    return out, (best[1] if best else None)
+
+
+def _in_table_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The order rows were first met, except that a τ sweep's rows, which finish in any
+    order when runs go in parallel, take their slots sorted by τ."""
+    swept = iter(sorted((k for k in keys if tau_of_label(k[0]) is not None),
+                        key=lambda k: (tau_of_label(k[0]), k[1])))
+    return [next(swept) if tau_of_label(k[0]) is not None else k for k in keys]
+
+
+def csv_text(rows: list) -> str:
+    """Dataclass rows as CSV text: a header of the field names, None as an empty value."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(rows[0])])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: list) -> None:
+    write_text_atomic(path, csv_text(rows))
+
+
+def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metric = MSE) -> None:
+    """The summary as CSV, its score columns named after the metric (``test_mse_mean``,
+    ``test_accuracy_mean``, ...)."""
+    buffer = io.StringIO()
+    names = [f.name.replace("test_", f"test_{metric.name}_") for f in fields(SummaryRow)]
+    writer = csv.writer(buffer)
+    writer.writerow(names)
+    for row in summary:
+        writer.writerow(["" if v is None else v for v in asdict(row).values()])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_results(path: str | Path) -> list:
+    """The rows of a results.csv: :class:`ResultRow` (MovieLens: ``val_mse``, ``test_mse``)
+    or :class:`AccuracyRow` (image classification: ``val_accuracy``, ...), by its header.
+    A run listed twice, or a score that is not a finite number, is refused."""
+    try:
+        return _read_results(path)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 text (byte {err.start})") from None
+
+
+def _read_results(path: str | Path) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        metric = next((m for m in (MSE, ACCURACY) if f"test_{m.name}" in (reader.fieldnames or ())),
+                      None)
+        if metric is None:
+            raise DataError(f"{path}: expected a test_mse or test_accuracy column, "
+                            f"found {', '.join(reader.fieldnames or ()) or 'no header'}")
+        rows, seen = [], {}
+        for r in reader:
+            try:
+                row = metric.row(r["method"], r["teachers"], int(r["seed"]),
+                                 float(r[f"val_{metric.name}"]), float(r[f"test_{metric.name}"]),
+                                 float(r["seconds"]))
+            except (KeyError, TypeError, ValueError) as err:
+                raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
+            _check_row(row, metric, path, reader.line_num)
+            key = (row.method, row.teachers, row.seed)
+            if key in seen:
+                raise DataError(f"{path}: line {reader.line_num}: {row.method} / {row.teachers} / "
+                                f"seed {row.seed} is listed twice (first at line {seen[key]}); "
+                                "one run, one row")
+            seen[key] = reader.line_num
+            rows.append(row)
+        return rows
+
+
+def _check_row(row, metric: Metric, path, line: int) -> None:
+    """A score must be a finite number; only the validation score may be NaN (not measured,
+    as for the references)."""
+    test, val = getattr(row, f"test_{metric.name}"), getattr(row, f"val_{metric.name}")
+    for name, value, nan_ok in ((f"test_{metric.name}", test, False),
+                                (f"val_{metric.name}", val, True), ("seconds", row.seconds, False)):
+        if math.isinf(value) or (math.isnan(value) and not nan_ok):
+            raise DataError(f"{path}: line {line}: {name} is {value}, not a finite number "
+                            f"({row.method} / {row.teachers} / seed {row.seed})")
+
+
+def metric_of(rows: list) -> Metric:
+    """The metric of rows read by :func:`read_results` (MSE for an empty list)."""
+    return ACCURACY if rows and isinstance(rows[0], AccuracyRow) else MSE
+
+
+def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Metric = MSE) -> str:
+    """A Markdown table: one line per method × committee."""
+    lines = [f"| method | teachers | seeds | {metric.label} (mean ± std) | gap recovered |",
+             "|---|---|---|---|---|"]
+    for r in summary:
+        # "+ 0.0" turns the student's own -0.0 into 0.0
+        gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered + 0.0:.1f}%"
+        if r.gap_recovered_std is not None and gap:
+            gap += f" ± {100 * r.gap_recovered_std:.1f}"
+        lines.append(f"| {r.method} | {r.teachers} | {r.seeds} | "
+                     f"{r.test_mean:.4f} ± {r.test_std:.4f} | {gap} |")
+    if best_teacher:
+        lines.append(f"\nGap recovered: against the student alone and the best teacher alone "
+                     f"({best_teacher}); 100% = as good as that teacher.")
+    return "\n".join(lines)
+
+
+def merge_runs(parts: list[list], sources: list[str]) -> list:
+    """Rows of several results files as one list. A run present in more than one (the
+    reference, teacher and student-alone rows every part of a split reproduction repeats)
+    is kept once; the same run with different scores in two files is an error."""
+    kept: dict[tuple, tuple[object, str]] = {}
+    for rows, source in zip(parts, sources):
+        for row in rows:
+            key = (row.method, row.teachers, row.seed)
+            if key not in kept:
+                kept[key] = (row, source)
+                continue
+            first, where = kept[key]
+            same = all(_same(getattr(first, f.name), getattr(row, f.name))
+                       for f in fields(row) if f.name.startswith(("val_", "test_")))
+            if not same:
+                raise DataError(f"{source}: {row.method} / {row.teachers} / seed {row.seed} "
+                                f"differs from the same run in {where}")
+    return [row for row, _ in kept.values()]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9

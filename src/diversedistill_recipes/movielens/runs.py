@@ -1,0 +1,139 @@
+"""MovieLens training runs as plain-data jobs, so that ``reproduce movielens --workers N``
+can run them N at a time (:mod:`diversedistill.parallel`).
+
+A :class:`Run` names what to train: the student alone, or a method (DiverseDistill with
+changes to the run's configuration, or a baseline with its config values) on a committee.
+A worker holds the data, the split and the frozen teachers (read from the caches the parent
+filled), and for the tables a cache of each teacher's own pass; :func:`run` trains one
+student there and returns a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from diversedistill.cached_teacher import CachedOwnPass
+from diversedistill.committee import Committee
+from diversedistill.importance import record_importance
+from diversedistill.interface import Teacher
+from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
+from diversedistill.parallel import worker_state
+from diversedistill.training import fit
+from diversedistill_recipes.locate import locate_movielens
+from diversedistill_recipes.movielens.lm.prepare import prepare_language_teacher
+from diversedistill_recipes.movielens.rating_recipes import (
+    STUDENT,
+    TEACHERS,
+    as_student,
+    as_teacher,
+    build,
+    loaders,
+    train_alone,
+    train_or_load_teacher,
+)
+from diversedistill_recipes.movielens.releases import load_movielens
+from diversedistill_recipes.movielens.splits import make_split
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str  # the results row's method column
+    seed: int
+    names: tuple[str, ...] = ()  # the committee; () = the student alone
+    method: str = "diversedistill"
+    values: tuple = ()  # sorted (key, value) pairs: DiverseDistill changes / a baseline's config
+    injection: str = ""  # how questions enter MLP teachers; "" = the reproduction's
+    own_pass: bool = False  # the teachers' own passes served from the worker's cache
+    run_name: str = ""  # directory under out/runs
+
+    @property
+    def teachers(self) -> str:
+        return "+".join(self.names) if self.names else "mlp-s"
+
+
+@dataclass
+class RunResult:
+    val_mse: float
+    test_mse: float
+    seconds: float
+    epochs: int
+    run_dir: Path
+
+
+def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Path, lm,
+            lm_cache: Path, injection: str, cfg: DiverseDistillConfig, out: Path,
+            progress: bool) -> dict:
+    """A worker's state, read from the caches (the parent trained every teacher first)."""
+    quiet = lambda *_: None  # noqa: E731 - the parent has logged all of this once
+    ml = load_movielens(locate_movielens(release, data_dir))
+    part = make_split(ml, split, split_seed)
+    teachers = {n: train_or_load_teacher(ml, part, n, r, split_seed, cache_root, False,
+                                         log=quiet)[0]
+                for n, r in TEACHERS.items()}
+    if lm is not None:
+        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, False,
+                                                  quiet)[0]
+    return state_from(ml, part, teachers, injection, cfg, out, progress)
+
+
+def state_from(ml, part, teachers: dict, injection: str, cfg: DiverseDistillConfig, out: Path,
+               progress: bool) -> dict:
+    return {"ml": ml, "part": part, "teachers": teachers, "own": {}, "injection": injection,
+            "cfg": cfg, "out": Path(out), "progress": progress}
+
+
+def committee_of(teachers: dict, names, injection: str) -> Committee:
+    """MLP teachers are hooked afresh (their injection mode may differ per run); a
+    prepared teacher object (the LM, an own-pass cache) is used as it is."""
+    return Committee([teachers[n] if isinstance(teachers[n], Teacher)
+                      else as_teacher(n, teachers[n], mode=injection) for n in names])
+
+
+def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, seed: int,
+                run_dir: Path, injection: str, progress: bool, method=None):
+    committee = committee_of(teachers, names, injection)
+    before = committee.fingerprint()
+    student_model = build(ml, split, STUDENT, seed)
+    train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
+    student, method = as_student(student_model), method or DiverseDistill(cfg)
+    result = fit(student, method, committee, train, val, test,
+                 STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
+    committee.check_unchanged(before)
+    record_importance(method, student, result, test, committee.names, run_dir)
+    return student_model, result
+
+
+def build_run_method(job: Run, cfg: DiverseDistillConfig):
+    values = dict(job.values)
+    if job.method == "diversedistill":
+        return DiverseDistill(replace(cfg, **values))
+    return build_method(job.method, values)
+
+
+def run(job: Run) -> RunResult:
+    """Train the student of ``job`` in this process (a worker, or the parent)."""
+    state = worker_state()
+    ml, part, out = state["ml"], state["part"], state["out"]
+    run_dir = out / "runs" / (job.run_name
+                              or f"{job.label.replace(' ', '_')}-{job.teachers}-{job.seed}")
+    if not job.names:
+        result = train_alone(ml, part, build(ml, part, STUDENT, job.seed), STUDENT, job.seed,
+                             run_dir, state["progress"])
+    else:
+        injection = job.injection or state["injection"]
+        teachers = state["teachers"]
+        if job.own_pass:  # frozen teachers: their own pass per row never changes
+            teachers = {n: state["own"].setdefault(n, CachedOwnPass(
+                m if isinstance(m, Teacher) else as_teacher(n, m, injection)))
+                for n, m in teachers.items() if n in job.names}
+        _, result = distill_run(ml, part, teachers, job.names, state["cfg"], job.seed, run_dir,
+                                injection, state["progress"], build_run_method(job, state["cfg"]))
+    return RunResult(result.val_mse, result.test_mse, result.seconds, result.epochs, run_dir)
+
+
+def describe_own_passes(state: dict) -> list[str]:
+    """What the own-pass caches of a state (this process's) stored and served."""
+    return [f"own-pass cache {name}: {t.rows_stored} rows stored, {t.hits:,} rows served from "
+            f"memory, {t.misses:,} computed" for name, t in state["own"].items()
+            if t.hits + t.misses]

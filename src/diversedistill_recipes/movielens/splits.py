@@ -1,0 +1,69 @@
+"""Train / validation / test splits: a seeded 80/10/10 shuffle, or the official folds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diversedistill.errors import ConfigError, DataError
+from diversedistill_recipes.movielens.releases import (
+    MovieLens,
+    Ratings,
+    encode_ratings,
+    read_100k_ratings,
+)
+
+OFFICIAL_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+@dataclass
+class RatingSplit:
+    name: str
+    train: Ratings
+    val: Ratings
+    test: Ratings
+
+    def describe(self) -> str:
+        return (f"split {self.name}: train {len(self.train):,} / val {len(self.val):,} / "
+                f"test {len(self.test):,}")
+
+
+def random_split(ml: MovieLens, seed: int, fractions=(0.8, 0.1, 0.1)) -> RatingSplit:
+    """Shuffle all ratings with ``seed`` and cut them 80/10/10 (by default)."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise ConfigError("split fractions must be three positive numbers summing to 1, "
+                          f"got {fractions}")
+    n = len(ml.ratings)
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
+    parts = np.split(order, [n_train, n_train + n_val])
+    if min(len(p) for p in parts) == 0:
+        raise DataError(f"{ml.path}: {n} ratings are too few for a {fractions} split")
+    return RatingSplit(f"random-{seed}", *(ml.ratings.subset(p) for p in parts))
+
+
+def official_fold(ml: MovieLens, fold: str, seed: int, val_fraction: float = 0.1) -> RatingSplit:
+    """ML-100K's official ``u1..u5`` / ``ua``, ``ub`` folds.
+
+    The fold's ``.test`` file is the test part; a seeded ``val_fraction`` of its ``.base``
+    file is held out for validation (early stopping never looks at the test part).
+    """
+    if fold not in OFFICIAL_FOLDS:
+        raise ConfigError(f"unknown fold {fold!r}; the official ML-100K folds are {OFFICIAL_FOLDS}")
+    base_file, test_file = ml.path / f"{fold}.base", ml.path / f"{fold}.test"
+    if not base_file.is_file() or not test_file.is_file():
+        raise DataError(f"{ml.path}: fold {fold} needs {base_file.name} and {test_file.name}")
+    base = encode_ratings(read_100k_ratings(base_file), base_file, ml.user_ids, ml.item_ids)
+    test = encode_ratings(read_100k_ratings(test_file), test_file, ml.user_ids, ml.item_ids)
+    order = np.random.default_rng(seed).permutation(len(base))
+    n_val = int(round(val_fraction * len(base)))
+    return RatingSplit(f"{fold}-{seed}", base.subset(order[n_val:]), base.subset(order[:n_val]),
+                       test)
+
+
+def make_split(ml: MovieLens, split: str, seed: int) -> RatingSplit:
+    """``split`` is ``random`` (80/10/10 by seed) or an official fold name."""
+    if split == "random":
+        return random_split(ml, seed)
+    return official_fold(ml, split, seed)

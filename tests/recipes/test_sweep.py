@@ -1,0 +1,128 @@
+"""The importance-gating sweep: skipped fractions read back, τ chosen on validation, CLI."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from diversedistill_recipes.cli import main
+from diversedistill_recipes.comparison.results import ResultRow, summarize
+from diversedistill_recipes.comparison.sweep import (
+    SweepRow,
+    choose_tau,
+    format_sweep,
+    skipped_fractions,
+    sweep_csv_text,
+    sweep_label,
+)
+
+
+def test_skipped_fractions_average_the_logged_epochs(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.csv").write_text(
+        "epoch,step,train/skipped/lm,train/skipped/mlp-l,val_mse\n"
+        "0,10,,,0.9\n0,10,0.0,0.0,\n1,20,,,0.88\n1,20,0.6,0.2,\n2,30,0.9,0.4,\n")
+    got = skipped_fractions(tmp_path)
+    assert got == pytest.approx({"lm": 0.5, "mlp-l": 0.2})
+
+
+def rows(val_by_tau: dict[float, list[float]]) -> list[SweepRow]:
+    # asked because α > τ: all but 5% of the asked rows (the rest explored at random)
+    return [SweepRow(tau, seed, val, val + 0.01, 10, 20.0 * (1 - tau / 2),
+                     {"lm": tau, "mlp-l": tau / 2},
+                     {"lm": 1 - tau - 0.05 * (tau > 0), "mlp-l": 1 - tau / 2 - 0.05 * (tau > 0)})
+            for tau, vals in val_by_tau.items() for seed, val in enumerate(vals)]
+
+
+def test_chosen_tau_is_the_largest_within_the_tau0_spread_on_validation():
+    # τ = 0: mean 0.84, std 0.01 -> threshold 0.85
+    sweep = rows({0.0: [0.83, 0.85], 0.5: [0.84, 0.86], 0.7: [0.85, 0.87], 0.8: [0.86, 0.88]})
+    assert choose_tau(sweep) == 0.5  # 0.85 ≤ 0.85; 0.7's mean 0.86 is outside
+    assert choose_tau(rows({0.0: [0.84], 0.3: [0.80]})) == 0.3  # one seed: the mean itself
+    assert choose_tau(rows({0.5: [0.84]})) is None  # no τ = 0 runs to compare against
+
+
+def test_sweep_table_and_csv_report_skips_and_time_saved():
+    sweep = rows({0.0: [0.84, 0.84], 0.6: [0.84, 0.84]})
+    table = format_sweep(sweep)
+    assert "| 0.6 | 2 | 60.0% | 30.0% | 45.0% | 50.0% / 5.0% | 14.0 | 30.0% |" in table
+    assert "τ chosen on validation" in table and table.rstrip().endswith("0.6")
+    lines = list(csv.DictReader(sweep_csv_text(sweep).splitlines()))
+    assert lines[2]["tau"] == "0.6" and float(lines[2]["skipped/lm"]) == 0.6
+    assert float(lines[2]["asked_by_alpha/lm"]) == pytest.approx(0.35)
+    assert read_back_equal(sweep)
+
+
+def read_back_equal(sweep) -> bool:
+    import tempfile
+    from pathlib import Path
+
+    from diversedistill_recipes.comparison.sweep import read_sweep, write_sweep
+
+    with tempfile.TemporaryDirectory() as d:
+        write_sweep(Path(d) / "sweep.csv", sweep)
+        back = read_sweep(Path(d) / "sweep.csv")
+    return all(a.by_alpha == pytest.approx(b.by_alpha) and a.skipped == pytest.approx(b.skipped)
+               for a, b in zip(sweep, back))
+
+
+def test_cli_refuses_a_bad_sweep_before_training(ml100k_dir, tmp_path, capsys):
+    base = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(tmp_path / "o"),
+            "--cache-dir", str(tmp_path / "c"), "--lm", "none", "--no-progress"]
+    assert main(base + ["--tau-sweep", "0", "1.5"]) == 2
+    assert "in [0, 1), got 1.5" in capsys.readouterr().err
+    assert main(base + ["--tau-sweep", "0", "--committees", "lm+mlp-l"]) == 2
+    assert "absent teacher 'lm'" in capsys.readouterr().err
+    assert main(base + ["--tau-sweep", "0", "--committees", "mlp-l", "mlp-m"]) == 2
+    assert "runs one committee" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing trained
+
+
+def test_sweep_runs_each_tau_and_writes_sweep_csv(ml100k_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(out),
+            "--cache-dir", str(tmp_path / "c"), "--lm", "none", "--no-progress", "--seeds", "1",
+            "--hidden", "16", "--committees", "mlp-m+mlp-l", "--tau-sweep", "0", "0.6"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "τ chosen on validation" in printed
+    with open(out / "sweep.csv") as f:
+        sweep = list(csv.DictReader(f))
+    assert [r["tau"] for r in sweep] == ["0", "0.6"]
+    assert float(sweep[0]["skipped/mlp-m"]) == 0.0  # τ = 0 asks every row
+    assert all(0 <= float(r["skipped/mlp-l"]) <= 1 for r in sweep)
+    with open(out / "results.csv") as f:
+        labels = {r["method"] for r in csv.DictReader(f)}
+    assert {"diversedistill τ=0", "diversedistill τ=0.6", "student alone"} <= labels
+
+
+def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(
+        ml100k_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(out),
+            "--cache-dir", str(tmp_path / "c"), "--lm", "none", "--no-progress", "--seeds", "1",
+            "--hidden", "16", "--committees", "mlp-m+mlp-l", "--tau-sweep"]
+    assert main(args + ["0"]) == 0
+    first = (out / "sweep.csv").read_text()
+    capsys.readouterr()
+    assert main(args + ["0", "0.6", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 sweep rows kept" in printed
+    ran = [line.split()[3] for line in printed.splitlines()
+           if line.startswith("  seed 0  diversedistill")]
+    assert ran == ["τ=0.6"]  # τ = 0 was kept, not run again
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert lines[1] == first.splitlines()[1] and lines[2].startswith("0.6,0,")
+
+
+def test_the_summary_lists_a_sweep_by_tau_whatever_order_its_runs_finished_in():
+    finished = ["student alone", sweep_label(0.5), sweep_label(0), "teacher alone",
+                sweep_label(0.65), sweep_label(0.55)]
+    rows = [ResultRow(m, "mlp-s" if m == "student alone" else "lm+mlp-l", 0, 0.9,
+                      0.85 if m == "teacher alone" else 0.9, 1.0) for m in finished]
+    summary, _ = summarize(rows)
+    assert [r.method for r in summary] == [
+        "student alone", sweep_label(0), sweep_label(0.5), "teacher alone", sweep_label(0.55),
+        sweep_label(0.65)]
