@@ -32,7 +32,7 @@ from diversedistill.methods.autoskd import (
     select_effective,
     sswo_update,
 )
-from diversedistill.methods.common import kd_loss
+from diversedistill.methods.common import feature_loss, kd_loss
 from diversedistill.methods.mt import mt_distill
 from diversedistill.methods.sckd import gate
 from diversedistill.training import DistillationTask, TrainConfig, fit
@@ -527,3 +527,20 @@ def test_aekd_cap_must_be_feasible_for_the_committee():
     alone = Committee([FixedTeacher("t", torch.zeros(16))])
     with pytest.raises(ConfigError, match="infeasible"):
         build_method("aekd", {"cap": 0.6}).setup(student, alone, batch)
+
+
+def test_normalized_feature_distance_is_free_of_width_and_scale():
+    """FD/SCKD/AMTML's "normalized" reduction: scaling projection and teacher feature
+    together leaves it unchanged, and repeating every dimension (a wider teacher carrying
+    the same feature) too; "sum" grows with both."""
+    torch.manual_seed(0)
+    projected, features = torch.randn(16, 8), torch.randn(16, 8) * 3
+    base = feature_loss(projected, features, "normalized")
+    assert torch.allclose(feature_loss(10 * projected, 10 * features, "normalized"), base)
+    wider = feature_loss(projected.repeat(1, 4), features.repeat(1, 4), "normalized")
+    assert torch.allclose(wider, base)
+    assert torch.allclose(feature_loss(projected.repeat(1, 4), features.repeat(1, 4), "sum"),
+                          4 * feature_loss(projected, features, "sum"))
+    # a projection predicting zero is at distance 1 on average
+    assert feature_loss(torch.zeros(16, 8), features, "normalized").mean().item() == (
+        pytest.approx(1.0))

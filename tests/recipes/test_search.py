@@ -21,9 +21,16 @@ from diversedistill_recipes.comparison.search import (
     MethodGrid,
     TableProtocol,
     TablesConfig,
+    make_method,
     parse_grid,
 )
-from diversedistill_recipes.comparison.tables import read_search, table_cells, vision_layout
+from diversedistill_recipes.comparison.tables import (
+    build_tables,
+    read_search,
+    search_row,
+    table_cells,
+    vision_layout,
+)
 
 BASE = DiverseDistillConfig(hidden=8)
 
@@ -135,6 +142,10 @@ def test_two_knobs_one_after_the_other_mse_lower_is_better(tmp_path):
     saved = read_search(tmp_path / "search.csv")
     assert [(r.trial, r.knob, json.loads(r.config), r.chosen) for r in saved][4] == (
         4, "temperature", {"lam": 3.0, "temperature": 2.0}, True)
+    # the grid grew once, and search.csv says why; every other trial was in the grid
+    assert [r.why for r in saved] == ["", "", "", "lam=3 was best at the top edge of {0.3, 1, 3}: "
+                                      "one value beyond", "", ""]
+    assert "lam=3 was best at the top edge" in build_tables([], saved)["search.md"]
     # the progress line: a range while an extension may still come, exact at the end
     progress = [line for line in logs if line.lstrip().startswith("[")]
     assert progress[0].lstrip().startswith("[1/6-8]") and progress[-1].lstrip().startswith("[7/7]")
@@ -257,3 +268,28 @@ def test_a_bad_knob_spec_is_one_line_naming_the_key(spec, message):
     with pytest.raises(ConfigError) as err:
         TablesConfig(spec)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- comparable strengths
+
+
+@pytest.mark.parametrize("grids", [GRIDS, VISION_GRIDS], ids=["movielens", "vision"])
+def test_every_method_in_the_tables_says_what_its_distance_is_measured_in(grids):
+    """BASELINES.md, comparable strengths: each table method, at its grid's first config,
+    names its distance; on MovieLens every one is free of the teacher's width (the LM is
+    384 wide, an MLP 64) and the feature terms of its scale too."""
+    for method, grid in grids.items():
+        note = make_method(method, grid.start(), DiverseDistillConfig()).distance_note()
+        assert note != "not stated" and "grows with width" not in note, (method, note)
+        if grids is GRIDS and "feature" in note:
+            assert "free of width and scale" in note, (method, note)
+
+
+def test_the_tables_print_each_methods_distance_under_the_table():
+    search = [search_row(MSE, m, "mlp-l", 0, 0, "lam", json.dumps(GRIDS[m].start()), 0.8, 1.0,
+                         True) for m in ("ld", "fd", "sckd", "diversedistill")]
+    rows = [MSE.row(m, "mlp-l", 0, 0.8, 0.85, 1.0) for m in ("ld", "fd", "sckd", "diversedistill")]
+    table = build_tables(rows, search)["table3.md"]
+    assert "- FD: feature: squared error per dimension relative to the teacher" in table
+    assert "- DiverseDistill: answer against z: squared error per dimension" in table
+    assert "- LD: prediction: squared error of the rating" in table

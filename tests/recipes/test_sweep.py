@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from diversedistill_recipes.cli import main
+from diversedistill_recipes.comparison.gating_claim import decide_gating_claim, format_gating_claim
 from diversedistill_recipes.comparison.results import ResultRow, summarize
 from diversedistill_recipes.comparison.sweep import (
     SweepRow,
@@ -48,11 +49,49 @@ def test_sweep_table_and_csv_report_skips_and_time_saved():
     sweep = rows({0.0: [0.84, 0.84], 0.6: [0.84, 0.84]})
     table = format_sweep(sweep)
     assert "| 0.6 | 2 | 60.0% | 30.0% | 45.0% | 50.0% / 5.0% | 14.0 | 30.0% |" in table
-    assert "τ chosen on validation" in table and table.rstrip().endswith("0.6")
+    assert ("τ chosen on validation (largest τ with mean val MSE ≤ the τ = 0 mean + std): 0.6"
+            in table)
     lines = list(csv.DictReader(sweep_csv_text(sweep).splitlines()))
     assert lines[2]["tau"] == "0.6" and float(lines[2]["skipped/lm"]) == 0.6
     assert float(lines[2]["asked_by_alpha/lm"]) == pytest.approx(0.35)
     assert read_back_equal(sweep)
+
+
+def test_claim_5_holds_where_gating_saves_passes_and_time_by_alpha_with_no_real_loss():
+    # τ = 0.6 (the paper's, and chosen): skips 45% of passes, 30% of the time, by α
+    claim = decide_gating_claim(rows({0.0: [0.84, 0.85], 0.6: [0.845, 0.855]}))
+    assert claim.verdict == "holds" and len(claim.evidence) == 1
+    assert format_gating_claim(claim).startswith("Claim 5: holds. Importance gating at τ = 0.6")
+    assert claim.evidence[0].startswith("τ = 0.6 (the paper's): skips 45.0% of teacher passes, "
+                                        "saves 30.0% of epoch time; of all rows, 50.0% asked "
+                                        "because α > τ and 5.0% by the random exploration")
+
+
+def test_claim_5_fails_on_a_real_loss_at_either_tau():
+    # the paper's τ = 0.6 is really worse on test; the chosen τ = 0.3 is fine
+    claim = decide_gating_claim(rows({0.0: [0.84, 0.85], 0.3: [0.845, 0.85], 0.6: [0.90, 0.91]}))
+    assert claim.verdict == "does not hold"
+    assert [e.split(":")[0] for e in claim.evidence] == ["τ = 0.6 (the paper's)",
+                                                         "τ = 0.3 (chosen on validation)"]
+    assert claim.evidence[0].endswith("really worse")
+    assert claim.evidence[1].endswith("no real loss")
+
+
+def test_claim_5_fails_where_the_rows_asked_are_mostly_explored_at_random():
+    sweep = rows({0.0: [0.84, 0.85], 0.6: [0.845, 0.855]})
+    for r in sweep:
+        if r.tau == 0.6:  # of all rows: 55% asked, 5% by α, 50% explored
+            r.by_alpha = {t: 0.05 for t in r.by_alpha}
+            r.skipped = {t: 0.45 for t in r.skipped}
+    claim = decide_gating_claim(sweep)
+    assert claim.verdict == "does not hold"
+    assert claim.evidence[0].endswith("the rows asked are mostly the random exploration's")
+
+
+def test_claim_5_is_not_decided_on_one_seed_or_without_tau_0():
+    assert decide_gating_claim(rows({0.0: [0.84], 0.6: [0.84]})).verdict.startswith(
+        "not decided (fewer than 2 seeds")
+    assert decide_gating_claim(rows({0.6: [0.84, 0.85]})).verdict.startswith("not decided")
 
 
 def read_back_equal(sweep) -> bool:

@@ -40,7 +40,14 @@ import torch
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import check, check_choice, kd_loss, own_answers, task_plus
+from diversedistill.methods.common import (
+    PREDICTION_DISTANCE_NOTE,
+    check,
+    check_choice,
+    kd_loss,
+    own_answers,
+    task_plus,
+)
 
 GRADIENTS = ("mean", "flat")
 
@@ -139,6 +146,7 @@ class AEKDConfig:
 @register_method("aekd")
 class AEKD(Method):
     config_class = AEKDConfig
+    distance_in_words = PREDICTION_DISTANCE_NOTE
     _alpha_sum: torch.Tensor  # buffer, registered in setup
 
     def __init__(self, cfg: AEKDConfig | None = None):

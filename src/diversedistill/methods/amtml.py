@@ -45,9 +45,11 @@ from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
 from diversedistill.methods.common import (
     FEATURE_REDUCTIONS,
+    PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
     distill_to,
+    feature_distance_note,
     feature_loss,
     own_answers,
     projections,
@@ -78,7 +80,7 @@ class AMTMLConfig:
     stage1_epochs: int = 5  # choice 3: epochs in which θ and w train; frozen afterwards
     detach_features: bool = True  # choice 1: β = z detached
     init_std: float = 0.1  # choice 4: θ, w ~ N(0, init_std²)
-    reduction: str = "sum"  # hint distance over the teacher's width: "sum" or "mean"
+    reduction: str = "sum"  # hint distance over the teacher's width: "sum", "mean", "normalized"
     lr: float | None = None  # learning rate of θ, w and the P_k (None: the student's)
 
     def __post_init__(self):
@@ -106,6 +108,9 @@ class AMTML(Method):
         self.cfg = cfg or AMTMLConfig()
         self._names: list[str] = []
         self._rows = 0  # rows seen this epoch (the buffer _mu_sum sums their weights)
+
+    def distance_note(self) -> str:
+        return f"{PREDICTION_DISTANCE_NOTE}; hint {feature_distance_note(self.cfg.reduction)}"
 
     def setup(self, student, committee, example) -> None:
         with torch.no_grad():

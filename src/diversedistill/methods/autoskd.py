@@ -43,7 +43,14 @@ from torch import nn
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import check, check_choice, kd_loss, own_answers, task_plus
+from diversedistill.methods.common import (
+    PREDICTION_DISTANCE_NOTE,
+    check,
+    check_choice,
+    kd_loss,
+    own_answers,
+    task_plus,
+)
 
 REWARDS = ("task", "distill")
 
@@ -114,6 +121,7 @@ class AutoSKDConfig:
 @register_method("autoskd")
 class AutoSKD(Method):
     config_class = AutoSKDConfig
+    distance_in_words = PREDICTION_DISTANCE_NOTE
     logits: torch.Tensor  # buffers, registered in setup
     alive: torch.Tensor
     reward_stats: torch.Tensor

@@ -66,6 +66,9 @@ class Method(nn.Module):
     needs_teachers: ClassVar[bool] = True
     # the dataclass that holds the method's knobs (None: it has none); ``build_method`` fills it
     config_class: ClassVar[type | None] = None
+    # what the distillation distance is measured in, in words: the comparison tables state it
+    # per method, so that a reader can judge whether one λ is one strength for each
+    distance_in_words: ClassVar[str] = "not stated"
 
     def __init__(self):
         super().__init__()
@@ -77,6 +80,10 @@ class Method(nn.Module):
     def learning_rate(self) -> float | None:
         """The method's own learning rate, or None to use the student's."""
         return None
+
+    def distance_note(self) -> str:
+        """:attr:`distance_in_words`, or (overridden) the distance this config chose."""
+        return self.distance_in_words
 
     def uses_every_parameter(self) -> bool:
         """Whether every step gives every parameter a gradient. DDP must otherwise look for

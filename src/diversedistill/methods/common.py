@@ -26,7 +26,7 @@ from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill.interface import Answer, Batch
 
-FEATURE_REDUCTIONS = ("sum", "mean")
+FEATURE_REDUCTIONS = ("sum", "mean", "normalized")
 
 
 def is_rating(prediction: torch.Tensor) -> bool:
@@ -67,10 +67,36 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1
 def feature_loss(projected: torch.Tensor, features: torch.Tensor,
                  reduction: str = "sum") -> torch.Tensor:
     """Per-row feature distance [B] between ``P(f_s)`` and ``f_t``, both [B, d_t]:
-    ``‖P(f_s) − f_t‖²`` summed over the width ("sum", the formula) or averaged ("mean",
-    which keeps λ comparable across teachers of different widths)."""
+
+    - "sum": ``‖P(f_s) − f_t‖²`` summed over the width (the formula);
+    - "mean": averaged over the width, which keeps λ comparable across teachers of
+      different widths but not of different scales;
+    - "normalized": averaged over the width and divided by ``f_t``'s mean square over the
+      batch (detached), free of width and of scale like DiverseDistill's default distance
+      (:func:`~diversedistill.losses.normalized_squared_error`). The teacher is frozen, so
+      its features' size is a fixed property of the teacher and a batch estimates it well;
+      no running state is needed. D = 1 is a projection that predicts zero.
+    """
     squared = (projected - features).pow(2)
-    return squared.sum(-1) if reduction == "sum" else squared.mean(-1)
+    if reduction == "sum":
+        return squared.sum(-1)
+    if reduction == "mean":
+        return squared.mean(-1)
+    scale = features.detach().pow(2).mean()
+    return squared.mean(-1) / scale.clamp_min(torch.finfo(features.dtype).tiny)
+
+
+def feature_distance_note(reduction: str) -> str:
+    """In words, what a feature term's distance is measured in (for the tables' reports)."""
+    return {"sum": "feature: squared L2 summed over the teacher's width (grows with width "
+                   "and scale)",
+            "mean": "feature: squared error per dimension (free of width, not of scale)",
+            "normalized": "feature: squared error per dimension relative to the teacher "
+                          "feature's mean square (free of width and scale)"}[reduction]
+
+
+PREDICTION_DISTANCE_NOTE = ("prediction: squared error of the rating, or T²·KL over the "
+                            "classes (the task loss's units; one output, no width)")
 
 
 @torch.no_grad()

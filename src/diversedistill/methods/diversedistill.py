@@ -108,6 +108,13 @@ class DiverseDistill(Method):
         self._teacher_names: list[str] = []
         self._diagnostics = ValidationDiagnostics()
 
+    def distance_note(self) -> str:
+        if self.cfg.distance == "normalized":
+            return ("answer against z: squared error per dimension relative to z's running "
+                    "mean square (free of width and scale)")
+        return ("answer against z: squared L2 summed over the student's width (grows with "
+                "width and scale)")
+
     def setup(self, student, committee, example) -> None:
         with torch.no_grad():
             out = student(example)

@@ -14,7 +14,9 @@ Choices made here:
 2. P is one ``nn.Linear`` per teacher, trained with the student at the student's learning
    rate by the same loss (as in FitNets' joint stage; there is no separate hint stage).
 3. ``reduction``: the squared distance is summed over the teacher's width ("sum", the
-   formula and METHOD.md's D) or averaged over it ("mean").
+   formula and METHOD.md's D), averaged over it ("mean"), or averaged and divided by the
+   teacher feature's mean square ("normalized": free of width and scale, the comparison
+   tables' choice; :func:`~diversedistill.methods.common.feature_loss`).
 4. ``teacher`` names the one teacher (FD is a single-teacher method); empty means every
    teacher, each with its own P, terms averaged.
 """
@@ -32,6 +34,7 @@ from diversedistill.methods.common import (
     FEATURE_REDUCTIONS,
     check,
     check_choice,
+    feature_distance_note,
     feature_loss,
     own_answers,
     pick_teachers,
@@ -44,7 +47,7 @@ from diversedistill.methods.common import (
 class FDConfig:
     lam: float = 1.0  # λ, weight of the feature term (chosen on validation)
     teacher: str = ""  # the teacher to distill from; "" = every teacher, terms averaged
-    reduction: str = "sum"  # over the teacher's width: "sum" (‖·‖², the formula) or "mean"
+    reduction: str = "sum"  # over the teacher's width: "sum" (the formula), "mean", "normalized"
 
     def __post_init__(self):
         check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
@@ -60,6 +63,9 @@ class FD(Method):
         super().__init__()
         self.cfg = cfg or FDConfig()
         self._chosen: list[int] = []
+
+    def distance_note(self) -> str:
+        return feature_distance_note(self.cfg.reduction)
 
     def setup(self, student, committee, example) -> None:
         # P only for the teachers distilled from: an unused parameter would stall DDP

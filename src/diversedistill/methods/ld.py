@@ -19,7 +19,14 @@ import torch
 
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
-from diversedistill.methods.common import check, kd_loss, own_answers, pick_teachers, task_plus
+from diversedistill.methods.common import (
+    PREDICTION_DISTANCE_NOTE,
+    check,
+    kd_loss,
+    own_answers,
+    pick_teachers,
+    task_plus,
+)
 
 
 @dataclass
@@ -36,6 +43,7 @@ class LDConfig:
 @register_method("ld")
 class LD(Method):
     config_class = LDConfig
+    distance_in_words = PREDICTION_DISTANCE_NOTE
 
     def __init__(self, cfg: LDConfig | None = None):
         super().__init__()

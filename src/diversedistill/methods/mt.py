@@ -36,6 +36,7 @@ import torch
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
 from diversedistill.methods.common import (
+    PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
     distill_to,
@@ -85,6 +86,7 @@ class MTConfig:
 @register_method("mt")
 class MT(Method):
     config_class = MTConfig
+    distance_in_words = PREDICTION_DISTANCE_NOTE
 
     def __init__(self, cfg: MTConfig | None = None):
         super().__init__()

@@ -42,8 +42,10 @@ from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
 from diversedistill.methods.common import (
     FEATURE_REDUCTIONS,
+    PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
+    feature_distance_note,
     feature_loss,
     kd_loss,
     own_answers,
@@ -77,7 +79,7 @@ class SCKDConfig:
     gradients_over: str = "student"  # choice 1: "student" (every parameter) or "z"
     gate_every: int = 1  # choice 2: steps between gate evaluations
     teacher: str = ""  # the teacher to distill from; "" = every teacher, terms gated apart
-    reduction: str = "sum"  # feature term over the teacher's width: "sum" or "mean"
+    reduction: str = "sum"  # feature term over the teacher's width: "sum", "mean", "normalized"
 
     def __post_init__(self):
         check(bool(self.terms), "terms must name at least one term")
@@ -105,6 +107,11 @@ class SCKD(Method):
         self._chosen: list[int] = []
         self._names: list[str] = []  # "<term>/<teacher>", one per gated term
         self._step = 0
+
+    def distance_note(self) -> str:
+        notes = {"logit": PREDICTION_DISTANCE_NOTE,
+                 "feature": feature_distance_note(self.cfg.reduction)}
+        return "; ".join(notes[term] for term in self.cfg.terms)
 
     def setup(self, student, committee, example) -> None:
         self._chosen = pick_teachers(committee, self.cfg.teacher)

@@ -9,6 +9,7 @@ from diversedistill.methods.base import Method, register_method
 @register_method("student")
 class StudentOnly(Method):
     needs_teachers = False
+    distance_in_words = "no distillation term"
 
     def forward(self, student, committee, batch):
         loss = task_loss(student.predict(batch), batch["target"])

@@ -23,8 +23,9 @@ The search is adaptive, so :class:`TableProtocol` runs in rounds: each round han
 that is ready — the next trials of every cell still searching and the later seeds of every
 cell whose search has ended — to ``execute`` at once (so that workers stay busy), records the
 results and advances each cell. ``search.csv`` gets one row per trial (its knob, its values,
-the validation score, its seconds, whether it was chosen), rewritten after every trial; the
-test score of a trial that is not chosen is never written anywhere.
+the validation score, its seconds, whether it was chosen and, for the one value beyond an
+edge, why it ran), rewritten after every trial; the test score of a trial that is not
+chosen is never written anywhere.
 
 The temperature is searched only where predictions are class logits (vision): a rating has no
 softmax (``methods/common.py``), so the MovieLens grids leave it out. A YAML ``tables: grids:``
@@ -125,27 +126,38 @@ LAM = Knob(("lam",), (0.3, 1.0, 3.0), times=3.0)
 TIED_LAM = Knob(("lam_logit", "lam_feature"), (0.3, 1.0, 3.0), times=3.0)  # SCKD: one strength
 TEMPERATURE = Knob(("temperature",), (1.0, 2.0, 4.0), times=2.0)
 ALPHA = Knob(("alpha",), (0.3, 0.45, 0.6), plus=0.15)  # AMTML's α lives in [0, 1]
-# Feature terms use reduction "mean" so that one λ suits teachers of different widths (the
-# LM's 384 against an MLP's 64; BASELINES.md, comparable strengths).
-MEAN = {"reduction": "mean"}
+# Comparable strengths (BASELINES.md): a feature term is measured like DiverseDistill's
+# default distance, per dimension and relative to its target's mean square, so that one λ is
+# one strength whatever the teacher's width (the LM's 384 against an MLP's 64) or scale.
+NORMALIZED = {"reduction": "normalized"}
+# DiverseDistill's λ = 10 won the earlier search on MLP-M + MLP-L (docs/movielens.md), 3 is
+# its default: the list reaches both. FD's distance is DiverseDistill's in kind (a projected
+# feature against a target, relative to the target's size), so it searches the same list.
+DD_LAM = Knob(("lam",), (1.0, 3.0, 10.0), times=3.0)
 
-# MovieLens: ratings, so no temperature. DiverseDistill's λ = 10 won the earlier search on
-# MLP-M + MLP-L (docs/movielens.md), 3 is its default: the list reaches both.
+# MovieLens: ratings, so no temperature.
 GRIDS: dict[str, MethodGrid] = {
     "ld": MethodGrid((LAM,)),
-    "fd": MethodGrid((LAM,), MEAN),
-    "sckd": MethodGrid((TIED_LAM,), MEAN),
+    "fd": MethodGrid((DD_LAM,), NORMALIZED),
+    "sckd": MethodGrid((TIED_LAM,), NORMALIZED),
     "mt": MethodGrid((LAM,)),
-    "amtml": MethodGrid((ALPHA,), MEAN),
+    "amtml": MethodGrid((ALPHA,), NORMALIZED),
     "autoskd": MethodGrid((LAM,)),
     "aekd": MethodGrid((LAM,)),
-    "diversedistill": MethodGrid((Knob(("lam",), (1.0, 3.0, 10.0), times=3.0),)),
+    "diversedistill": MethodGrid((DD_LAM,)),
 }
 # Images: class logits, so the methods built on a softened prediction alone search T too.
+# The feature terms average over the width ("mean", free of width but not of scale): the
+# vision tables (docs/vision.md) were measured so, before "normalized" existed; the grid's
+# extension beyond an edge is what spans the teachers' scale there.
+MEAN = {"reduction": "mean"}
 VISION_GRIDS: dict[str, MethodGrid] = {
-    **GRIDS,
     "ld": MethodGrid((LAM, TEMPERATURE)),
+    "fd": MethodGrid((LAM,), MEAN),
+    "sckd": MethodGrid((TIED_LAM,), MEAN),
     "mt": MethodGrid((LAM, TEMPERATURE)),
+    "amtml": MethodGrid((ALPHA,), MEAN),
+    "autoskd": MethodGrid((LAM,)),
     "aekd": MethodGrid((LAM, TEMPERATURE)),
     "diversedistill": MethodGrid((LAM,)),
 }
@@ -306,6 +318,7 @@ class Trial:
     test: float | None = None  # None: taken from an earlier search.csv, which never has it
     seconds: float = 0.0
     ran: bool = False
+    why: str = ""  # for the one value beyond an edge: which choice at which edge asked for it
 
     @property
     def key(self) -> str:
@@ -326,7 +339,13 @@ class CellSearch:
         self.edge_decided = False  # whether its extension was decided (asked for or not)
         self.trials: dict[str, Trial] = {}  # config key -> trial, in the order asked for
         self.extensions = 0
+        self.why = ""  # why the current knob's list grew, once it did
         self.done = False
+
+    def _extra_config(self) -> dict | None:
+        if self.extra is None:
+            return None
+        return self.grid.knobs[self.knob].at(self.point, self.extra)
 
     def step(self) -> list[tuple[str, dict]]:
         """(knob, config) of the current step: the knob's values (and extension) at the
@@ -344,7 +363,8 @@ class CellSearch:
             new = [(knob, c) for knob, c in self.step() if config_key(c) not in self.trials]
             if new:
                 for knob, config in new:
-                    trial = Trial(knob, config, len(self.trials))
+                    why = self.why if config == self._extra_config() else ""
+                    trial = Trial(knob, config, len(self.trials), why=why)
                     self.trials[trial.key] = trial
                 return [self.trials[config_key(c)] for _, c in new]
             if not all(self.trials[config_key(c)].ran for _, c in self.step()):
@@ -372,6 +392,9 @@ class CellSearch:
             if extra is not None and extra not in knob.values and self.allowed(
                     knob.at(self.point, extra)):
                 self.extra, self.extensions = extra, self.extensions + 1
+                self.why = (f"{knob.name}={value:g} was best at the "
+                            f"{'top' if value == max(knob.values) else 'bottom'} edge of "
+                            f"{{{', '.join(f'{v:g}' for v in knob.values)}}}: one value beyond")
                 return
         self.point = knob.at(self.point, value)
         self.knob, self.extra, self.edge_decided = self.knob + 1, None, False
@@ -641,7 +664,7 @@ class TableProtocol:
 
     def _add_row(self, cell: Cell, trial: Trial) -> None:
         row = search_row(self.metric, cell[0], cell[1], 0, trial.number, trial.knob, trial.key,
-                         trial.val, trial.seconds, False)
+                         trial.val, trial.seconds, False, trial.why)
         self._rows[(cell, trial.key)] = row
         self.search.append(row)
         self._write_search()

@@ -116,7 +116,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def choose_tau(rows: list[SweepRow]) -> float | None:
     """The largest τ whose mean validation MSE is at most the τ = 0 mean + std."""
-    by_tau = _group(rows)
+    by_tau = group_by_tau(rows)
     if 0.0 not in by_tau:
         return None
     mean0, std0 = _mean_std([r.val_mse for r in by_tau[0.0]])
@@ -125,7 +125,7 @@ def choose_tau(rows: list[SweepRow]) -> float | None:
     return max(fine)
 
 
-def _group(rows: list[SweepRow]) -> dict[float, list[SweepRow]]:
+def group_by_tau(rows: list[SweepRow]) -> dict[float, list[SweepRow]]:
     groups: dict[float, list[SweepRow]] = {}
     for r in rows:
         groups.setdefault(r.tau, []).append(r)
@@ -134,7 +134,7 @@ def _group(rows: list[SweepRow]) -> dict[float, list[SweepRow]]:
 
 def format_sweep(rows: list[SweepRow]) -> str:
     """Per τ: passes skipped per teacher, epoch time against τ = 0, val and test MSE."""
-    by_tau = _group(rows)
+    by_tau = group_by_tau(rows)
     teachers = sorted({t for r in rows for t in r.skipped})
     base = statistics.fmean(r.epoch_seconds for r in by_tau[0.0]) if 0.0 in by_tau else math.nan
     lines = ["| τ | seeds | " + " | ".join(f"skipped {t}" for t in teachers)

@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
-from diversedistill.errors import DataError
+from diversedistill.config import from_dict
+from diversedistill.errors import ConfigError, DataError
+from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
+from diversedistill.methods.base import Method
 from diversedistill_recipes.comparison.claims import (
     DD,
     LABELS,
@@ -170,6 +173,7 @@ class SearchRow:
     val_mse: float
     seconds: float
     chosen: bool
+    why: str = ""  # why the trial ran beyond its knob's list ("" for a value of the list)
 
     @property
     def val(self) -> float:
@@ -187,6 +191,7 @@ class AccuracySearchRow:
     val_accuracy: float
     seconds: float
     chosen: bool
+    why: str = ""
 
     @property
     def val(self) -> float:
@@ -212,9 +217,26 @@ def read_search(path: str | Path) -> list:
         try:
             return [search_row(metric, r["method"], r["teachers"], int(r["seed"]), int(r["trial"]),
                                r.get("knob") or "", r["config"], float(r[f"val_{metric.name}"]),
-                               float(r["seconds"]), r["chosen"] == "True") for r in reader]
+                               float(r["seconds"]), r["chosen"] == "True", r.get("why") or "")
+                    for r in reader]
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
+
+
+def distance_note(method: str, config: str) -> str:
+    """What ``method``'s distillation distance is measured in, at the config ``config`` (a
+    search row's JSON): the method built from it says (BASELINES.md, comparable strengths).
+    DiverseDistill's keys not in ``config`` are taken at their defaults, as the reproduction
+    runs them."""
+    values = json.loads(config)
+    try:
+        if method == DD:
+            built: Method = DiverseDistill(from_dict(DiverseDistillConfig, values, method))
+        else:
+            built = build_method(method, values)
+    except ConfigError as err:
+        return f"unknown ({err})"
+    return built.distance_note()
 
 
 def short_config(config: str) -> str:
@@ -271,7 +293,8 @@ def best_of(values: dict, metric: Metric):
 
 
 def format_table(spec: TableSpec, summary: dict[Cell, SummaryRow], seeds: int,
-                 chosen: dict[Cell, str], metric: Metric = MSE) -> str:
+                 chosen: dict[Cell, str], metric: Metric = MSE,
+                 distances: dict[str, str] | None = None) -> str:
     """Markdown: one line per setting, one column per method; bold marks the best mean
     test score of the line (lowest MSE, highest accuracy; lines of one cell have none)."""
     corner = "teacher" if all("+" not in s for s in spec.settings) else "committee"
@@ -289,6 +312,10 @@ def format_table(spec: TableSpec, summary: dict[Cell, SummaryRow], seeds: int,
              for s in spec.settings for m in spec.methods if (m, s) in chosen]
     if picks:
         lines += ["", "Chosen on validation (search seed): " + "; ".join(picks) + "."]
+    measured = [f"- {LABELS.get(m, m)}: {distances[m]}" for m in spec.methods
+                if m in (distances or {})]
+    if measured:
+        lines += ["", "What each method's distillation distance is measured in:", *measured]
     return "\n".join(lines) + "\n"
 
 
@@ -351,11 +378,11 @@ def format_search(search: list, metric: Metric = MSE) -> str:
               "at their chosen or first value); a choice at an edge of its knob's list runs one "
               f"value beyond that edge, once. The {best} validation {short} is chosen (first on "
               "ties) and then run on every seed."), "",
-             f"| method | teachers | knob | values | val {short} | chosen |",
-             "|---|---|---|---|---|---|"]
+             f"| method | teachers | knob | values | val {short} | chosen | why it ran |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {LABELS.get(r.method, r.method)} | {committee_label(r.teachers)} | "
               f"{r.knob or '—'} | {short_config(r.config)} | {r.val:.4f} | "
-              f"{'yes' if r.chosen else ''} |" for r in search]
+              f"{'yes' if r.chosen else ''} | {r.why or 'in the grid'} |" for r in search]
     return "\n".join(lines) + "\n"
 
 
@@ -372,10 +399,12 @@ def build_tables(rows: list, search: list | None = None,
     summary = {(r.method, r.teachers): r for r in summary_rows}
     seeds = max((r.seeds for r in summary_rows if r.method != "reference"), default=0)
     chosen = {(r.method, r.teachers): short_config(r.config) for r in search or () if r.chosen}
+    distances = {r.method: distance_note(r.method, r.config) for r in search or () if r.chosen}
     files: dict[str, str] = {}
     note = _reference_note(summary, best_teacher, layout)
     for spec in layout.tables:
-        files[f"{spec.name}.md"] = format_table(spec, summary, seeds, chosen, metric) + "\n" + note
+        files[f"{spec.name}.md"] = format_table(spec, summary, seeds, chosen, metric,
+                                                     distances) + "\n" + note
         files[f"{spec.name}.csv"] = table_csv(table_rows(spec, summary), metric)
     files["raw.md"] = format_raw(rows, metric)
     files["raw.csv"] = _csv_text(*raw_rows(rows, metric))

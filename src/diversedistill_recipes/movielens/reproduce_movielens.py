@@ -20,6 +20,7 @@ from pathlib import Path
 from diversedistill.errors import ConfigError
 from diversedistill.methods import METHODS, DiverseDistillConfig
 from diversedistill.parallel import run_jobs
+from diversedistill_recipes.comparison.gating_claim import decide_gating_claim, format_gating_claim
 from diversedistill_recipes.comparison.results import (
     ResultRow,
     format_table,
@@ -239,6 +240,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         log("\n" + write_tables(out))
     if sweep_rows:
         log("\n" + format_sweep(sweep_rows))
+        log("\n" + format_gating_claim(decide_gating_claim(sweep_rows)))
     return rows
 
 
