@@ -196,7 +196,7 @@ def vision_runs(tmp_path_factory):
     from diversedistill.parallel import run_jobs
     from diversedistill_recipes.cifar.image_recipes import ModelRecipe, Parts, VisionExperiment
     from diversedistill_recipes.cifar.images import Images
-    from diversedistill_recipes.cifar.reproduce_cifar import Job, run_job
+    from diversedistill_recipes.cifar.reproduce_cifar import Job, run_job, student_job
     from diversedistill_recipes.cifar.vit import ViTTeacher
 
     root = tmp_path_factory.mktemp("vision")
@@ -217,7 +217,7 @@ def vision_runs(tmp_path_factory):
              "out": root, "progress": False, "split_seed": 0, "cache_root": root / "cache",
              "cfg": DiverseDistillConfig(**exp.diversedistill),
              "teachers": {"vit": (teacher, {}, True)}}  # held: never trained here
-    jobs = [Job("student", 0), Job("distill", 0, "diversedistill", ("vit",))]
+    jobs = [student_job(0), Job("diversedistill", 0, ("vit",))]
     run_jobs(jobs, run_job, lambda _job, _row: None, state=state)
     return root
 

@@ -164,14 +164,14 @@ def test_baselines_read_each_teachers_own_pass_once_per_image_and_view(tmp_path)
     worker_state().clear()
     worker_state().update(state)
     try:
-        run_job(Job("distill", 0, "ld", ("vit-b",), run_name="ld-0"))
+        run_job(Job("ld", 0, ("vit-b",), "ld", run_name="ld-0"))
         cached = state["own"]["vit-b"]
         first = cached.misses
         assert 0 < first == cached.rows_stored <= bound
-        run_job(Job("distill", 1, "ld", ("vit-b",), run_name="ld-1"))
+        run_job(Job("ld", 1, ("vit-b",), "ld", run_name="ld-1"))
         assert cached.misses == cached.rows_stored <= bound  # a pair is computed once, ever
         assert cached.hits > 0  # the second run read back pairs the first one stored
-        run_job(Job("distill", 0, "diversedistill", ("vit-b",), run_name="dd-0"))
+        run_job(Job("diversedistill", 0, ("vit-b",), run_name="dd-0"))
         assert state["own"]["vit-b"] is cached  # DiverseDistill asks the teacher itself...
         contexts = state["contexts"]["vit-b"]  # ... above the injection point only
         assert 0 < contexts.misses == contexts.rows_stored <= bound

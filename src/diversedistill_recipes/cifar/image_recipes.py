@@ -20,7 +20,6 @@ is trained on the task. Two kinds:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -61,6 +60,7 @@ from diversedistill_recipes.cifar.vit import (
     middle,
     sentence_embeddings,
 )
+from diversedistill_recipes.jobs import cache_entry
 
 KINDS = ("vit", "clip")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -422,8 +422,7 @@ def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe
     # the injection point does not change how a teacher trains: not part of the key
     key_data = {"data": parts.fingerprint(), "classes": list(parts.class_names),
                 "recipe": asdict(replace(recipe, layer=None)), "seed": seed}
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
-    entry = cache_root / f"{name}-{key}"
+    entry, key = cache_entry(cache_root, name, key_data)
     marker = entry / "diversedistill.json"
     text_cache = cache_root / "text"
     cached = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from diversedistill.cached_teacher import CachedContext, CachedOwnPass
@@ -55,9 +55,7 @@ from diversedistill_recipes.comparison.results import (
     ACCURACY,
     AccuracyRow,
     format_table,
-    read_results,
     summarize,
-    write_csv,
     write_summary_csv,
 )
 from diversedistill_recipes.comparison.search import (
@@ -69,12 +67,12 @@ from diversedistill_recipes.comparison.search import (
 )
 from diversedistill_recipes.comparison.tables import (
     TableLayout,
-    read_search,
     table_cells,
     vision_layout,
     write_layout,
     write_tables,
 )
+from diversedistill_recipes.jobs import Job, ResultBook
 from diversedistill_recipes.locate import cache_dir
 
 # The MovieLens ablations (reproduce.ABLATIONS) with the vision committee's first-
@@ -118,20 +116,8 @@ def distill_run(parts, exp: VisionExperiment, teachers: dict, names, distiller: 
     return student_model, result
 
 
-@dataclass(frozen=True)
-class Job:
-    """One run of the reproduction: a teacher trained (or read from the cache), a student
-    trained alone, or a student distilled by ``method`` from the committee ``names``."""
-
-    kind: str  # "teacher", "student" or "distill"
-    seed: int = 0
-    method: str = ""
-    names: tuple[str, ...] = ()
-    # sorted (key, value) pairs: changes to DiverseDistill's config (ablations, the tables'
-    # search) or a baseline's config values (the tables' search; none: its defaults)
-    values: tuple = ()
-    label: str = ""  # the results row's method column ("" = the method's name)
-    run_name: str = ""  # directory under out/runs ("" = label-teachers-seed)
+def student_job(seed: int) -> Job:
+    return Job("student alone", seed, run_name=f"student-{seed}")
 
 
 def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root: Path,
@@ -175,11 +161,11 @@ def run_job(job: Job):
     if job.kind == "teacher":
         _, metrics, cached = _teacher(state, job.names[0])
         return metrics, cached
-    if job.kind == "student":
+    if not job.names:
         student = as_student(build_vit(exp.student, len(parts.class_names), job.seed),
                              exp.student)
-        result = train_alone(student, parts, exp, exp.student, job.seed,
-                             out / "runs" / f"student-{job.seed}", progress)
+        result = train_alone(student, parts, exp, exp.student, job.seed, job.run_dir(out),
+                             progress)
         export_run_student(student, result, {"method": "student alone"}, parts.class_names)
         return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
                            result.seconds)
@@ -188,15 +174,11 @@ def run_job(job: Job):
     # only what lies below the injection point is kept
     store = "contexts" if job.method == "diversedistill" else "own"
     teachers = {n: _memoized(state, store, n, t) for n, t in teachers.items()}
-    label = job.label or job.method
-    run_dir = out / "runs" / (job.run_name or
-                              f"{label.replace(' ', '_')}-{'+'.join(job.names)}-{job.seed}")
-    changes = dict(job.values)
-    injection = changes.pop("injection", "")
+    changes, injection = job.split_values()
     distiller = make_method(job.method, changes, state["cfg"])
-    _, result = distill_run(parts, exp, teachers, job.names, distiller, job.seed, run_dir,
-                            progress, injection)
-    return AccuracyRow(label, "+".join(job.names), job.seed, result.val, result.test,
+    _, result = distill_run(parts, exp, teachers, job.names, distiller, job.seed,
+                            job.run_dir(out), progress, injection)
+    return AccuracyRow(job.label, job.committee, job.seed, result.val, result.test,
                        result.seconds)
 
 
@@ -226,25 +208,15 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
     log(data.summary())
     log(make_parts(data, exp, split_seed).describe())
     del data
-    rows: list[AccuracyRow] = []
-    previous_search = None
+    book = ResultBook(out, ACCURACY, log)
+    previous_search = book.resume() if resume else None
+    rows = book.rows  # the book's own list: every recorded row lands in it
     if resume:
-        if (out / "results.csv").is_file():
-            rows = read_results(out / "results.csv")
-        if (out / "search.csv").is_file():
-            previous_search = read_search(out / "search.csv")
         log(f"resuming {out}: {len(rows)} result rows and {len(previous_search or [])} search "
             "rows kept")
     # bars from several processes would interleave: workers report by lines only
     init = (exp, data_dir, split_seed, cache_root, cfg, out, progress and workers <= 1)
-
-    def record(row: AccuracyRow) -> None:
-        # a run recorded again (a resumed reproduction) replaces its row: one row per run
-        key = (row.method, row.teachers, row.seed)
-        rows[:] = [r for r in rows if (r.method, r.teachers, r.seed) != key] + [row]
-        write_csv(out / "results.csv", rows)
-        log(f"  seed {row.seed}  {row.method:<20} {row.teachers:<14} val {row.val_accuracy:.4f}  "
-            f"test {row.test_accuracy:.4f}  ({row.seconds:.0f}s)")
+    record = book.record
 
     def execute(jobs: list[Job]) -> None:
         # the committees' runs first (the dearest): the last ones to finish are then short
@@ -266,7 +238,7 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
                                   rows, previous_search, workers, init, log)
         log(protocol.describe())
         kept = {(r.method, r.teachers, r.seed) for r in rows}
-        execute([Job("student", seed) for seed in range(seeds)
+        execute([student_job(seed) for seed in range(seeds)
                  if ("student alone", exp.student_name, seed) not in kept])
         alone = [r.seconds for r in rows if r.method == "student alone"]
         if alone and not previous_search:
@@ -299,8 +271,8 @@ def train_teachers(exp: VisionExperiment, cache_root: Path, workers: int, init: 
             f"{metrics['parameters'] / 1e6:.2f}M parameters, val {metrics['val_accuracy']:.4f}, "
             f"test {metrics['test_accuracy']:.4f}")
 
-    run_jobs([Job("teacher", names=(n,)) for n in exp.teachers], run_job, teacher_done, workers,
-             _prepare_worker, init)
+    run_jobs([Job("teacher alone", names=(n,), kind="teacher") for n in exp.teachers], run_job,
+             teacher_done, workers, _prepare_worker, init)
     return teacher_metrics
 
 
@@ -316,12 +288,11 @@ def default_jobs(exp: VisionExperiment, seeds: int, methods: list[str] | None,
     def wanted(names) -> bool:
         return committees is None or "+".join(names) in committees
 
-    jobs = [Job("student", seed) for seed in range(seeds)]
-    jobs += [Job("distill", seed, method, tuple(names)) for seed in range(seeds)
+    jobs = [student_job(seed) for seed in range(seeds)]
+    jobs += [Job(method, seed, tuple(names), method) for seed in range(seeds)
              for method in methods for names in committees_for(method, exp.committees)
              if wanted(names)]
-    jobs += [Job("distill", seed, "diversedistill", tuple(names), tuple(sorted(v.items())),
-                 f"dd ablation: {label}")
+    jobs += [Job(f"dd ablation: {label}", seed, tuple(names), values=tuple(sorted(v.items())))
              for seed in range(seeds) for label, v in (variants or {}).items()
              for names in exp.committees if len(names) > 1 and wanted(names)]
     return jobs
@@ -352,7 +323,7 @@ def table_protocol(exp: VisionExperiment, layout: TableLayout, tables: TablesCon
         log(f"method {method!r} is not registered in diversedistill.methods.METHODS: skipped")
 
     def execute(runs: list[TableRun], on_result) -> None:
-        jobs = {Job("distill", r.seed, r.method, tuple(r.teachers.split("+")),
+        jobs = {Job(r.method, r.seed, tuple(r.teachers.split("+")), r.method,
                     tuple(sorted(json.loads(r.values).items())),
                     run_name=str(r.run_dir.relative_to(out / "runs"))): r for r in runs}
         # the committees' runs first (the dearest): the last ones to finish are then short

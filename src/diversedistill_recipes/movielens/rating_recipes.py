@@ -4,7 +4,6 @@ students and teachers, cached teacher training, and the simple reference predict
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from diversedistill.export import export_model, load_model, read_config
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import StudentOnly
 from diversedistill.training import FitResult, TrainConfig, fit
+from diversedistill_recipes.jobs import cache_entry
 from diversedistill_recipes.movielens.batches import global_mean, rating_loader
 from diversedistill_recipes.movielens.history import build_histories, shown_star_mean
 from diversedistill_recipes.movielens.recommender import MLPRecommender, build_recommender
@@ -95,8 +95,7 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
     half one."""
     key_data = {"format": CACHE_FORMAT, "data": split_fingerprint(ml, split),
                 "recipe": asdict(recipe), "seed": seed}
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
-    entry = cache_root / f"{name}-{key}"
+    entry, key = cache_entry(cache_root, name, key_data)
     if (entry / "config.json").is_file():
         try:
             config = read_config(entry)

@@ -13,7 +13,6 @@ single-threaded process (:mod:`diversedistill.parallel`).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from diversedistill.methods import METHODS, DiverseDistillConfig
 from diversedistill.parallel import run_jobs
 from diversedistill_recipes.comparison.gating_claim import decide_gating_claim, format_gating_claim
 from diversedistill_recipes.comparison.results import (
+    MSE,
     ResultRow,
     format_table,
-    read_results,
     summarize,
-    write_csv,
     write_summary_csv,
 )
 from diversedistill_recipes.comparison.search import GRIDS, TableProtocol, TableRun, TablesConfig
@@ -39,7 +37,8 @@ from diversedistill_recipes.comparison.sweep import (
     sweep_run_name,
     write_sweep,
 )
-from diversedistill_recipes.comparison.tables import read_search, table_cells, write_tables
+from diversedistill_recipes.comparison.tables import table_cells, write_tables
+from diversedistill_recipes.jobs import Job, ResultBook
 from diversedistill_recipes.locate import cache_dir, locate_movielens
 from diversedistill_recipes.movielens import runs as ml_runs
 from diversedistill_recipes.movielens.lm.prepare import LMConfig, prepare_language_teacher
@@ -50,7 +49,6 @@ from diversedistill_recipes.movielens.rating_recipes import (
     train_or_load_teacher,
 )
 from diversedistill_recipes.movielens.releases import load_movielens
-from diversedistill_recipes.movielens.runs import Run
 from diversedistill_recipes.movielens.splits import make_split
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
@@ -123,30 +121,21 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     lm_cache = Path(cache) / "lm" if cache else cache_dir() / "lm"
     ml = load_movielens(locate_movielens(release, data_dir))
     log(ml.summary())
-    rows: list[ResultRow] = []
+    book = ResultBook(out, MSE, log)
+    rows = book.rows  # the book's own list: every recorded row lands in it
     previous_search = None
     sweep_rows: list[SweepRow] = []
     if resume:
         if tables is None and not tau_sweep:
             raise ConfigError("--resume continues a 'reproduce movielens --tables' or "
                               "'--tau-sweep' run only")
-        if (out / "results.csv").is_file():
-            rows = read_results(out / "results.csv")
-        if (out / "search.csv").is_file():
-            previous_search = read_search(out / "search.csv")
+        previous_search = book.resume()
+        rows = book.rows
         if tau_sweep and (out / "sweep.csv").is_file():
             sweep_rows = read_sweep(out / "sweep.csv")
         log(f"resuming {out}: {len(rows)} result rows, {len(previous_search or [])} search "
             f"rows and {len(sweep_rows)} sweep rows kept")
-
-    def record(row: ResultRow) -> None:
-        # a run recorded again (a resumed reproduction) replaces its row: one row per run
-        key = (row.method, row.teachers, row.seed)
-        rows[:] = [r for r in rows if (r.method, r.teachers, r.seed) != key] + [row]
-        write_csv(out / "results.csv", rows)
-        val = "   -  " if math.isnan(row.val_mse) else f"{row.val_mse:.4f}"
-        log(f"  seed {row.seed}  {row.method:<28} {row.teachers:<18} val {val}  "
-            f"test {row.test_mse:.4f}  ({row.seconds:.0f}s)")
+    record = book.record
 
     # One split and one set of teachers; the seeds vary the students (initialization and
     # shuffling). Every method is then compared on the same test ratings against the same
@@ -169,7 +158,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     worker_args = (release, data_dir, split, split_seed, cache_root, lm, lm_cache, injection,
                    cfg, out, False)
 
-    def execute(jobs: list[Run], on_result) -> None:
+    def execute(jobs: list[Job], on_result) -> None:
         # the dearest runs (language-model committees, bigger committees) first: with
         # several workers the last ones to finish are then short
         jobs = sorted(jobs, key=lambda j: (-("lm" in j.names), -len(j.names)))
@@ -177,8 +166,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             log(f"{len(jobs)} run(s), {max(workers, 1)} at a time")
         run_jobs(jobs, ml_runs.run, on_result, workers, ml_runs.prepare, worker_args, here)
 
-    def record_run(job: Run, result) -> None:
-        record(ResultRow(job.label, job.teachers, job.seed, result.val_mse, result.test_mse,
+    def record_run(job: Job, result) -> None:
+        record(ResultRow(job.label, job.committee or STUDENT.size, job.seed, result.val_mse,
+                         result.test_mse,
                          result.seconds))
 
     protocol = None
@@ -209,7 +199,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],
                              metrics["seconds"]))
-    execute([Run("student alone", seed, run_name=f"student-{seed}") for seed in seed_range],
+    execute([Job("student alone", seed, run_name=f"student-{seed}") for seed in seed_range],
             record_run)
     if protocol is not None:
         protocol.run_seeds(seed_range, record)
@@ -218,7 +208,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     elif tau_sweep:
         names = sweep_committee(committees, lm is not None)
 
-        def swept(job: Run, result) -> None:
+        def swept(job: Job, result) -> None:
             record_run(job, result)
             sweep_rows.append(SweepRow(dict(job.values)["tau"], job.seed, result.val_mse,
                                        result.test_mse, result.epochs,
@@ -227,7 +217,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                        skipped_fractions(result.run_dir, "asked_by_alpha")))
             write_sweep(out / "sweep.csv", sorted(sweep_rows, key=lambda r: (r.tau, r.seed)))
         done = {(r.tau, r.seed) for r in sweep_rows}  # kept by --resume
-        execute([Run(sweep_label(tau), seed, names, values=(("tau", tau),),
+        execute([Job(sweep_label(tau), seed, names, values=(("tau", tau),),
                      run_name=sweep_run_name(tau, "+".join(names), seed))
                  for seed in seed_range for tau in tau_sweep if (tau, seed) not in done], swept)
     else:
@@ -245,7 +235,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
 
 
 def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_wanted,
-                 teachers: dict, changes: dict[str, dict] | None = None) -> list[Run]:
+                 teachers: dict, changes: dict[str, dict] | None = None) -> list[Job]:
     """The rows of a reproduction without --tables / --tau-sweep: DiverseDistill on every
     committee (or the ablations on MLP-M + MLP-L and LM + MLP-L) and the baselines of
     BASELINE_ROWS."""
@@ -259,13 +249,11 @@ def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_want
     runs = []
     for seed in seed_range:
         for label, (change, chosen) in variants.items():
-            change = dict(change)
-            mode = change.pop("injection", "")
-            runs += [Run(label, seed, names, values=tuple(sorted(change.items())), injection=mode)
+            runs += [Job(label, seed, names, values=tuple(sorted(change.items())))
                      for names in filter(wanted, chosen) if method_wanted(label)]
         for name, chosen in ({} if ablations else BASELINE_ROWS).items():
             # a baseline reads only the teachers' own passes: computed once, then served
-            runs += [Run(name, seed, names, method=name, own_pass=True)
+            runs += [Job(name, seed, names, method=name, own_pass=True)
                      for names in filter(wanted, chosen if method_wanted(name) else ())
                      if name in METHODS and all(n in teachers for n in names)]
     return runs
@@ -274,7 +262,7 @@ def default_runs(seed_range, with_lm: bool, ablations: bool, wanted, method_want
 def execute_table_runs(runs: list[TableRun], on_result, execute, out: Path) -> None:
     """The tables' runs as jobs: every teacher's own pass served from its cache (frozen
     teachers); DiverseDistill's questions still go to the teacher itself."""
-    jobs = {Run(r.method, r.seed, tuple(r.teachers.split("+")), method=r.method,
+    jobs = {Job(r.method, r.seed, tuple(r.teachers.split("+")), method=r.method,
                 values=tuple(sorted(json.loads(r.values).items())), own_pass=True,
                 run_name=str(r.run_dir.relative_to(out / "runs"))): r for r in runs}
     execute(list(jobs), lambda job, result: on_result(jobs[job], result))

@@ -1,8 +1,9 @@
 """MovieLens training runs as plain-data jobs, so that ``reproduce movielens --workers N``
 can run them N at a time (:mod:`diversedistill.parallel`).
 
-A :class:`Run` names what to train: the student alone, or a method (DiverseDistill with
-changes to the run's configuration, or a baseline with its config values) on a committee.
+A :class:`~diversedistill_recipes.jobs.Job` names what to train: the student alone, or a
+method (DiverseDistill with changes to the run's configuration, or a baseline with its
+config values) on a committee.
 A worker holds the data, the split and the frozen teachers (read from the caches the parent
 filled), and for the tables a cache of each teacher's own pass; :func:`run` trains one
 student there and returns a :class:`RunResult`.
@@ -20,6 +21,7 @@ from diversedistill.interface import Teacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
 from diversedistill.parallel import worker_state
 from diversedistill.training import fit
+from diversedistill_recipes.jobs import Job
 from diversedistill_recipes.locate import locate_movielens
 from diversedistill_recipes.movielens.lm.prepare import prepare_language_teacher
 from diversedistill_recipes.movielens.rating_recipes import (
@@ -34,22 +36,6 @@ from diversedistill_recipes.movielens.rating_recipes import (
 )
 from diversedistill_recipes.movielens.releases import load_movielens
 from diversedistill_recipes.movielens.splits import make_split
-
-
-@dataclass(frozen=True)
-class Run:
-    label: str  # the results row's method column
-    seed: int
-    names: tuple[str, ...] = ()  # the committee; () = the student alone
-    method: str = "diversedistill"
-    values: tuple = ()  # sorted (key, value) pairs: DiverseDistill changes / a baseline's config
-    injection: str = ""  # how questions enter MLP teachers; "" = the reproduction's
-    own_pass: bool = False  # the teachers' own passes served from the worker's cache
-    run_name: str = ""  # directory under out/runs
-
-    @property
-    def teachers(self) -> str:
-        return "+".join(self.names) if self.names else "mlp-s"
 
 
 @dataclass
@@ -104,24 +90,23 @@ def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, see
     return student_model, result
 
 
-def build_run_method(job: Run, cfg: DiverseDistillConfig):
-    values = dict(job.values)
+def build_run_method(job: Job, cfg: DiverseDistillConfig):
+    values, _ = job.split_values()
     if job.method == "diversedistill":
         return DiverseDistill(replace(cfg, **values))
     return build_method(job.method, values)
 
 
-def run(job: Run) -> RunResult:
+def run(job: Job) -> RunResult:
     """Train the student of ``job`` in this process (a worker, or the parent)."""
     state = worker_state()
     ml, part, out = state["ml"], state["part"], state["out"]
-    run_dir = out / "runs" / (job.run_name
-                              or f"{job.label.replace(' ', '_')}-{job.teachers}-{job.seed}")
+    run_dir = job.run_dir(out)
     if not job.names:
         result = train_alone(ml, part, build(ml, part, STUDENT, job.seed), STUDENT, job.seed,
                              run_dir, state["progress"])
     else:
-        injection = job.injection or state["injection"]
+        injection = job.split_values()[1] or state["injection"]
         teachers = state["teachers"]
         if job.own_pass:  # frozen teachers: their own pass per row never changes
             teachers = {n: state["own"].setdefault(n, CachedOwnPass(
