@@ -5,6 +5,7 @@ validation scores: nothing trains."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -216,6 +217,23 @@ def test_resume_takes_finished_trials_and_runs_only_what_is_missing(tmp_path):
     assert [(s, v) for _, s, v in fake.runs] == [(0, {"lam": 0.1, "temperature": 4.0})]
     assert sorted((r.seed, r.test_accuracy) for r in kept) == sorted(
         (r.seed, r.test_accuracy) for r in rows)
+
+    # the earlier run chose another config (its grid differed): its seed-1 row is not of
+    # today's choice, so seed 1 runs again rather than mixing the two configs in one cell
+    other = [replace(r, chosen=json.loads(r.config) == {"lam": 0.3, "temperature": 1.0})
+             for r in search]
+    again, fake, _ = protocol_for(tmp_path, score, ACCURACY, seeds=2, done=rows,
+                                  done_search=other)
+    again.run_seeds([0, 1], lambda row: None)
+    assert [(s, v) for _, s, v in fake.runs] == [(1, {"lam": 0.1, "temperature": 4.0})]
+
+
+def test_a_search_csv_written_before_the_why_column_still_reads(tmp_path):
+    path = tmp_path / "search.csv"
+    path.write_text("method,teachers,seed,trial,knob,config,val_mse,seconds,chosen\n"
+                    'fd,mlp-l,0,3,lam,"{""lam"": 9.0}",0.84,10.0,True\n')
+    (row,) = read_search(path)
+    assert row.chosen and row.why.startswith("not recorded")
 
 
 # ----------------------------------------------------------------------------- grids and counts

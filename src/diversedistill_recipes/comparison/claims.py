@@ -28,7 +28,7 @@ ViT-L as the complementary teacher), test accuracy, higher better, and no simila
 (claim 4 is then left out).
 
 Claim 5 (importance gating) is not decided by the tables but by the τ sweep
-(:func:`diversedistill_recipes.comparison.sweep.decide_gating_claim`).
+(:func:`diversedistill_recipes.comparison.gating_claim.decide_gating_claim`).
 """
 
 from __future__ import annotations

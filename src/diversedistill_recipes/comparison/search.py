@@ -471,6 +471,9 @@ class TableProtocol:
         self.done = {(r.method, r.teachers, r.seed): r for r in done}
         self.done_search = done_search
         # trials of an earlier search.csv, by cell and config: taken instead of trained
+        # the config each cell's earlier search chose: its later seeds' rows are of it
+        self.earlier_choice = {(r.method, r.teachers): r.config for r in done_search or ()
+                               if r.chosen}
         self.previous = {((r.method, r.teachers), r.config): r for r in done_search or ()
                          if r.seed == 0}
         self.grids = dict(grids or GRIDS)
@@ -639,10 +642,15 @@ class TableProtocol:
                          search_run_dir(self.out, method, teachers, best.number))]
 
     def _later_runs(self, cell: Cell, seeds: list[int], record) -> list[TableRun]:
+        """The chosen config on every later seed; a row of the earlier run is kept only when
+        that run chose the same config (a changed grid, e.g. another distance, may choose
+        another, and its old rows must not be mixed with the new choice)."""
         method, teachers = cell
+        chosen = config_key(self.chosen[cell])
+        same = self.earlier_choice.get(cell) == chosen
         runs = []
         for seed in seeds:
-            if (method, teachers, seed) in self.done:
+            if (method, teachers, seed) in self.done and same:
                 record(self.done[(method, teachers, seed)])
                 self._resumed += 1
                 continue

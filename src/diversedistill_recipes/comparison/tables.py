@@ -205,6 +205,9 @@ def search_row(metric: Metric, *values) -> SearchRow | AccuracySearchRow:
     return SEARCH_ROWS[metric.name](*values)
 
 
+NOT_RECORDED = "not recorded (a search.csv written before the why column)"
+
+
 def read_search(path: str | Path) -> list:
     """The trials of a search.csv (MSE or accuracy, by its header; a file written before
     the knobs has an empty knob)."""
@@ -217,7 +220,8 @@ def read_search(path: str | Path) -> list:
         try:
             return [search_row(metric, r["method"], r["teachers"], int(r["seed"]), int(r["trial"]),
                                r.get("knob") or "", r["config"], float(r[f"val_{metric.name}"]),
-                               float(r["seconds"]), r["chosen"] == "True", r.get("why") or "")
+                               float(r["seconds"]), r["chosen"] == "True",
+                               r.get("why", NOT_RECORDED) or "")
                     for r in reader]
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{path}: line {reader.line_num}: malformed row ({err})") from None
