@@ -34,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
+from diversedistill_recipes.comparison.diagnostics import read_curve, read_diagnostics
 from diversedistill_recipes.comparison.results import (
     ACCURACY,
     MSE,
@@ -46,13 +47,12 @@ from diversedistill_recipes.comparison.results import (
     read_results,
     summarize,
 )
-from diversedistill_recipes.comparison.search import search_run_dir
 from diversedistill_recipes.comparison.sweep import (
     read_sweep_columns,
     sweep_run_name,
     tau_of_label,
 )
-from diversedistill_recipes.comparison.tables import read_search
+from diversedistill_recipes.comparison.tables import read_search, search_run_dir
 
 PLOTS = ("gap_recovered.png", "test_metric.png", "learning_curves.png", "importance.png",
          "diagnostics.png", "sweep.png")
@@ -92,7 +92,7 @@ def run_name(row) -> str:
 
 def chosen_search_runs(directory: Path) -> dict[tuple[str, str, int], Path]:
     """(method, teachers, seed) -> the run of the value the tables' search chose
-    (:func:`diversedistill_recipes.comparison.search.search_run_dir`)."""
+    (:func:`diversedistill_recipes.comparison.tables.search_run_dir`)."""
     if not (directory / "search.csv").is_file():
         return {}
     return {(r.method, r.teachers, r.seed): search_run_dir(directory, r.method, r.teachers, r.trial)
@@ -260,17 +260,6 @@ def metric_plot(summary, metric: Metric, path: Path) -> Path | None:
     return save(fig, path)
 
 
-def read_curve(path: Path, column: str) -> dict[int, float]:
-    """Validation metric per epoch from a Lightning metrics.csv (validation and training
-    rows are separate lines; the last value of an epoch wins, as after a resume)."""
-    curve = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if r.get(column) not in (None, "") and r.get("epoch") not in (None, ""):
-                curve[int(r["epoch"])] = float(r[column])
-    return curve
-
-
 def curves_plot(inputs: Inputs, path: Path) -> Path | None:
     """Validation metric per epoch, one colour per method × committee: the mean over the
     seeds that reached the epoch (early stopping ends seeds at different epochs), shaded
@@ -374,13 +363,6 @@ DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
      [("alpha_mean", "-", "α"), ("alpha_gain_corr", "--", "corr(α, gain)")]),
     ("share of ‖a − z‖² the head reads", [("along_head", "-", "share")]),
 )
-
-
-def read_diagnostics(path: Path) -> dict[str, dict[int, float]]:
-    """Every ``diag/...`` column of a metrics.csv, per epoch."""
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    return {c.removeprefix("diag/"): read_curve(path, c) for c in header if c.startswith("diag/")}
 
 
 def diagnostics_plot(inputs: Inputs, path: Path) -> Path | None:

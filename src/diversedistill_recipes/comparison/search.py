@@ -48,7 +48,12 @@ from diversedistill.methods import METHODS, DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.base import Method
 from diversedistill_recipes.comparison.claims import Cell, cell_label
 from diversedistill_recipes.comparison.results import MSE, Metric, write_csv
-from diversedistill_recipes.comparison.tables import search_row, short_config, table_cells
+from diversedistill_recipes.comparison.tables import (
+    search_row,
+    search_run_dir,
+    short_config,
+    table_cells,
+)
 
 # ----------------------------------------------------------------------------- knobs and grids
 
@@ -438,12 +443,6 @@ class TableRun:
 # execute(runs, on_result): train every run (in any order, in any process) and call
 # on_result(run, result) with an object holding val_<metric>, test_<metric>, seconds
 ExecuteFn = Callable[[list[TableRun], Callable[[TableRun, Any], None]], None]
-
-
-def search_run_dir(out: Path, method: str, teachers: str, trial: int) -> Path:
-    """Where the tables' search trains ``trial`` (its number in the cell) of a cell; the
-    chosen trial's run is the cell's seed-0 result (``report`` reads it from here)."""
-    return out / "runs" / "search" / f"{method}-{teachers}-{trial}"
 
 
 class TableProtocol:

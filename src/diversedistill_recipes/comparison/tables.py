@@ -51,6 +51,7 @@ from diversedistill_recipes.comparison.claims import (
     decide_claims,
     format_claims,
 )
+from diversedistill_recipes.comparison.diagnostics import describe
 from diversedistill_recipes.comparison.results import (
     ACCURACY,
     MSE,
@@ -393,9 +394,61 @@ def format_search(search: list, metric: Metric = MSE) -> str:
 # ----------------------------------------------------------------------------- all of it
 
 
+def search_run_dir(out: Path, method: str, teachers: str, trial: int) -> Path:
+    """Where the tables' search trains ``trial`` (its number in the cell) of a cell; the
+    chosen trial's run is the cell's seed-0 result (``report`` reads it from here)."""
+    return Path(out) / "runs" / "search" / f"{method}-{teachers}-{trial}"
+
+
+def dd_run_dirs(out: Path, teachers: str, seeds: list[int], search: list | None) -> list[Path]:
+    """The run directories behind DiverseDistill's cell on ``teachers``: each seed's own
+    run, or for seed 0 the search's chosen trial (which is that seed's result)."""
+    chosen = {r.teachers: r.trial for r in search or () if r.method == DD and r.chosen}
+    dirs = []
+    for seed in seeds:
+        own = Path(out) / "runs" / f"{DD}-{teachers}-{seed}"
+        if own.is_dir() or seed != 0 or teachers not in chosen:
+            dirs.append(own)
+        else:
+            dirs.append(search_run_dir(out, DD, teachers, chosen[teachers]))
+    return dirs
+
+
+def dd_places(spec: TableSpec, summary: dict[Cell, SummaryRow], metric: Metric,
+              rows: list, out: Path | None, search: list | None) -> list[str]:
+    """Per line of a table: DiverseDistill's rank by mean test score among the methods run
+    there, the first method when it is not DiverseDistill, and (``out`` given) what its
+    module diagnostics say its teachers' answers carried."""
+    lines = []
+    short = metric.label.removeprefix("test ")
+    for setting in spec.settings:
+        means = {m: summary[(m, setting)].test_mean for m in spec.methods
+                 if (m, setting) in summary}
+        if DD not in means:
+            continue
+        order = sorted(means, key=means.get, reverse=metric.higher_is_better)
+        place = order.index(DD) + 1
+        text = (f"- from {committee_label(setting)}: **{_ordinal(place)} of {len(order)}**"
+                + ("" if place == 1 else f" (first: {LABELS.get(order[0], order[0])}, "
+                   f"{means[order[0]]:.4f} against {means[DD]:.4f})"))
+        if out is not None:
+            seeds = sorted({r.seed for r in rows if r.method == DD and r.teachers == setting})
+            said = describe(dd_run_dirs(out, setting, seeds, search), setting.split("+"), short)
+            text += f"; diagnostics ({said})" if said else "; no diagnostics logged"
+        lines.append(text)
+    if not lines:
+        return []
+    return ["", "DiverseDistill's place in each line (by mean test score):", *lines]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
+
+
 def build_tables(rows: list, search: list | None = None,
-                 layout: TableLayout | None = None) -> dict[str, str]:
-    """File name -> text of every table, CSV and the claims, from result rows."""
+                 layout: TableLayout | None = None, out: Path | None = None) -> dict[str, str]:
+    """File name -> text of every table, CSV and the claims, from result rows; with the
+    results directory ``out``, DiverseDistill's module diagnostics under each table."""
     layout = layout or layout_for(rows)
     metric = layout.metric
     summary_rows, best_teacher = summarize(rows, ("student alone", layout.student),
@@ -407,8 +460,9 @@ def build_tables(rows: list, search: list | None = None,
     files: dict[str, str] = {}
     note = _reference_note(summary, best_teacher, layout)
     for spec in layout.tables:
-        files[f"{spec.name}.md"] = format_table(spec, summary, seeds, chosen, metric,
-                                                     distances) + "\n" + note
+        places = dd_places(spec, summary, metric, rows, out, search)
+        files[f"{spec.name}.md"] = (format_table(spec, summary, seeds, chosen, metric, distances)
+                                    + "\n".join(places) + ("\n" if places else "") + "\n" + note)
         files[f"{spec.name}.csv"] = table_csv(table_rows(spec, summary), metric)
     files["raw.md"] = format_raw(rows, metric)
     files["raw.csv"] = _csv_text(*raw_rows(rows, metric))
@@ -431,7 +485,7 @@ def write_tables(out: str | Path, layout: TableLayout | None = None) -> str:
     rows = read_results(out / "results.csv")
     layout = layout or layout_for(rows, out)
     search = read_search(out / "search.csv") if (out / "search.csv").is_file() else None
-    files = build_tables(rows, search, layout)
+    files = build_tables(rows, search, layout, out)
     for name, text in files.items():
         write_text_atomic(out / name, text)
     shown = [files[f"{t.name}.md"] for t in layout.tables] + [files["claims.md"]]
