@@ -89,7 +89,7 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
     teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items()
                 if k[0] == teacher_method}
     pick = max if metric.higher_is_better else min
-    best = pick(teachers, key=teachers.get) if teachers else None
+    best = pick(teachers, key=lambda k: teachers[k]) if teachers else None
     student = groups.get(student_key)
     out = []
     for method, names in _in_table_order(list(groups)):
@@ -160,7 +160,8 @@ def _read_results(path: str | Path) -> list:
         if metric is None:
             raise DataError(f"{path}: expected a test_mse or test_accuracy column, "
                             f"found {', '.join(reader.fieldnames or ()) or 'no header'}")
-        rows, seen = [], {}
+        rows: list = []
+        seen: dict[tuple[str, str, int], int] = {}
         for r in reader:
             try:
                 row = metric.row(r["method"], r["teachers"], int(r["seed"]),

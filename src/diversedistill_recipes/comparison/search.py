@@ -37,8 +37,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,11 @@ class Knob:
 
     def beyond(self, value: float) -> float | None:
         """The one value past ``value`` when it is an edge of the list; else None."""
+        step = self.plus or 0.0
         if value == max(self.values):
-            new = value * self.times if self.times is not None else value + self.plus
+            new = value * self.times if self.times is not None else value + step
         elif value == min(self.values):
-            new = value / self.times if self.times is not None else value - self.plus
+            new = value / self.times if self.times is not None else value - step
         else:
             return None
         return float(f"{new:.6g}")  # 0.3 / 3 is 0.1, not 0.09999999999999999
@@ -194,7 +196,7 @@ def parse_grid(spec: Any, where: str, known: set[str] | None = None) -> MethodGr
         unknown = [k for k in keys if known is not None and k not in known]
         if unknown:
             raise ConfigError(f"{where}: unknown key {short(unknown[0])}; known keys: "
-                              f"{sorted(known)}")
+                              f"{sorted(known or ())}")
         if isinstance(value, (list, tuple, Mapping)):
             knobs.append(parse_knob(keys, value, f"{where}.{name}"))
         else:
@@ -210,14 +212,16 @@ def parse_knob(keys: tuple[str, ...], spec: Any, where: str) -> Knob:
         if unknown:
             raise ConfigError(f"{where}: unknown key {short(unknown[0])}; known: values, "
                               "times, plus")
-        rule = {k: spec[k] for k in ("times", "plus") if k in spec}
+        rule: dict[str, Any] = {k: spec[k] for k in ("times", "plus") if k in spec}
         values = spec.get("values")
     else:
-        rule, values = EXTENSIONS.get(keys[0]), spec
-        if rule is None:
+        default = EXTENSIONS.get(keys[0])
+        values = spec
+        if default is None:
             raise ConfigError(f"{where}: no default extension for {keys[0]!r}; give "
                               "{values: [...], times: F} (×/÷ F beyond an edge) or "
                               "{values: [...], plus: S} (+/− S)")
+        rule = dict(default)
     if len(rule) != 1:
         raise ConfigError(f"{where}: give one extension rule, times (×/÷ beyond an edge) or "
                           f"plus (+/−), got {sorted(rule) or 'none'}")
@@ -461,7 +465,7 @@ class TableProtocol:
 
     def __init__(self, run: RunFn | None, base: DiverseDistillConfig, seeds: int, out: str | Path,
                  grids: Mapping[str, MethodGrid] | None = None, cells=None, log=print,
-                 teachers: Mapping[str, Any] | None = None, done: list = (),
+                 teachers: Mapping[str, Any] | None = None, done: Sequence = (),
                  done_search: list | None = None, execute: ExecuteFn | None = None,
                  metric: Metric = MSE, workers: int = 1):
         self.run, self.base, self.seeds, self.out, self.log = run, base, seeds, Path(out), log
@@ -584,7 +588,7 @@ class TableProtocol:
             (self.out / "search.csv").unlink(missing_ok=True)
         self.search, self._rows, self._ended = [], {}, set()
         self.searches = {cell: CellSearch(self.grids[cell[0]], self.metric.higher_is_better,
-                                          lambda config, cell=cell: self._allowed(cell, config))
+                                          partial(self._allowed, cell))
                          for cell in self.cells}
 
     def _allowed(self, cell: Cell, config: dict) -> bool:
@@ -682,6 +686,8 @@ class TableProtocol:
         write_csv(self.out / "search.csv", self.search)
 
     def _execute_here(self, runs: list[TableRun], on_result) -> None:
+        if self.run is None:
+            raise ValueError("TableProtocol needs run= or execute= to train anything")
         for run in runs:
             method = make_method(run.method, json.loads(run.values), self.base)
             on_result(run, self.run(tuple(run.teachers.split("+")), method, run.seed, run.run_dir))

@@ -199,11 +199,13 @@ class AccuracySearchRow:
         return self.val_accuracy
 
 
-SEARCH_ROWS = {MSE.name: SearchRow, ACCURACY.name: AccuracySearchRow}
+SEARCH_ROWS: dict[str, type[SearchRow] | type[AccuracySearchRow]] = {
+    MSE.name: SearchRow, ACCURACY.name: AccuracySearchRow}
 
 
 def search_row(metric: Metric, *values) -> SearchRow | AccuracySearchRow:
-    return SEARCH_ROWS[metric.name](*values)
+    row: SearchRow | AccuracySearchRow = SEARCH_ROWS[metric.name](*values)
+    return row
 
 
 NOT_RECORDED = "not recorded (a search.csv written before the why column)"
@@ -294,7 +296,7 @@ def table_csv(rows: list[TableRow], metric: Metric) -> str:
 def best_of(values: dict, metric: Metric):
     """The key of the best value: the lowest MSE, the highest accuracy (first on ties)."""
     pick = max if metric.higher_is_better else min
-    return pick(values, key=values.get)
+    return pick(values, key=lambda k: values[k])
 
 
 def format_table(spec: TableSpec, summary: dict[Cell, SummaryRow], seeds: int,
@@ -317,8 +319,8 @@ def format_table(spec: TableSpec, summary: dict[Cell, SummaryRow], seeds: int,
              for s in spec.settings for m in spec.methods if (m, s) in chosen]
     if picks:
         lines += ["", "Chosen on validation (search seed): " + "; ".join(picks) + "."]
-    measured = [f"- {LABELS.get(m, m)}: {distances[m]}" for m in spec.methods
-                if m in (distances or {})]
+    distances = distances or {}
+    measured = [f"- {LABELS.get(m, m)}: {distances[m]}" for m in spec.methods if m in distances]
     if measured:
         lines += ["", "What each method's distillation distance is measured in:", *measured]
     return "\n".join(lines) + "\n"
@@ -426,7 +428,7 @@ def dd_places(spec: TableSpec, summary: dict[Cell, SummaryRow], metric: Metric,
                  if (m, setting) in summary}
         if DD not in means:
             continue
-        order = sorted(means, key=means.get, reverse=metric.higher_is_better)
+        order = sorted(means, key=lambda m: means[m], reverse=metric.higher_is_better)
         place = order.index(DD) + 1
         text = (f"- from {committee_label(setting)}: **{_ordinal(place)} of {len(order)}**"
                 + ("" if place == 1 else f" (first: {LABELS.get(order[0], order[0])}, "
@@ -468,8 +470,8 @@ def build_tables(rows: list, search: list | None = None,
     files["raw.csv"] = _csv_text(*raw_rows(rows, metric))
     spreads = {cell: Spread(r.test_mean, r.test_std, r.seeds)
                for cell, r in summary.items()}
-    alone = summary.get(("teacher alone", layout.claims.foundation))
-    alone = Spread(alone.test_mean, alone.test_std, alone.seeds) if alone else None
+    teacher = summary.get(("teacher alone", layout.claims.foundation))
+    alone = Spread(teacher.test_mean, teacher.test_std, teacher.seeds) if teacher else None
     files["claims.md"] = format_claims(decide_claims(spreads, alone, layout.claims), seeds,
                                        layout.claims)
     if search:
