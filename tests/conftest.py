@@ -4,6 +4,9 @@ recommenders built in-process. Nothing here downloads anything."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +124,28 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
+
+
+CLI_CHILD = Path(__file__).resolve().parent / "cli_child.py"
+
+
+def start_paused_child(args: list[str], marker: Path, **env: str) -> subprocess.Popen:
+    """The CLI in a child process (cli_child.py), returned once it has paused where ``env``
+    asks (it writes ``marker`` then); its output goes to ``marker``.log."""
+    log = marker.with_suffix(".log")
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(CLI_CHILD), *args], stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env=child_env(DD_TEST_MARKER=str(marker), **env))
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child ended before pausing:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("child never reached the pause")
+        time.sleep(0.05)
+    return proc
 
 
 def distill_command(committee: tuple[Path, list[Path]], out: Path, *extra: str) -> list[str]:

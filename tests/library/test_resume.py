@@ -6,21 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import child_env, distill_command, write_tiny_committee
+from conftest import distill_command, start_paused_child, write_tiny_committee
 from safetensors.torch import load_file
 
 from diversedistill.batch_order import EpochBatches
 from diversedistill.rundir import mark
 from diversedistill_recipes.cli import main
 
-CHILD = Path(__file__).resolve().parents[1] / "cli_child.py"
 # 480 training rows in batches of 32: 15 steps per epoch, 60 in all; last.ckpt every 4 steps
 # and after every epoch.
 RUN = ["--no-progress", "--batch-size", "32", "--max-epochs", "4", "--patience", "2",
@@ -61,19 +57,7 @@ def final_metrics(run: Path) -> dict:
 
 def kill_when_paused(args: list[str], marker: Path, **pause: str) -> str:
     """Start the CLI in a child process, wait until it pauses where asked, SIGKILL it."""
-    log = marker.with_suffix(".log")
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env=child_env(DD_TEST_MARKER=str(marker), **pause))
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"child ended before pausing:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("child never reached the pause")
-        time.sleep(0.05)
+    proc = start_paused_child(args, marker, **pause)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

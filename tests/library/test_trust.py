@@ -12,18 +12,14 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import child_env, distill_command, write_tiny_committee
+from conftest import distill_command, start_paused_child, write_tiny_committee
 
 from diversedistill_recipes.cli import main
 
-CHILD = Path(__file__).resolve().parents[1] / "cli_child.py"
 # 480 training rows in batches of 32: 15 steps per epoch; last.ckpt every 4 steps
 RUN = ["--no-progress", "--batch-size", "32", "--max-epochs", "2", "--patience", "2",
        "--checkpoint-every-n-steps", "4", "--d1", "4", "--d2", "8", "--hidden", "16"]
@@ -60,24 +56,6 @@ def one_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     return err[0]
-
-
-def start_child(args: list[str], marker: Path, **env: str) -> subprocess.Popen:
-    """The CLI in a child process, paused after an optimizer step (cli_child.py)."""
-    log = marker.with_suffix(".log")
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env=child_env(DD_TEST_MARKER=str(marker), **env))
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"child ended before pausing:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("child never reached the pause")
-        time.sleep(0.05)
-    return proc
 
 
 # ---------------------------------------------------------------- 1. own what you delete
@@ -134,7 +112,7 @@ def test_a_run_that_cannot_start_deletes_nothing(committee, finished, tmp_path, 
 def test_a_second_run_on_the_same_directory_is_refused_while_the_first_runs(committee, tmp_path,
                                                                           capsys):
     out = tmp_path / "run"
-    proc = start_child(distill_args(committee, out), tmp_path / "paused",
+    proc = start_paused_child(distill_args(committee, out), tmp_path / "paused",
                        DD_TEST_PAUSE_AT_STEP="5")
     try:
         before = snapshot(out)
@@ -151,7 +129,7 @@ def test_a_fresh_run_clears_every_output_of_the_previous_one(committee, finished
                                                             capsys):
     out = copy_run(finished, tmp_path)
     assert (out / "student").is_dir() and (out / "importance.csv").is_file()
-    proc = start_child(distill_args(committee, out, "--lam", "3"), tmp_path / "paused",
+    proc = start_paused_child(distill_args(committee, out, "--lam", "3"), tmp_path / "paused",
                        DD_TEST_PAUSE_AT_STEP="5")
     proc.kill()
     proc.wait()
@@ -367,7 +345,7 @@ def test_resume_refuses_other_ratings_or_another_teacher_of_the_same_name(commit
 def test_a_signal_ends_the_run_with_a_checkpoint_one_line_and_its_exit_status(
         committee, finished, tmp_path, capsys, signum, code):
     out = tmp_path / "run"
-    proc = start_child(distill_args(committee, out), tmp_path / "paused",
+    proc = start_paused_child(distill_args(committee, out), tmp_path / "paused",
                        DD_TEST_PAUSE_AT_STEP="7")  # mid-epoch; the last checkpoint is step 4
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code
