@@ -17,6 +17,30 @@ RUNNING_MOMENTUM = 0.05  # weight of a new batch in the running size of z and ga
 
 @dataclass
 class DiverseDistillConfig:
+    """DiverseDistill's settings (each a ``--flag`` of the command line and a key of a
+    config file's ``diversedistill:`` section).
+
+    Attributes:
+        lam: λ, weight of the distillation term in the student's loss
+        distance: D: normalized (per dimension, relative to z's size) or sum
+        tau: importance gating threshold: teacher i runs on rows with α_i > τ
+        warmup_epochs: epochs in which every teacher answers every row (α learns first)
+        explore: fraction of gated-off rows asked anyway, so α can recover
+        d1: teacher-embedding width
+        d2: question hidden width
+        hidden: width of the per-teacher question / answer MLPs
+        distill_trains_answers: the distillation term reaches the answers
+        distill_trains_importance: the distillation term reaches α too (collapses at
+            large λ)
+        importance_target: what α learns from: relative, expected, soft, binary or none
+        importance_temperature: temperature of the soft α target
+        z_as_served: h and z from the dropout-free pass
+        zero_init_questions: every teacher starts answering as trained
+        module_lr: the module's learning rate (None: the student's)
+        distill_per_asked_row: a teacher's term is a mean over the rows it was asked
+        diagnostic_rows: validation rows the per-epoch diagnostics read (0: none)
+    """
+
     # λ, weight of the distillation term in the student's loss. Chosen on validation MSE
     # (ML-100K, committee MLP-M + MLP-L, seed 0) from {0.3, 1, 3} extended to 10 at the
     # edge: val 0.8413, 0.8307, 0.8283, 0.8285 (docs/movielens.md); checked on CIFAR-10.

@@ -53,12 +53,19 @@ def test_lm_config_names_bad_values():
 
 
 def test_boolean_switches_are_flag_and_no_flag_and_unset_keeps_the_default():
-    from diversedistill_recipes.cli import _dd_config, build_parser
+    from diversedistill_recipes.cli import build_parser
+    from diversedistill_recipes.cli.config_file import diversedistill_config
+    from diversedistill_recipes.cli.typed import UNSET
 
-    parse = lambda *flags: build_parser().parse_args(["distill", "--teacher", "t", "--out", "o", *flags])  # noqa: E501, E731
-    cfg, _ = _dd_config(parse("--no-zero-init-questions", "--distill-trains-importance"))
+    def parse(*flags):
+        args = build_parser().parse_args(["distill", "--teacher", "t", "--out", "o", *flags])
+        given = {k.split(".", 1)[1]: v for k, v in vars(args).items()
+                 if k.startswith("diversedistill.") and v is not UNSET}
+        return diversedistill_config(None, given, None)
+
+    cfg, _ = parse("--no-zero-init-questions", "--distill-trains-importance")
     assert cfg.zero_init_questions is False and cfg.distill_trains_importance is True
-    cfg, _ = _dd_config(parse())
+    cfg, _ = parse()
     assert cfg.zero_init_questions is True and cfg.distill_trains_importance is False
     with pytest.raises(SystemExit):  # the old form, a boolean that took a value, is gone
         parse("--zero-init-questions", "false")

@@ -451,16 +451,16 @@ def test_report_and_summarize_refuse_an_empty_or_file_out(tmp_path, capsys, comm
 
 
 def test_a_signal_outside_training_is_one_line_too(committee, tmp_path, capsys, monkeypatch):
-    import diversedistill_recipes.cli as cli
+    import diversedistill_recipes.cli.movielens_commands as commands
 
-    real = cli._load_data
+    real = commands.load_data
 
-    def interrupted_while_loading(args):
-        result = real(args)
+    def interrupted_while_loading(*args):
+        result = real(*args)
         os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(cli, "_load_data", interrupted_while_loading)
+    monkeypatch.setattr(commands, "load_data", interrupted_while_loading)
     assert main(distill_args(committee, tmp_path / "run")) == 143
     assert one_error(capsys) == "diversedistill distill: interrupted; continue with --resume"
     assert not (tmp_path / "run").exists()

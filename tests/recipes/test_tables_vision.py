@@ -180,12 +180,10 @@ def test_baselines_read_each_teachers_own_pass_once_per_image_and_view(tmp_path)
 
 
 def test_plain_reproduce_cifar_runs_the_tables_and_rows_only_when_asked():
-    from argparse import Namespace
-
-    from diversedistill_recipes.cifar.reproduce_cifar import tables_config
+    from diversedistill_recipes.cli.options import Reproduction
+    from diversedistill_recipes.cli.vision_commands import vision_tables
     from diversedistill_recipes.comparison.search import TablesConfig
 
-    plain = Namespace(tables=False, ablations=False, methods=None, config=None, table_seeds=5)
-    assert isinstance(tables_config(plain), TablesConfig)
-    assert tables_config(Namespace(**{**vars(plain), "methods": ["fd"]})) is None
-    assert tables_config(Namespace(**{**vars(plain), "ablations": True})) is None
+    assert isinstance(vision_tables(Reproduction(), None), TablesConfig)
+    assert vision_tables(Reproduction(methods=["fd"]), None) is None
+    assert vision_tables(Reproduction(ablations=True), None) is None

@@ -23,12 +23,11 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from diversedistill.cached_teacher import CachedContext, CachedOwnPass
 from diversedistill.committee import Committee
-from diversedistill.config import from_dict, load_yaml
+from diversedistill.config import load_yaml
 from diversedistill.errors import ConfigError
 from diversedistill.export import export_run_student
 from diversedistill.importance import record_importance
@@ -347,47 +346,8 @@ def experiment_for(name: str, config: str | None) -> tuple[VisionExperiment, dic
         return exp, dict(exp.diversedistill)
     data = load_yaml(config)
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k != "tables"}  # read by tables_config
+        data = {k: v for k, v in data.items() if k != "tables"}  # read by vision_tables
     exp = load_experiment(data, config)
     if exp.dataset != name:
         raise ConfigError(f"{config}: its dataset is {exp.dataset!r}, not {name!r}")
     return exp, dict(exp.diversedistill or {})
-
-
-def tables_config(args) -> TablesConfig | None:
-    """The tables' protocol, with the experiment file's 'tables:' section (its grids replace
-    the vision grids of the methods it names): what ``reproduce cifar10`` runs unless it is
-    asked for ablations or for some methods' rows only (--methods)."""
-    if not args.tables and (args.ablations or args.methods):
-        return None
-    if args.ablations:
-        raise ConfigError("--tables and --ablations are separate runs: choose one")
-    if args.table_seeds < 1:
-        raise ConfigError(f"--table-seeds must be at least 1, got {args.table_seeds}")
-    data = load_yaml(args.config) if args.config else {}
-    values = (data.get("tables") if isinstance(data, dict) else None) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{args.config}: tables: expected a mapping, got {values!r}")
-    return from_dict(TablesConfig, values, f"{args.config}: tables" if args.config else "tables")
-
-
-def cmd_reproduce_vision(args) -> int:
-    """The CLI's ``reproduce cifar10|cifar100``."""
-    tables = tables_config(args)
-    if args.resume and tables is None:
-        raise ConfigError("--resume continues a 'reproduce cifar10 --tables' run only")
-    exp, dd = experiment_for(args.experiment, args.config)
-    if args.train_size is not None:
-        exp = replace(exp, train_size=args.train_size)
-    dd.update({k[3:]: v for k, v in vars(args).items() if k.startswith("dd_") and v is not None})
-    cfg = from_dict(DiverseDistillConfig, dd, args.config or "flags")
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    # --tables names its seeds with --table-seeds; the default vision run with --seeds
-    seeds = args.table_seeds if args.tables else args.seeds
-    reproduce_vision(exp, args.data_dir, seeds, args.out,
-                     cfg, args.cache_dir, not args.no_progress, split_seed=args.split_seed,
-                     workers=args.workers, methods=args.methods, committees=args.committees,
-                     variants=vision_ablations() if args.ablations else None, tables=tables,
-                     resume=args.resume)
-    return 0

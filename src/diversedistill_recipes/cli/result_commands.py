@@ -1,0 +1,104 @@
+"""The commands over finished runs: ``export``, ``summarize`` and ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diversedistill.errors import ConfigError
+
+
+def export(run: str, /, *, out: str) -> int:
+    """Write the plain student of a run (MovieLens or vision).
+
+    Any run whose student/config.json names an export architecture
+    (diversedistill.export.architectures): the student is rebuilt from that config and its
+    weights read from the best checkpoint.
+
+    Args:
+        run: run directory written by 'distill', or one of the runs/ of 'reproduce' (e.g.
+            results/cifar10/runs/diversedistill-vit-l-0)
+        out: directory for model.safetensors + config.json
+    """
+    from diversedistill import rundir
+    from diversedistill.export import export_from_checkpoint, read_config
+
+    target = rundir.check_owned(out, "--out", kind="model")
+    path = export_from_checkpoint(run, target,
+                                  before_writing=lambda: rundir.acquire(target, "model"))
+    print(f"wrote {path} ({read_config(path)['architecture']})")
+    return 0
+
+
+def summarize(results: list[str], /, *, out: str | None = None, tables: bool = False) -> int:
+    """One table from the results.csv of one or more runs.
+
+    Args:
+        results: results directories (or results.csv files)
+        out: directory for the merged results.csv and summary.csv
+        tables: also join the directories' search.csv and write the comparison tables into
+            --out (directories of 'reproduce --tables' run in parts)
+    """
+    from diversedistill_recipes.comparison.results import (
+        ACCURACY,
+        MSE,
+        AccuracyRow,
+        format_table,
+        merge_runs,
+        read_results,
+        write_csv,
+        write_summary_csv,
+    )
+    from diversedistill_recipes.comparison.results import summarize as summary_of
+
+    if out is not None:  # an empty --out or a file: refused before anything is read
+        from diversedistill.rundir import check_out
+
+        check_out(out)
+    if tables and not out:
+        raise ConfigError("summarize --tables writes the tables: give --out")
+    rows, searches = [], []
+    for where in results:
+        path = Path(where) / "results.csv" if Path(where).is_dir() else Path(where)
+        if not path.is_file():
+            raise ConfigError(f"{where}: no results.csv there")
+        rows.append(read_results(path))
+        searches.append(path.parent / "search.csv")
+    merged = merge_runs(rows, [str(w) for w in results])
+    # the rows say their domain: accuracy rows (vision) are summarized against their own
+    # student-alone row, upwards
+    metric = ACCURACY if merged and isinstance(merged[0], AccuracyRow) else MSE
+    student = next((r.teachers for r in merged if r.method == "student alone"), "mlp-s")
+    summary, best = summary_of(merged, ("student alone", student), metric=metric)
+    if out:
+        write_csv(Path(out) / "results.csv", merged)
+        write_summary_csv(Path(out) / "summary.csv", summary, metric)
+    print(format_table(summary, best, metric))
+    if tables and out:
+        from diversedistill_recipes.comparison.tables import read_search, write_tables
+
+        search = [r for f in searches if f.is_file() for r in read_search(f)]
+        if search:
+            write_csv(Path(out) / "search.csv", search)
+        print("\n" + write_tables(out))
+    return 0
+
+
+def report(results: list[str], /, *, out: str | None = None) -> int:
+    """A Markdown report with plots from saved results (never retrains).
+
+    Args:
+        results: results directories (or results.csv files), e.g. one per seed
+        out: directory for report.md and its PNGs (default: <first results
+            directory>/report)
+    """
+    from diversedistill.rundir import check_out
+    from diversedistill_recipes.report import write_report
+
+    if out is not None:  # an empty --out or a file: refused before anything is read
+        check_out(out)
+    path, inputs, plots = write_report(list(results), out)
+    print(f"wrote {path} ({len(inputs.rows)} result rows, {len(plots)} plots: "
+          f"{', '.join(plots) or 'none'})")
+    for note in inputs.notes:
+        print(f"  missing: {note}")
+    return 0
