@@ -9,7 +9,8 @@ from diversedistill.config import from_dict, load_yaml, short
 from diversedistill.errors import ConfigError
 
 
-def sections(config: str | None, parameter_keys: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+def sections(config: str | None,
+             parameter_keys: set[str] | frozenset[str] = frozenset()) -> dict:
     """The file's sections, every top-level key checked: a section, or a key that the
     command reads as one of its flags (``parameter_keys``)."""
     from diversedistill.methods import METHODS

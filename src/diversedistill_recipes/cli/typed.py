@@ -228,12 +228,9 @@ def add_command(subparsers: Any, name: str, fn: Callable, help: str | None = Non
         elif param.fields_of is not None:
             group = parser.add_argument_group(param.doc)
             for field in _field_params(param.fields_of):
-                field.default, field.optional = UNSET, True  # unset unless given
-                doc_field = dataclasses.replace(field, default=next(
-                    f.default for f in dataclasses.fields(param.fields_of)
-                    if f.name == field.name))
+                # unset unless given (every switch --x/--no-x); the help shows the default
                 kwargs: dict[str, Any] = {"dest": f"{param.name}.{field.name}",
-                                          "default": UNSET, "help": _field_help(doc_field)}
+                                          "default": UNSET, "help": _field_help(field)}
                 if field.kind is bool:
                     group.add_argument(flag_name(field.name),
                                        action=argparse.BooleanOptionalAction, **kwargs)
