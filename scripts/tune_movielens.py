@@ -16,7 +16,7 @@ import itertools
 from pathlib import Path
 
 from diversedistill_recipes.locate import locate_movielens
-from diversedistill_recipes.movielens.rating_recipes import ModelRecipe, build, train_alone
+from diversedistill_recipes.movielens.rating_recipes import RecommenderRecipe, build, train_alone
 from diversedistill_recipes.movielens.releases import load_movielens
 from diversedistill_recipes.movielens.reproduce_movielens import reproduce_movielens
 from diversedistill_recipes.movielens.splits import make_split
@@ -44,7 +44,7 @@ def main() -> None:
     out = Path(args.out)
     if args.search == "recipes":
         for size, (name, (lr, over)) in itertools.product(args.sizes, RECIPES.items()):
-            recipe = ModelRecipe(size, over, lr=lr)
+            recipe = RecommenderRecipe(size, over, lr=lr)
             result = train_alone(ml, split, build(ml, split, recipe, 0), recipe, 0,
                                  out / f"{size}-{name.replace(' ', '_')}")
             print(f"{size:6} {name:24} val {result.val_mse:.4f}  test {result.test_mse:.4f}  "

@@ -110,7 +110,7 @@ def main() -> int:
     if os.environ.get("DD_TEST_REPORT_DIR"):
         test_callbacks.append(ReportWrapping(os.environ["DD_TEST_REPORT_DIR"]))
     if os.environ.get("DD_TEST_NO_DROPOUT"):
-        recsys.STUDENT = recsys.ModelRecipe("mlp-s", {"dropout": 0.0})
+        recsys.STUDENT = recsys.RecommenderRecipe("mlp-s", {"dropout": 0.0})
     real_fit = training.fit
 
     def fit(*args, callbacks=(), **kwargs):  # the CLI's own callbacks, then the test's

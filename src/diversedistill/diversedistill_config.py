@@ -32,6 +32,8 @@ class DiverseDistillConfig:
         distill_trains_answers: the distillation term reaches the answers
         distill_trains_importance: the distillation term reaches α too (collapses at
             large λ)
+        answer_pull: weight of a separate pull of the answers towards z, so that λ moves
+            z only (None: the distillation term itself moves both, at λ)
         importance_target: what α learns from: relative, expected, soft, binary or none
         importance_temperature: temperature of the soft α target
         z_as_served: h and z from the dropout-free pass
@@ -54,6 +56,7 @@ class DiverseDistillConfig:
     hidden: int = 256  # width of the per-teacher question / answer MLPs
     distill_trains_answers: bool = True  # choice 1: the distillation term reaches the answers
     distill_trains_importance: bool = False  # choice 1: ... and α (collapses at large λ)
+    answer_pull: float | None = None  # choice 1: the answers pulled at this weight, not at λ
     importance_target: str = "relative"  # choice 3: relative | expected | soft | binary | none
     # relative: × the running |gain|; expected: × the logits' spread; soft: task-loss units
     importance_temperature: float = 1.0
@@ -74,6 +77,9 @@ class DiverseDistillConfig:
              f"distance must be one of {DISTANCES}, got {self.distance!r}"),
             (math.isfinite(self.lam) and self.lam >= 0,
              f"lam must be finite and non-negative, got {self.lam}"),
+            (self.answer_pull is None
+             or (math.isfinite(self.answer_pull) and self.answer_pull >= 0),
+             f"answer_pull must be finite and non-negative, got {self.answer_pull}"),
             (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
              f"importance_temperature must be positive, got {self.importance_temperature}"),
             (self.module_lr is None or (math.isfinite(self.module_lr) and self.module_lr > 0),

@@ -283,13 +283,6 @@ def evaluate(task: DistillationTask, loader: DataLoader) -> float:
     return total / count
 
 
-def evaluate_mse(task: DistillationTask, loader: DataLoader) -> float:
-    """Mean squared error of the (clamped) student predictions over a whole loader."""
-    if task.metric != "mse":
-        raise ConfigError(f"this task reports {task.metric}, not mse")
-    return evaluate(task, loader)
-
-
 def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
                  train: DataLoader, val: DataLoader) -> dict:
     """Everything that decides a run's result; a checkpoint resumes only a run that matches."""

@@ -1,20 +1,24 @@
-"""What every data set's reproduction shares: the job, the results book, the teacher cache key.
+"""What every data set's reproduction shares: the job, one student's training, the results
+book, the teacher cache key.
 
 A reproduction (MovieLens ratings, CIFAR images, a third data set) trains many students on
 one split against one set of frozen teachers, some of them in worker processes
-(:mod:`diversedistill.parallel`). Three pieces of that are the same whatever the data:
+(:mod:`diversedistill.parallel`). These pieces are the same whatever the data:
 
 - :class:`Job`: one run as plain, picklable data (what to train, on which seed, from which
   committee, with which config values, into which directory);
+- :class:`DataSetRecipe`: the few things a data set answers (its student, its loaders, its
+  training settings, its metric, what to leave behind a finished run), and
+  :func:`train_student`, which trains one job's student from them, alone or distilled;
 - :class:`ResultBook`: ``results.csv``, one row per (method, teachers, seed), rewritten
   after every run, so that a killed reproduction keeps what finished and ``--resume``
   continues from it;
 - :func:`cache_entry`: where a teacher trained once is kept, named by a hash of everything
   that decides its weights.
 
-What differs per data set stays in its own recipe module: how a batch is loaded, how a
-student and a teacher are built and trained, which metric the rows carry
-(:class:`~diversedistill_recipes.comparison.results.Metric`).
+A third data set is one new recipe (``tests/recipes/test_dataset_recipe.py`` has one in a
+page); how its teachers are trained and cached stays with it, since that is where data sets
+differ (a language model's text, an image tower's prompts).
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+from torch.utils.data import DataLoader
+
+from diversedistill.committee import Committee
+from diversedistill.importance import record_importance
+from diversedistill.interface import HookedStudent
+from diversedistill.methods import StudentOnly
+from diversedistill.methods.base import Method
+from diversedistill.training import FitResult, TrainConfig, fit
 from diversedistill_recipes.comparison.results import Metric, read_results, write_csv
 from diversedistill_recipes.comparison.tables import read_search
 
@@ -66,6 +79,65 @@ class Job:
         return values, str(values.pop("injection", ""))
 
 
+@runtime_checkable
+class DataSetRecipe(Protocol):
+    """What a data set answers so that :func:`train_student` can train its student on a
+    seed, alone or from a committee. Everything else (the split, the teachers, the
+    search) is shared or belongs to the caller."""
+
+    metric: Metric  # what the rows carry, and which way is better
+    student_name: str  # the results row's teachers column for the student alone
+    clamp: tuple[float, float] | None  # predictions clamped to this range when scored
+
+    def new_student(self, seed: int) -> HookedStudent:
+        """A freshly initialized student, its weights drawn from ``seed``."""
+        ...
+
+    def loaders(self, seed: int) -> tuple[DataLoader, DataLoader, DataLoader]:
+        """(train, validation, test) loaders; ``seed`` orders the training batches."""
+        ...
+
+    def train_config(self, seed: int, progress: bool) -> TrainConfig:
+        ...
+
+    def finish(self, student: HookedStudent, result: FitResult, info: dict) -> None:
+        """Called after every finished run with the best epoch restored: e.g. export the
+        student (``info``: its method and teachers) so ``diversedistill export`` finds it."""
+        ...
+
+
+@dataclass
+class JobResult:
+    val: float  # the recipe's metric at the best epoch
+    test: float
+    seconds: float
+    epochs: int
+    run_dir: Path
+
+
+def train_student(recipe: DataSetRecipe, job: Job, method: Method | None,
+                  committee: Committee | None, out: Path, progress: bool) -> JobResult:
+    """Train ``job``'s student in this process: alone (``method`` None) or distilled from
+    ``committee``, into ``job.run_dir(out)``. The committee must come back unchanged (frozen
+    teachers); a DiverseDistill run also leaves its ``importance.csv``."""
+    run_dir = job.run_dir(out)
+    student = recipe.new_student(job.seed)  # drawn before the loaders: seeds as they were
+    train, val, test = recipe.loaders(job.seed)
+    before = committee.fingerprint() if committee is not None else ""
+    distiller = method or StudentOnly()
+    result = fit(student, distiller, committee, train, val, test,
+                 recipe.train_config(job.seed, progress), run_dir, clamp=recipe.clamp,
+                 metric=recipe.metric.name)
+    info: dict = {"method": "student alone"}
+    if committee is not None:
+        committee.check_unchanged(before)
+        record_importance(distiller, student, result, test, committee.names, run_dir)
+        info = {"method": distiller.name, "teachers": committee.names}
+    recipe.finish(student, result, info)
+    return JobResult(result.val, result.test if result.test is not None else math.nan,
+                     result.seconds, result.epochs, run_dir)
+
+
 class ResultBook:
     """``results.csv`` of a reproduction: one row per (method, teachers, seed), written
     atomically after every recorded row; a row recorded again (a resumed run) replaces the
@@ -80,11 +152,15 @@ class ResultBook:
         key = (row.method, row.teachers, row.seed)
         self.rows[:] = [r for r in self.rows if (r.method, r.teachers, r.seed) != key] + [row]
         write_csv(self.out / "results.csv", self.rows)
-        val = getattr(row, f"val_{self.metric.name}")
-        test = getattr(row, f"test_{self.metric.name}")
-        shown = "   -  " if math.isnan(val) else f"{val:.4f}"
+        shown = "   -  " if math.isnan(row.val) else f"{row.val:.4f}"
         self.log(f"  seed {row.seed}  {row.method:<28} {row.teachers:<18} val {shown}  "
-                 f"test {test:.4f}  ({row.seconds:.0f}s)")
+                 f"test {row.test:.4f}  ({row.seconds:.0f}s)")
+
+    def record_run(self, job: Job, result: JobResult, student_name: str) -> None:
+        """Record a trained student's row (``student_name``: the teachers column of the
+        student alone)."""
+        self.record(self.metric.row(job.label, job.committee or student_name, job.seed,
+                                    result.val, result.test, result.seconds))
 
     def resume(self) -> list | None:
         """Keep the rows of an earlier run in ``out`` and return its search rows (None: no

@@ -36,13 +36,11 @@ from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill_recipes.comparison.diagnostics import read_curve, read_diagnostics
 from diversedistill_recipes.comparison.results import (
-    ACCURACY,
     MSE,
-    AccuracyRow,
     Metric,
-    ResultRow,
     format_table,
     mean_std,
+    metric_in_header,
     metric_of,
     read_results,
     summarize,
@@ -116,7 +114,7 @@ def single_run_row(run: Path):
     with open(run / "logs" / "metrics.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        metric = ACCURACY if "val_accuracy" in header else MSE
+        metric = metric_in_header(header, "val") or MSE
         column = f"val_{metric.name}"
         values = [float(r[column]) for r in reader if r.get(column) not in (None, "")]
     if not values:
@@ -129,8 +127,7 @@ def single_run_row(run: Path):
         test = float(recorded.get("metrics", {}).get(f"test_{metric.name}", math.nan))
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # a run that exported no student: its test figure is unknown, shown as nan
-    kind = AccuracyRow if metric is ACCURACY else ResultRow
-    return kind(str(settings.get("method", "run")), str(settings.get("teachers", "-")),
+    return metric.row(str(settings.get("method", "run")), str(settings.get("teachers", "-")),
                 int(settings.get("train.seed", 0)), val, test, math.nan)
 
 

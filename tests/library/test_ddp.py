@@ -61,7 +61,7 @@ def test_two_processes_match_one_and_keep_teachers_out_of_ddp(committee, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    monkeypatch.setattr(recsys, "STUDENT", recsys.ModelRecipe("mlp-s", {"dropout": 0.0}))
+    monkeypatch.setattr(recsys, "STUDENT", recsys.RecommenderRecipe("mlp-s", {"dropout": 0.0}))
     capsys.readouterr()
     assert main(distill_args(committee, tmp_path / "single")) == 0
     one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -86,6 +86,31 @@ def test_each_switch_routes_the_distillation_gradient_as_documented(answers, imp
     assert moved(method.module.questions.importance_projection) is importance
 
 
+def test_answer_pull_moves_the_answers_at_its_own_weight_and_z_at_lam():
+    moved = lambda module: any(g is not None and g.abs().sum() > 0 for g in grads(module))  # noqa: E731
+    cfg = DiverseDistillConfig(answer_pull=2.0, d1=3, d2=5, hidden=7)
+    student, committee, method, batch = setup(cfg)
+    parts = method.loss_parts(student, committee, batch)
+    parts["distill"].backward(retain_graph=True)  # what λ multiplies: the student only
+    assert moved(student) and not moved(method.module.answers)
+    assert not moved(method.module.questions.question_mlps)
+    student.zero_grad()
+    parts["reg"].backward()  # the pull is in L_reg: the answers move, the student does not
+    assert moved(method.module.answers) and not moved(student)
+    # the pull is the distance itself at weight 2: L_reg grows by 2 × the distillation term
+    torch.manual_seed(0)
+    plain = DiverseDistillConfig(d1=3, d2=5, hidden=7)
+    _, _, method0, _ = setup(plain)
+    method0.load_state_dict(method.state_dict())
+    with torch.no_grad():
+        base = method0.loss_parts(student, committee, batch)
+        pulled = method.loss_parts(student, committee, batch)
+    torch.testing.assert_close(pulled["reg"], base["reg"] + 2.0 * base["distill"])
+    torch.testing.assert_close(pulled["distill"], base["distill"])
+    with pytest.raises(ConfigError, match="answer_pull"):
+        DiverseDistillConfig(answer_pull=-1.0)
+
+
 def test_zero_initialized_added_questions_leave_every_teacher_as_trained():
     student, committee, method, batch = setup(DiverseDistillConfig(d1=3, d2=5, hidden=7))
     with torch.no_grad():

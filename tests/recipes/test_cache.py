@@ -13,7 +13,7 @@ from diversedistill.training import FitResult
 from diversedistill_recipes.movielens.releases import load_movielens
 from diversedistill_recipes.movielens.splits import make_split
 
-RECIPE = recsys.ModelRecipe("mlp-s", {"hidden": [8], "embedding_dim": 4})
+RECIPE = recsys.RecommenderRecipe("mlp-s", {"hidden": [8], "embedding_dim": 4})
 
 
 @pytest.fixture

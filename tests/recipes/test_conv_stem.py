@@ -7,7 +7,7 @@ from vision_tiny import image_batch, tiny_clip, tiny_vit
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill_recipes.cifar.conv_stem import ConvTokenizer, install_conv_stem
-from diversedistill_recipes.cifar.image_recipes import ModelRecipe, build_vit
+from diversedistill_recipes.cifar.image_recipes import ImageModelRecipe, build_vit
 from diversedistill_recipes.cifar.vit import ViTTeacher
 
 pytest.importorskip("transformers")
@@ -45,8 +45,8 @@ def test_stem_and_patch_size_must_agree_in_the_recipe():
     config = {"image_size": 16, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 2,
               "num_attention_heads": 2, "intermediate_size": 32}
     with pytest.raises(ConfigError, match="patch_size is 8 \\(give 2 widths"):
-        ModelRecipe("vit", config=config, stem=[8])
-    model = build_vit(ModelRecipe("vit", config=config, stem=[8, 8]), 3, seed=0)
+        ImageModelRecipe("vit", config=config, stem=[8])
+    model = build_vit(ImageModelRecipe("vit", config=config, stem=[8, 8]), 3, seed=0)
     assert model(pixel_values=torch.rand(1, 3, 16, 16)).logits.shape == (1, 3)
     with pytest.raises(ConfigError, match="pretrained"):
-        ModelRecipe("vit", pretrained="somewhere", stem=[8])
+        ImageModelRecipe("vit", pretrained="somewhere", stem=[8])

@@ -194,7 +194,7 @@ def vision_runs(tmp_path_factory):
     from diversedistill.committee import Committee
     from diversedistill.methods import DiverseDistillConfig
     from diversedistill.parallel import run_jobs
-    from diversedistill_recipes.cifar.image_recipes import ModelRecipe, Parts, VisionExperiment
+    from diversedistill_recipes.cifar.image_recipes import ImageModelRecipe, Parts, VisionExperiment
     from diversedistill_recipes.cifar.images import Images
     from diversedistill_recipes.cifar.reproduce_cifar import Job, run_job, student_job
     from diversedistill_recipes.cifar.vit import ViTTeacher
@@ -202,8 +202,8 @@ def vision_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("vision")
     vit = {"image_size": 16, "patch_size": 4, "hidden_size": 16, "num_hidden_layers": 2,
            "num_attention_heads": 2, "intermediate_size": 32}
-    exp = VisionExperiment(student=ModelRecipe("vit", config=vit, epochs=1, batch_size=8),
-                           teachers={"vit": ModelRecipe("vit", config=vit)}, augment=False,
+    exp = VisionExperiment(student=ImageModelRecipe("vit", config=vit, epochs=1, batch_size=8),
+                           teachers={"vit": ImageModelRecipe("vit", config=vit)}, augment=False,
                            eval_batch_size=8, diversedistill={"hidden": 16, "d2": 8})
     g = torch.Generator().manual_seed(0)
 

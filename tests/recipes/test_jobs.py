@@ -37,7 +37,7 @@ def test_the_book_keeps_one_row_per_run_and_a_resume_reads_them_back(tmp_path):
     book.record(MSE.row("ld", "lm", 0, 0.83, 0.84, 2.0))  # recorded again: replaces seed 0
     book.record(MSE.row("reference", "global mean", 0, math.nan, 1.27, 0.0))
     saved = read_results(tmp_path / "results.csv")
-    assert [(r.seed, r.test_mse) for r in saved if r.method == "ld"] == [(1, 0.85), (0, 0.84)]
+    assert [(r.seed, r.test) for r in saved if r.method == "ld"] == [(1, 0.85), (0, 0.84)]
     assert "val    -  " in lines[-1] and "val 0.8300  test 0.8400" in lines[2]
     again = ResultBook(tmp_path, MSE, lines.append)
     assert again.resume() is None  # no search.csv there

@@ -48,9 +48,7 @@ class FakeExecute:
         for run in runs:
             values = json.loads(run.values)
             val = self.score[(values["lam"], values.get("temperature", 1.0))]
-            result = {f"val_{self.metric.name}": val,
-                      f"test_{self.metric.name}": val + 0.01 * run.seed, "seconds": 1.0}
-            on_result(run, SimpleNamespace(**result))
+            on_result(run, SimpleNamespace(val=val, test=val + 0.01 * run.seed, seconds=1.0))
 
     @property
     def runs(self):
@@ -109,8 +107,8 @@ def test_an_extension_the_config_refuses_is_not_run(tmp_path):
     protocol = TableProtocol(None, BASE, 1, tmp_path, {"amtml": grid}, [("amtml", "lm+mlp-l")],
                              log=logs.append, execute=lambda runs, on_result: [
                                  on_result(r, SimpleNamespace(
-                                     val_mse=1 - json.loads(r.values)["alpha"],
-                                     test_mse=0.5, seconds=1.0))
+                                     val=1 - json.loads(r.values)["alpha"],
+                                     test=0.5, seconds=1.0))
                                  for r in runs])
     protocol.run_seeds([0], lambda row: None)
     assert protocol.chosen[("amtml", "lm+mlp-l")]["alpha"] == 1.0
@@ -135,10 +133,10 @@ def test_two_knobs_one_after_the_other_mse_lower_is_better(tmp_path):
         [(3.0, 2.0)]]  # the last round: seed 1 of the chosen config
     assert fake.rounds[-1][0][1] == 1
     assert protocol.chosen[("ld", "clip")] == {"lam": 3.0, "temperature": 2.0}
-    assert [(r.knob, r.val_mse, r.chosen) for r in protocol.search] == [
+    assert [(r.knob, r.val, r.chosen) for r in protocol.search] == [
         ("lam", 0.9, False), ("lam", 0.8, False), ("lam", 0.7, False), ("lam", 0.75, False),
         ("temperature", 0.65, True), ("temperature", 0.68, False)]
-    assert [(r.seed, r.val_mse, r.test_mse) for r in rows] == [
+    assert [(r.seed, r.val, r.test) for r in rows] == [
         (0, 0.65, 0.65), (1, 0.65, pytest.approx(0.66))]
     saved = read_search(tmp_path / "search.csv")
     assert [(r.trial, r.knob, json.loads(r.config), r.chosen) for r in saved][4] == (
@@ -163,8 +161,8 @@ def test_two_knobs_accuracy_higher_is_better(tmp_path):
     protocol.run_seeds([0], rows.append)
     assert len(fake.runs) == len({json.dumps(v, sort_keys=True) for *_, v in fake.runs}) == 7
     assert protocol.chosen[("ld", "clip")] == {"lam": 0.1, "temperature": 4.0}
-    assert [r.val_accuracy for r in protocol.search if r.chosen] == [0.62]
-    assert [(r.method, r.seed, r.val_accuracy) for r in rows] == [("ld", 0, 0.62)]
+    assert [r.val for r in protocol.search if r.chosen] == [0.62]
+    assert [(r.method, r.seed, r.val) for r in rows] == [("ld", 0, 0.62)]
     assert "val_accuracy" in (tmp_path / "search.csv").read_text().splitlines()[0]
 
 
@@ -215,8 +213,8 @@ def test_resume_takes_finished_trials_and_runs_only_what_is_missing(tmp_path):
     kept = []
     again.run_seeds([0, 1], kept.append)
     assert [(s, v) for _, s, v in fake.runs] == [(0, {"lam": 0.1, "temperature": 4.0})]
-    assert sorted((r.seed, r.test_accuracy) for r in kept) == sorted(
-        (r.seed, r.test_accuracy) for r in rows)
+    assert sorted((r.seed, r.test) for r in kept) == sorted(
+        (r.seed, r.test) for r in rows)
 
     # the earlier run chose another config (its grid differed): its seed-1 row is not of
     # today's choice, so seed 1 runs again rather than mixing the two configs in one cell

@@ -40,7 +40,7 @@ from diversedistill_recipes.movielens.lm.prepare import LMConfig, prepare_langua
 from diversedistill_recipes.movielens.rating_recipes import (
     STUDENT,
     TEACHERS,
-    ModelRecipe,
+    RecommenderRecipe,
     as_student,
     as_teacher,
     build,
@@ -196,7 +196,7 @@ def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tm
     def run(names, method, seed, run_dir):
         calls.append((method.name, names, method.cfg.lam, seed))
         val = {0.3: 0.86, 1.0: 0.83, 3.0: 0.84, 10.0: 0.82, 30.0: 0.825}[method.cfg.lam]
-        return SimpleNamespace(val_mse=val, test_mse=val + 0.01 + 0.001 * seed, seconds=2.0)
+        return SimpleNamespace(val=val, test=val + 0.01 + 0.001 * seed, seconds=2.0)
 
     cells = [("ld", "lm"), ("diversedistill", "lm+mlp-l")]
     recorded = []
@@ -213,7 +213,7 @@ def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tm
         ("ld", ("lm",), 1.0, 1), ("diversedistill", ("lm", "mlp-l"), 10.0, 1),
         ("ld", ("lm",), 1.0, 2), ("diversedistill", ("lm", "mlp-l"), 10.0, 2)]
     ld = [r for r in recorded if r.method == "ld"]
-    assert [(r.seed, r.val_mse, r.test_mse) for r in ld] == [
+    assert [(r.seed, r.val, r.test) for r in ld] == [
         (0, 0.83, pytest.approx(0.84)), (1, 0.83, pytest.approx(0.841)),
         (2, 0.83, pytest.approx(0.842))]
     with open(tmp_path / "search.csv") as f:
@@ -234,7 +234,7 @@ def test_diversedistill_grid_values_change_the_run_configuration_only_where_give
 
     def run(names, method, seed, run_dir):
         seen.append(method.cfg)
-        return SimpleNamespace(val_mse=0.8, test_mse=0.8, seconds=0.0)
+        return SimpleNamespace(val=0.8, test=0.8, seconds=0.0)
 
     protocol = TableProtocol(run, DiverseDistillConfig(hidden=8, tau=0.6), 1, tmp_path,
                              {"diversedistill": MethodGrid(fixed={"lam": 3.0})},
@@ -374,7 +374,7 @@ def test_a_batch_without_row_keys_is_one_clear_error():
 # ----------------------------------------------------------------------------- end to end
 
 
-class ShortRecipe(ModelRecipe):
+class ShortRecipe(RecommenderRecipe):
     """A recipe whose runs stop after 3 epochs: one step per epoch on the tiny data would
     otherwise run all 40 for every one of the ~30 runs."""
 
@@ -436,10 +436,14 @@ def test_reproduce_tables_end_to_end_writes_every_file(tmp_path, capsys, monkeyp
     write_rows(out / "search.csv",
                [r for r in search if (r["method"], r["teachers"]) != ("fd", "lm")])
     calls = []
-    train = ml_runs.distill_run
-    monkeypatch.setattr(ml_runs, "distill_run",
-                        lambda ml, part, teachers, names, *a, **k: calls.append(names)
-                        or train(ml, part, teachers, names, *a, **k))
+    train = ml_runs.train_student
+
+    def counted(recipe, job, *a, **k):  # the distillation runs (the student alone is kept)
+        if job.names:
+            calls.append(job.names)
+        return train(recipe, job, *a, **k)
+
+    monkeypatch.setattr(ml_runs, "train_student", counted)
     assert main(args + ["--resume"]) == 0
     # FD from the LM: its search runs again, and so does its seed 1 — with the earlier
     # search lost, nothing says that seed 1 ran the config chosen now

@@ -11,7 +11,7 @@ from diversedistill.methods import DiverseDistillConfig
 from diversedistill_recipes.cifar import reproduce_cifar as reproduce_vision
 from diversedistill_recipes.cli import main
 from diversedistill_recipes.comparison.claims import HOLDS
-from diversedistill_recipes.comparison.results import AccuracyRow
+from diversedistill_recipes.comparison.results import ACCURACY, ResultRow
 from diversedistill_recipes.comparison.tables import build_tables, layout_for, vision_layout
 from diversedistill_recipes.comparison.tables import main as tables_main
 
@@ -30,14 +30,14 @@ GOOD = {("ld", "clip"): 0.50, ("fd", "clip"): 0.49, ("sckd", "clip"): 0.495,
         ("diversedistill", "vit-l+clip"): 0.60}
 
 
-def accuracy_rows(cells: dict, seeds: int = 3) -> list[AccuracyRow]:
+def accuracy_rows(cells: dict, seeds: int = 3) -> list[ResultRow]:
     rows = []
     for s in range(seeds):
-        rows.append(AccuracyRow("student alone", "vit-s", s, 0.41, 0.40, 1.0))
-        rows.append(AccuracyRow("teacher alone", "vit-l", s, 0.61, 0.60, 1.0))
-        rows.append(AccuracyRow("teacher alone", "clip", s, 0.51, 0.50, 1.0))
+        rows.append(ACCURACY.row("student alone", "vit-s", s, 0.41, 0.40, 1.0))
+        rows.append(ACCURACY.row("teacher alone", "vit-l", s, 0.61, 0.60, 1.0))
+        rows.append(ACCURACY.row("teacher alone", "clip", s, 0.51, 0.50, 1.0))
         for (method, teachers), mean in cells.items():
-            rows.append(AccuracyRow(method, teachers, s, mean, mean + 0.001 * (s - 1), 1.0))
+            rows.append(ACCURACY.row(method, teachers, s, mean, mean + 0.001 * (s - 1), 1.0))
     return rows
 
 
@@ -130,7 +130,7 @@ def test_reproduce_cifar_tables_writes_table3_table4_and_the_search(tmp_path, ca
 
     # resumed: every run is in results.csv and search.csv, so nothing trains again
     trained = []
-    monkeypatch.setattr(reproduce_vision, "distill_run",
+    monkeypatch.setattr(reproduce_vision, "train_student",
                         lambda *a, **k: trained.append(a) or pytest.fail("a run trained again"))
     capsys.readouterr()
     assert main(args + ["--resume"]) == 0

@@ -29,6 +29,13 @@ first implementation's choices, which reproduce its figures.
    ``z`` instead: L_reg keeps every answer right on the task through the student's frozen
    head, and the distance is normalized by ``z``'s spread (choice 2), so pulling ``a``
    onto ``z`` costs the regularizer what it saves the distance.
+   ``answer_pull`` (default None, opt-in): that guard fails at large λ. With the term
+   reaching the answers, λ pulls ``a`` and ``z`` towards each other alike; at λ = 30 on
+   MLP-M + MLP-L the answers' L_reg (weight 1) lost to λ·D and the student stayed at the
+   global mean's error (docs/tables.md, "Why the LM + MLP-L cell collapsed"). A number w
+   splits the pull: the student's term sees ``a`` detached (λ moves ``z`` only), and the
+   answers are pulled towards a detached ``z`` at weight w, inside L_reg, so their
+   balance with the task regularizer no longer depends on λ.
 2. ``distance`` (default "normalized"): D(a, z) per dimension, relative to ``z``'s running
    mean square (:func:`~diversedistill.losses.normalized_squared_error`), free of width and
    scale, so one λ serves a 64-wide post-ReLU recommender and a layer-normed ViT. "sum" is
@@ -244,9 +251,14 @@ class DiverseDistill(Method):
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()
             alpha_i = alpha[rows, i]
             weight = alpha_i if cfg.distill_trains_importance else alpha_i.detach()
-            target = a if cfg.distill_trains_answers else a.detach()
-            terms = weight * self.distance(target, z[rows])
-            rows_counted = terms.shape[0] if cfg.distill_per_asked_row else batch_size
+            rows_counted = a.shape[0] if cfg.distill_per_asked_row else batch_size
+            if cfg.answer_pull is None:
+                target = a if cfg.distill_trains_answers else a.detach()
+                terms = weight * self.distance(target, z[rows])
+            else:  # λ moves z only; the answers move at their own weight (choice 1)
+                terms = weight * self.distance(a.detach(), z[rows])
+                pull = weight.detach() * self.distance(a, z[rows].detach())
+                reg = reg + cfg.answer_pull * pull.sum() / rows_counted
             distill = distill + terms.sum() / rows_counted
             answer_losses.append((rows, answer_loss.detach()))
         if cfg.importance_target != "none":

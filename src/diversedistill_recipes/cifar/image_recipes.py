@@ -2,7 +2,7 @@
 recipes, students and teachers built from them, cached teacher training, and the
 CPU-scale experiment that runs on a 2-core machine without any pretrained weights.
 
-A :class:`ModelRecipe` names a model either by a Hugging Face checkpoint (``pretrained``:
+A :class:`ImageModelRecipe` names a model either by a Hugging Face checkpoint (``pretrained``:
 the paper's ``google/vit-base-patch16-224`` student, ``google/vit-large-patch16-224`` and
 ``openai/clip-vit-base-patch32`` teachers; ``configs/vision/``) or by a config to build
 here from scratch (``config``: the CPU-scale models of :data:`CPU_EXPERIMENT`), plus how it
@@ -30,6 +30,7 @@ from torch import nn
 from diversedistill.atomic import write_text_atomic
 from diversedistill.config import from_dict
 from diversedistill.errors import ConfigError, ModelError
+from diversedistill.export import export_run_student
 from diversedistill.hub import load_pretrained
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
@@ -60,6 +61,7 @@ from diversedistill_recipes.cifar.vit import (
     middle,
     sentence_embeddings,
 )
+from diversedistill_recipes.comparison.results import ACCURACY, Metric
 from diversedistill_recipes.jobs import cache_entry
 
 KINDS = ("vit", "clip")
@@ -67,7 +69,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @dataclass
-class ModelRecipe:
+class ImageModelRecipe:
     """One model (student or teacher) and how it is trained on the task."""
 
     kind: str = "vit"  # vit | clip
@@ -132,8 +134,9 @@ class VisionExperiment:
     precision: str = "32-true"  # training precision: 32-true | bf16-mixed (GPU configs)
     eval_batch_size: int = 500
     student_name: str = "vit-s"  # the student's name in the result tables
-    student: ModelRecipe = field(default_factory=lambda: ModelRecipe(config={"image_size": 32}))
-    teachers: dict = field(default_factory=dict)  # name -> ModelRecipe
+    student: ImageModelRecipe = field(
+        default_factory=lambda: ImageModelRecipe(config={"image_size": 32}))
+    teachers: dict = field(default_factory=dict)  # name -> ImageModelRecipe
     committees: list = field(default_factory=list)  # lists of teacher names
     # Methods run per seed, by name from diversedistill.methods.METHODS; a name not
     # registered there is skipped with a note. Which committees each one is run on:
@@ -144,11 +147,11 @@ class VisionExperiment:
 
     def __post_init__(self):
         for name in self.teachers:
-            if not isinstance(self.teachers[name], ModelRecipe):
-                self.teachers[name] = from_dict(ModelRecipe, self.teachers[name],
+            if not isinstance(self.teachers[name], ImageModelRecipe):
+                self.teachers[name] = from_dict(ImageModelRecipe, self.teachers[name],
                                                 f"teachers.{name}")
-        if not isinstance(self.student, ModelRecipe):
-            self.student = from_dict(ModelRecipe, self.student, "student")
+        if not isinstance(self.student, ImageModelRecipe):
+            self.student = from_dict(ImageModelRecipe, self.student, "student")
         if self.student.kind != "vit":
             raise ConfigError("the student must be a vit")
         if self.views is not None and self.views < 1:
@@ -186,12 +189,12 @@ def load_experiment(data: dict, where: str = "config") -> VisionExperiment:
     """A :class:`VisionExperiment` from a YAML mapping, every key checked."""
     data = dict(data or {})
     if "student" in data:
-        data["student"] = from_dict(ModelRecipe, data["student"], f"{where}: student")
+        data["student"] = from_dict(ImageModelRecipe, data["student"], f"{where}: student")
     teachers = data.get("teachers")
     if teachers is not None:
         if not isinstance(teachers, dict):
             raise ConfigError(f"{where}: teachers must map names to models")
-        data["teachers"] = {n: from_dict(ModelRecipe, r, f"{where}: teachers.{n}")
+        data["teachers"] = {n: from_dict(ImageModelRecipe, r, f"{where}: teachers.{n}")
                             for n, r in teachers.items()}
     return from_dict(VisionExperiment, data, where)
 
@@ -211,7 +214,7 @@ CPU_EXPERIMENT = VisionExperiment(
     views=8,
     # the student: 0.16M parameters, 4×4 tokens from a 2-block conv stem, 8 epochs
     # (pilot, seed 0, fresh augmentations: val 0.5445, test 0.5648 after 8 epochs)
-    student=ModelRecipe(
+    student=ImageModelRecipe(
         "vit", config={**_VIT_BASE, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 4,
                        "num_attention_heads": 2, "intermediate_size": 128},
         stem=[16, 32], epochs=8, lr=2e-3, warmup_epochs=0.5),
@@ -221,7 +224,7 @@ CPU_EXPERIMENT = VisionExperiment(
         # paper's scale, configs/vision/): with the states below cached per image and
         # view, a DiverseDistill step then runs one teacher layer, which the 2-hour budget
         # needs (docs/vision.md)
-        "vit-l": ModelRecipe(
+        "vit-l": ImageModelRecipe(
             "vit", config={**_VIT_BASE, "patch_size": 8, "hidden_size": 128,
                            "num_hidden_layers": 6, "num_attention_heads": 4,
                            "intermediate_size": 256},
@@ -229,7 +232,7 @@ CPU_EXPERIMENT = VisionExperiment(
             stem=[32, 64], layer=5, epochs=30, lr=1e-3),
         # the foundation-model stand-in: a CLIP-style tower at its own resolution (24×24)
         # and normalization, classifying zero-shot against all-MiniLM-L6-v2 prompt embeddings
-        "clip": ModelRecipe(
+        "clip": ImageModelRecipe(
             "clip", config={"image_size": 24, "patch_size": 4, "hidden_size": 128,
                             "num_hidden_layers": 4, "num_attention_heads": 4,
                             "intermediate_size": 256, "projection_dim": 384},
@@ -259,7 +262,7 @@ def resolve_text_model(name: str) -> str:
     return name
 
 
-def build_vit(recipe: ModelRecipe, num_classes: int, seed: int) -> nn.Module:
+def build_vit(recipe: ImageModelRecipe, num_classes: int, seed: int) -> nn.Module:
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(seed)
@@ -284,7 +287,8 @@ class ZeroShotTower(nn.Module):
         return self.head(image)
 
 
-def prompt_embeddings(recipe: ModelRecipe, class_names, cache_dir: Path | None) -> torch.Tensor:
+def prompt_embeddings(recipe: ImageModelRecipe, class_names,
+                      cache_dir: Path | None) -> torch.Tensor:
     """The text model's embeddings of the class prompts, computed once (cached on disk)."""
     prompts = class_prompts(recipe.prompt, class_names)
     path = resolve_text_model(recipe.text_model)
@@ -292,7 +296,7 @@ def prompt_embeddings(recipe: ModelRecipe, class_names, cache_dir: Path | None) 
                                   identity=f"sentence:{recipe.text_model}", cache_dir=cache_dir)
 
 
-def build_clip_tower(recipe: ModelRecipe, class_names, seed: int,
+def build_clip_tower(recipe: ImageModelRecipe, class_names, seed: int,
                      text_cache: Path | None) -> ZeroShotTower:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -308,7 +312,7 @@ def build_clip_tower(recipe: ModelRecipe, class_names, seed: int,
     return ZeroShotTower(tower, ZeroShotHead(texts, recipe.logit_scale), clip_spec(tower.config))
 
 
-def vit_image_spec(model: nn.Module, recipe: ModelRecipe) -> ImageSpec:
+def vit_image_spec(model: nn.Module, recipe: ImageModelRecipe) -> ImageSpec:
     """The checkpoint's own statistics when it is a local directory with a
     ``preprocessor_config.json``; otherwise the google/vit-* ones (0.5 / 0.5)."""
     size = model.config.image_size
@@ -317,7 +321,7 @@ def vit_image_spec(model: nn.Module, recipe: ModelRecipe) -> ImageSpec:
     return ImageSpec(int(size), VIT_MEAN, VIT_STD)
 
 
-def as_student(model: nn.Module, recipe: ModelRecipe) -> HookedStudent:
+def as_student(model: nn.Module, recipe: ImageModelRecipe) -> HookedStudent:
     return ViTStudent(model, layer=recipe.layer, spec=vit_image_spec(model, recipe))
 
 
@@ -329,7 +333,7 @@ def tower_student(model: ZeroShotTower, layer: int | None) -> HookedStudent:
                          call=lambda m, b: m(b["image"]), token=0)
 
 
-def as_teacher(name: str, model: nn.Module, recipe: ModelRecipe) -> Teacher:
+def as_teacher(name: str, model: nn.Module, recipe: ImageModelRecipe) -> Teacher:
     if isinstance(model, ZeroShotTower):
         return CLIPTeacher(name, model.tower.vision_model, model.tower.visual_projection,
                            model.head.text_embeddings, float(model.head.logit_scale),
@@ -380,14 +384,41 @@ def loaders(parts: Parts, exp: VisionExperiment, batch_size: int, seed: int):
                          first_index=n_train + n_val))
 
 
-def train_alone(student: HookedStudent, parts: Parts, exp: VisionExperiment, recipe: ModelRecipe,
-                seed: int, run_dir: Path, progress: bool = False) -> FitResult:
+def train_alone(student: HookedStudent, parts: Parts, exp: VisionExperiment,
+                recipe: ImageModelRecipe, seed: int, run_dir: Path,
+                progress: bool = False) -> FitResult:
     train, val, test = loaders(parts, exp, recipe.batch_size, seed)
     return fit(student, StudentOnly(), None, train, val, test,
                run_config(exp, recipe, seed, progress), run_dir, metric="accuracy")
 
 
-def run_config(exp: VisionExperiment, recipe: ModelRecipe, seed: int,
+class ImageRecipe:
+    """An image experiment as a :class:`~diversedistill_recipes.jobs.DataSetRecipe`: the
+    experiment's ViT student on ``parts``, scored by accuracy; every finished run leaves its
+    student in ``run_dir/student/``, what ``diversedistill export RUN`` rebuilds from."""
+
+    metric: Metric = ACCURACY
+    clamp: tuple[float, float] | None = None
+
+    def __init__(self, parts: Parts, exp: VisionExperiment):
+        self.parts, self.exp = parts, exp
+        self.student_name = exp.student_name
+
+    def new_student(self, seed: int) -> HookedStudent:
+        return as_student(build_vit(self.exp.student, len(self.parts.class_names), seed),
+                          self.exp.student)
+
+    def loaders(self, seed: int):
+        return loaders(self.parts, self.exp, self.exp.student.batch_size, seed)
+
+    def train_config(self, seed: int, progress: bool) -> TrainConfig:
+        return run_config(self.exp, self.exp.student, seed, progress)
+
+    def finish(self, student: HookedStudent, result: FitResult, info: dict) -> None:
+        export_run_student(student, result, info, self.parts.class_names)
+
+
+def run_config(exp: VisionExperiment, recipe: ImageModelRecipe, seed: int,
                progress: bool) -> TrainConfig:
     """``recipe``'s training settings on the experiment's accelerator and precision."""
     return recipe.train_config(seed, exp.accelerator, progress, precision=exp.precision)
@@ -413,7 +444,7 @@ def _device(accelerator: str) -> str:
     return "cpu"
 
 
-def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe: ModelRecipe,
+def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe: ImageModelRecipe,
                           seed: int, cache_root: Path, progress: bool = False):
     """Return (teacher, metrics, from_cache) for teacher ``name``: trained on ``parts.train``
     (or, with ``train: false``, a pretrained model used as loaded) and evaluated alone on
@@ -458,7 +489,7 @@ def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe
     return teacher, metrics, False
 
 
-def _as_loaded(name, recipe: ModelRecipe, class_names, text_cache):
+def _as_loaded(name, recipe: ImageModelRecipe, class_names, text_cache):
     """A pretrained teacher used without training: CLIP zero-shot, or a ViT checkpoint
     already fine-tuned on these classes."""
     if recipe.kind == "clip":
@@ -515,7 +546,7 @@ def _save_trained(model: nn.Module, entry: Path, stem: list | None) -> None:
         save_hf(model, entry / "model")
 
 
-def _load_trained(entry: Path, recipe: ModelRecipe) -> nn.Module:
+def _load_trained(entry: Path, recipe: ImageModelRecipe) -> nn.Module:
     from safetensors.torch import load_file
     from transformers import CLIPVisionModelWithProjection, ViTForImageClassification
 
@@ -546,7 +577,7 @@ def _load_hf(model_class, directory: Path, stem: list | None) -> nn.Module:
     return model
 
 
-def describe(recipe: ModelRecipe) -> str:
+def describe(recipe: ImageModelRecipe) -> str:
     if recipe.pretrained:
         return f"{recipe.kind} {recipe.pretrained}"
     c = recipe.config

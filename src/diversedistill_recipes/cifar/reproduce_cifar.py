@@ -29,30 +29,22 @@ from diversedistill.cached_teacher import CachedContext, CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.config import load_yaml
 from diversedistill.errors import ConfigError
-from diversedistill.export import export_run_student
-from diversedistill.importance import record_importance
 from diversedistill.methods import METHODS, DiverseDistillConfig
-from diversedistill.methods.base import Method
 from diversedistill.parallel import run_jobs, worker_state
-from diversedistill.training import fit
 from diversedistill_recipes.cifar.image_recipes import (
     CPU_EXPERIMENT,
+    ImageRecipe,
     VisionExperiment,
-    as_student,
-    build_vit,
     committees_for,
     describe,
     load_experiment,
-    loaders,
     make_parts,
-    run_config,
-    train_alone,
     train_or_load_teacher,
 )
 from diversedistill_recipes.cifar.images import load_cifar, locate_cifar
 from diversedistill_recipes.comparison.results import (
     ACCURACY,
-    AccuracyRow,
+    ResultRow,
     format_table,
     summarize,
     write_summary_csv,
@@ -71,7 +63,7 @@ from diversedistill_recipes.comparison.tables import (
     write_layout,
     write_tables,
 )
-from diversedistill_recipes.jobs import Job, ResultBook
+from diversedistill_recipes.jobs import Job, ResultBook, train_student
 from diversedistill_recipes.locate import cache_dir
 
 # The MovieLens ablations (reproduce.ABLATIONS) with the vision committee's first-
@@ -93,26 +85,14 @@ def vision_ablations() -> dict[str, dict]:
     return out
 
 
-def distill_run(parts, exp: VisionExperiment, teachers: dict, names, distiller: Method,
-                seed: int, run_dir: Path, progress: bool, injection: str = ""):
+def committee_for(teachers: dict, names, injection: str = "") -> Committee:
+    """The committee of ``names``, each teacher taking questions the run's way (``injection``;
+    "" = "add"): the held teachers are shared by the runs of a worker."""
     committee = Committee([teachers[n] for n in names])
-    for teacher in committee:  # the run's injection mode; held teachers are shared by runs
-        if injection and hasattr(teacher, "injection"):
-            teacher.injection = injection
-        elif hasattr(teacher, "injection"):
-            teacher.injection = "add"
-    before = committee.fingerprint()
-    student_model = build_vit(exp.student, len(parts.class_names), seed)
-    train, val, test = loaders(parts, exp, exp.student.batch_size, seed)
-    student = as_student(student_model, exp.student)
-    result = fit(student, distiller, committee, train, val, test,
-                 run_config(exp, exp.student, seed, progress), run_dir, metric="accuracy")
-    committee.check_unchanged(before)
-    record_importance(distiller, student, result, test, committee.names, run_dir)
-    # run_dir/student/: what `diversedistill export RUN` rebuilds the best checkpoint from
-    export_run_student(student, result, {"method": distiller.name, "teachers": committee.names},
-                       parts.class_names)
-    return student_model, result
+    for teacher in committee:
+        if hasattr(teacher, "injection"):
+            teacher.injection = injection or "add"
+    return committee
 
 
 def student_job(seed: int) -> Job:
@@ -154,20 +134,15 @@ def _teacher(state: dict, name: str):
 
 def run_job(job: Job):
     """Run ``job`` in this process (a worker, or the parent): (metrics, from cache) for a
-    teacher, an :class:`AccuracyRow` for a student."""
+    teacher, a :class:`~diversedistill_recipes.jobs.JobResult` for a student."""
     state = worker_state()
-    exp, parts, out, progress = state["exp"], state["parts"], state["out"], state["progress"]
+    exp, out, progress = state["exp"], state["out"], state["progress"]
     if job.kind == "teacher":
         _, metrics, cached = _teacher(state, job.names[0])
         return metrics, cached
+    recipe = ImageRecipe(state["parts"], exp)
     if not job.names:
-        student = as_student(build_vit(exp.student, len(parts.class_names), job.seed),
-                             exp.student)
-        result = train_alone(student, parts, exp, exp.student, job.seed, job.run_dir(out),
-                             progress)
-        export_run_student(student, result, {"method": "student alone"}, parts.class_names)
-        return AccuracyRow("student alone", exp.student_name, job.seed, result.val, result.test,
-                           result.seconds)
+        return train_student(recipe, job, None, None, out, progress)
     teachers = {n: _teacher(state, n)[0] for n in job.names}
     # a baseline reads only the teachers' own passes; DiverseDistill asks questions, so
     # only what lies below the injection point is kept
@@ -175,10 +150,8 @@ def run_job(job: Job):
     teachers = {n: _memoized(state, store, n, t) for n, t in teachers.items()}
     changes, injection = job.split_values()
     distiller = make_method(job.method, changes, state["cfg"])
-    _, result = distill_run(parts, exp, teachers, job.names, distiller, job.seed,
-                            job.run_dir(out), progress, injection)
-    return AccuracyRow(job.label, job.committee, job.seed, result.val, result.test,
-                       result.seconds)
+    return train_student(recipe, job, distiller, committee_for(teachers, job.names, injection),
+                         out, progress)
 
 
 def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
@@ -188,7 +161,7 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
                      committees: list[str] | None = None,
                      variants: dict[str, dict] | None = None,
                      tables: TablesConfig | None = None,
-                     resume: bool = False) -> list[AccuracyRow]:
+                     resume: bool = False) -> list[ResultRow]:
     """``workers`` > 1 runs that many runs at a time, each in its own single-threaded
     process (:mod:`diversedistill.parallel`); the teachers first, then every student.
     ``methods`` / ``committees`` (e.g. ``["vit-l+clip"]``) keep only those distillation
@@ -221,7 +194,8 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
         # the committees' runs first (the dearest): the last ones to finish are then short
         jobs = sorted(jobs, key=lambda j: -len(j.names))
         log(f"{len(jobs)} student runs, {max(workers, 1)} at a time")
-        run_jobs(jobs, run_job, lambda _job, row: record(row), workers, _prepare_worker, init)
+        run_jobs(jobs, run_job, lambda job, result: book.record_run(job, result, exp.student_name),
+                 workers, _prepare_worker, init)
 
     # One split and one set of teachers; the seeds vary the students (initialization,
     # shuffling, augmentation), so every method meets the same frozen teachers.
@@ -229,7 +203,7 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
     for seed in range(seeds):
         for name in exp.teachers:
             metrics = teacher_metrics[name]
-            record(AccuracyRow("teacher alone", name, seed, metrics["val_accuracy"],
+            record(ACCURACY.row("teacher alone", name, seed, metrics["val_accuracy"],
                                metrics["test_accuracy"], metrics["seconds"]))
     if tables is not None:
         layout = tables_layout(exp)

@@ -39,11 +39,9 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
             --out (directories of 'reproduce --tables' run in parts)
     """
     from diversedistill_recipes.comparison.results import (
-        ACCURACY,
-        MSE,
-        AccuracyRow,
         format_table,
         merge_runs,
+        metric_of,
         read_results,
         write_csv,
         write_summary_csv,
@@ -66,7 +64,7 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
     merged = merge_runs(rows, [str(w) for w in results])
     # the rows say their domain: accuracy rows (vision) are summarized against their own
     # student-alone row, upwards
-    metric = ACCURACY if merged and isinstance(merged[0], AccuracyRow) else MSE
+    metric = metric_of(merged)
     student = next((r.teachers for r in merged if r.method == "student alone"), "mlp-s")
     summary, best = summary_of(merged, ("student alone", student), metric=metric)
     if out:

@@ -1,9 +1,11 @@
 """Result rows, per-method summaries (mean ± std over seeds, gap recovered) and tables.
 
-A :class:`Metric` says what a row's score is called and which way is better: test MSE for
-MovieLens (:class:`ResultRow`, lower is better), test accuracy for image classification
-(:class:`AccuracyRow`, higher is better). Summaries and tables take the metric as an
-argument; its default keeps the MovieLens files and tables exactly as they were.
+One :class:`ResultRow` serves every data set; its ``metric`` names the score: test MSE for
+MovieLens (lower is better), test accuracy for image classification (higher is better), as a
+:class:`Metric` says. In CSV the scores are written as ``val_<metric>`` and ``test_<metric>``
+(``val_mse``, ``test_accuracy``), so a file says what it holds without a metric column.
+Summaries and tables take the metric as an argument; its default keeps the MovieLens files
+and tables exactly as they were.
 """
 
 from __future__ import annotations
@@ -22,36 +24,37 @@ from diversedistill_recipes.comparison.sweep import tau_of_label
 
 @dataclass
 class ResultRow:
+    """One run's scores: validation (NaN where not measured, as for the references) and
+    test, in the units of ``metric`` (accuracy as a fraction in [0, 1])."""
+
     method: str  # "student alone", "teacher alone", "diversedistill", "reference", ...
     teachers: str  # committee members joined by "+", or the model itself
     seed: int
-    val_mse: float
-    test_mse: float
+    val: float
+    test: float
     seconds: float
-
-
-@dataclass
-class AccuracyRow:
-    """A result row of a classification experiment (fractions in [0, 1])."""
-
-    method: str
-    teachers: str
-    seed: int
-    val_accuracy: float
-    test_accuracy: float
-    seconds: float
+    metric: str = "mse"  # a Metric's name: the CSV columns are val_<metric>, test_<metric>
 
 
 @dataclass(frozen=True)
 class Metric:
-    name: str  # the rows' field is ``test_<name>``
+    name: str  # the CSV columns are ``val_<name>`` and ``test_<name>``
     label: str  # in the table header
     higher_is_better: bool
-    row: type = ResultRow
+
+    def row(self, method: str, teachers: str, seed: int, val: float, test: float,
+            seconds: float) -> ResultRow:
+        return ResultRow(method, teachers, seed, val, test, seconds, self.name)
 
 
-MSE = Metric("mse", "test MSE", False, ResultRow)
-ACCURACY = Metric("accuracy", "test accuracy", True, AccuracyRow)
+MSE = Metric("mse", "test MSE", False)
+ACCURACY = Metric("accuracy", "test accuracy", True)
+METRICS = (MSE, ACCURACY)
+
+
+def metric_in_header(names, prefix: str) -> Metric | None:
+    """The metric whose ``<prefix>_<name>`` column a CSV header holds (None: none does)."""
+    return next((m for m in METRICS if f"{prefix}_{m.name}" in (names or ())), None)
 
 
 @dataclass
@@ -85,7 +88,7 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
     alone and the best teacher alone (best mean test score: lowest MSE, highest accuracy)."""
     groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for r in rows:
-        groups[(r.method, r.teachers)][r.seed] = getattr(r, f"test_{metric.name}")
+        groups[(r.method, r.teachers)][r.seed] = r.test
     teachers = {k: mean_std(list(v.values()))[0] for k, v in groups.items()
                 if k[0] == teacher_method}
     pick = max if metric.higher_is_better else min
@@ -116,14 +119,23 @@ def _in_table_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def csv_text(rows: list) -> str:
-    """Dataclass rows as CSV text: a header of the field names, None as an empty value."""
+    """Dataclass rows as CSV text: a header of the field names, None as an empty value. A row
+    with a ``metric`` field (:class:`ResultRow`, a search trial) names its ``val`` and
+    ``test`` columns after it (``val_mse``) and writes no metric column."""
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(rows[0])])
+        columns = [_column(f.name, rows[0]) for f in fields(rows[0]) if f.name != "metric"]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+            writer.writerow({_column(k, row): ("" if v is None else v)
+                             for k, v in asdict(row).items() if k != "metric"})
     return buffer.getvalue()
+
+
+def _column(field: str, row) -> str:
+    metric = getattr(row, "metric", None)
+    return f"{field}_{metric}" if metric and field in ("val", "test") else field
 
 
 def write_csv(path: str | Path, rows: list) -> None:
@@ -143,8 +155,8 @@ def write_summary_csv(path: str | Path, summary: list[SummaryRow], metric: Metri
 
 
 def read_results(path: str | Path) -> list:
-    """The rows of a results.csv: :class:`ResultRow` (MovieLens: ``val_mse``, ``test_mse``)
-    or :class:`AccuracyRow` (image classification: ``val_accuracy``, ...), by its header.
+    """The rows of a results.csv, their metric read from its header (``val_mse`` and
+    ``test_mse``, or ``val_accuracy`` and ``test_accuracy``).
     A run listed twice, or a score that is not a finite number, is refused."""
     try:
         return _read_results(path)
@@ -155,8 +167,7 @@ def read_results(path: str | Path) -> list:
 def _read_results(path: str | Path) -> list:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        metric = next((m for m in (MSE, ACCURACY) if f"test_{m.name}" in (reader.fieldnames or ())),
-                      None)
+        metric = metric_in_header(reader.fieldnames, "test")
         if metric is None:
             raise DataError(f"{path}: expected a test_mse or test_accuracy column, "
                             f"found {', '.join(reader.fieldnames or ()) or 'no header'}")
@@ -183,9 +194,9 @@ def _read_results(path: str | Path) -> list:
 def _check_row(row, metric: Metric, path, line: int) -> None:
     """A score must be a finite number; only the validation score may be NaN (not measured,
     as for the references)."""
-    test, val = getattr(row, f"test_{metric.name}"), getattr(row, f"val_{metric.name}")
-    for name, value, nan_ok in ((f"test_{metric.name}", test, False),
-                                (f"val_{metric.name}", val, True), ("seconds", row.seconds, False)):
+    for name, value, nan_ok in ((f"test_{metric.name}", row.test, False),
+                                (f"val_{metric.name}", row.val, True),
+                                ("seconds", row.seconds, False)):
         if math.isinf(value) or (math.isnan(value) and not nan_ok):
             raise DataError(f"{path}: line {line}: {name} is {value}, not a finite number "
                             f"({row.method} / {row.teachers} / seed {row.seed})")
@@ -193,7 +204,7 @@ def _check_row(row, metric: Metric, path, line: int) -> None:
 
 def metric_of(rows: list) -> Metric:
     """The metric of rows read by :func:`read_results` (MSE for an empty list)."""
-    return ACCURACY if rows and isinstance(rows[0], AccuracyRow) else MSE
+    return next((m for m in METRICS if m.name == rows[0].metric), MSE) if rows else MSE
 
 
 def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Metric = MSE) -> str:
@@ -217,7 +228,7 @@ def merge_runs(parts: list[list], sources: list[str]) -> list:
     """Rows of several results files as one list. A run present in more than one (the
     reference, teacher and student-alone rows every part of a split reproduction repeats)
     is kept once; the same run with different scores in two files is an error."""
-    kept: dict[tuple, tuple[object, str]] = {}
+    kept: dict[tuple, tuple[ResultRow, str]] = {}
     for rows, source in zip(parts, sources):
         for row in rows:
             key = (row.method, row.teachers, row.seed)
@@ -225,8 +236,7 @@ def merge_runs(parts: list[list], sources: list[str]) -> list:
                 kept[key] = (row, source)
                 continue
             first, where = kept[key]
-            same = all(_same(getattr(first, f.name), getattr(row, f.name))
-                       for f in fields(row) if f.name.startswith(("val_", "test_")))
+            same = _same(first.val, row.val) and _same(first.test, row.test)
             if not same:
                 raise DataError(f"{source}: {row.method} / {row.teachers} / seed {row.seed} "
                                 f"differs from the same run in {where}")

@@ -445,14 +445,14 @@ class TableRun:
 
 
 # execute(runs, on_result): train every run (in any order, in any process) and call
-# on_result(run, result) with an object holding val_<metric>, test_<metric>, seconds
+# on_result(run, result) with an object holding val, test and seconds (a JobResult)
 ExecuteFn = Callable[[list[TableRun], Callable[[TableRun, Any], None]], None]
 
 
 class TableProtocol:
     """The search on seed 0, then the chosen config on every other seed, in rounds.
 
-    ``run`` trains one student (see :func:`diversedistill_recipes.movielens.runs.distill_run`); or
+    ``run`` trains one student (see :func:`diversedistill_recipes.jobs.train_student`); or
     ``execute`` trains a list of :class:`TableRun` (several at a time, in worker
     processes); the protocol only decides what runs, records it and writes ``search.csv``.
     ``grids`` are the domain's (:data:`GRIDS`, :data:`VISION_GRIDS`); ``metric`` scores the
@@ -637,7 +637,7 @@ class TableProtocol:
             record(self.metric.row(method, teachers, 0, best.val, best.test, best.seconds))
             return []
         earlier = self.done.get((method, teachers, 0))
-        if earlier is not None and getattr(earlier, f"val_{self.metric.name}") == best.val:
+        if earlier is not None and earlier.val == best.val:
             record(earlier)
             return []
         self._reruns += 1
@@ -662,8 +662,7 @@ class TableProtocol:
         return runs
 
     def _finished(self, run: TableRun, result, record) -> None:
-        val = getattr(result, f"val_{self.metric.name}")
-        test = getattr(result, f"test_{self.metric.name}")
+        val, test = result.val, result.test
         if run.trial < 0:
             record(self.metric.row(run.method, run.teachers, run.seed, val, test, result.seconds))
         else:

@@ -58,6 +58,7 @@ from diversedistill_recipes.comparison.results import (
     Metric,
     SummaryRow,
     csv_text,
+    metric_in_header,
     metric_of,
     read_results,
     summarize,
@@ -162,8 +163,8 @@ class TableRow:
 
 @dataclass
 class SearchRow:
-    """One trial of one cell's search, trained on the search seed and judged on validation
-    MSE (:class:`AccuracySearchRow`: on validation accuracy)."""
+    """One trial of one cell's search, trained on the search seed and judged on its
+    validation score (``metric``: the CSV column is ``val_mse`` or ``val_accuracy``)."""
 
     method: str
     teachers: str
@@ -171,41 +172,18 @@ class SearchRow:
     trial: int  # the cell's trials in the order they were asked for (the run directory)
     knob: str  # the knob whose step asked for it ("lam", "lam_logit=lam_feature"; "" fixed)
     config: str  # the method's values, JSON
-    val_mse: float
+    val: float
     seconds: float
     chosen: bool
     why: str = ""  # why the trial ran beyond its knob's list ("" for a value of the list)
-
-    @property
-    def val(self) -> float:
-        return self.val_mse
+    metric: str = "mse"
 
 
-@dataclass
-class AccuracySearchRow:
-    method: str
-    teachers: str
-    seed: int
-    trial: int
-    knob: str
-    config: str
-    val_accuracy: float
-    seconds: float
-    chosen: bool
-    why: str = ""
-
-    @property
-    def val(self) -> float:
-        return self.val_accuracy
-
-
-SEARCH_ROWS: dict[str, type[SearchRow] | type[AccuracySearchRow]] = {
-    MSE.name: SearchRow, ACCURACY.name: AccuracySearchRow}
-
-
-def search_row(metric: Metric, *values) -> SearchRow | AccuracySearchRow:
-    row: SearchRow | AccuracySearchRow = SEARCH_ROWS[metric.name](*values)
-    return row
+def search_row(metric: Metric, method: str, teachers: str, seed: int, trial: int, knob: str,
+               config: str, val: float, seconds: float, chosen: bool,
+               why: str = "") -> SearchRow:
+    return SearchRow(method, teachers, seed, trial, knob, config, val, seconds, chosen, why,
+                     metric.name)
 
 
 NOT_RECORDED = "not recorded (a search.csv written before the why column)"
@@ -216,8 +194,7 @@ def read_search(path: str | Path) -> list:
     the knobs has an empty knob)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        metric = next((m for m in (MSE, ACCURACY) if f"val_{m.name}" in (reader.fieldnames or ())),
-                      None)
+        metric = metric_in_header(reader.fieldnames, "val")
         if metric is None:
             raise DataError(f"{path}: expected a val_mse or val_accuracy column")
         try:
@@ -349,7 +326,7 @@ def raw_rows(rows: list, metric: Metric = MSE) -> tuple[list[str], list[list[str
     """The per-seed test score of every (method, committee): header and lines."""
     by_cell: dict[Cell, dict[int, float]] = defaultdict(dict)
     for r in rows:
-        by_cell[(r.method, r.teachers)][r.seed] = getattr(r, f"test_{metric.name}")
+        by_cell[(r.method, r.teachers)][r.seed] = r.test
     seeds = sorted({r.seed for r in rows})
     header = ["method", "teachers"] + [f"seed {s}" for s in seeds]
     lines = [[m, t] + [f"{v[s]:.4f}" if s in v else "" for s in seeds]

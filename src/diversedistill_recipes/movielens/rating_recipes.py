@@ -15,6 +15,7 @@ from diversedistill.export import export_model, load_model, read_config
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import StudentOnly
 from diversedistill.training import FitResult, TrainConfig, fit
+from diversedistill_recipes.comparison.results import MSE, Metric
 from diversedistill_recipes.jobs import cache_entry
 from diversedistill_recipes.movielens.batches import global_mean, rating_loader
 from diversedistill_recipes.movielens.history import build_histories, shown_star_mean
@@ -29,7 +30,7 @@ CACHE_FORMAT = 2
 
 
 @dataclass
-class ModelRecipe:
+class RecommenderRecipe:
     """A recommender size plus the training recipe that goes with it."""
 
     size: str = "mlp-s"  # mlp-s | mlp-m | mlp-l
@@ -46,10 +47,10 @@ class ModelRecipe:
 # Teacher recipes, chosen on validation MSE of seed 0 (see docs/movielens.md): the larger
 # MLPs overfit 80K ratings with the student's recipe, so they get heavier dropout on the
 # hidden layers and on the embeddings. The student keeps the simple recipe.
-STUDENT = ModelRecipe("mlp-s")
+STUDENT = RecommenderRecipe("mlp-s")
 TEACHERS = {
-    "mlp-m": ModelRecipe("mlp-m", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
-    "mlp-l": ModelRecipe("mlp-l", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
+    "mlp-m": RecommenderRecipe("mlp-m", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
+    "mlp-l": RecommenderRecipe("mlp-l", {"dropout": 0.5, "embedding_dropout": 0.2}, lr=3e-4),
 }
 
 
@@ -59,7 +60,8 @@ def loaders(ml: MovieLens, split: RatingSplit, batch_size: int, seed: int):
             rating_loader(split.test, ml, EVAL_BATCH, shuffle=False))
 
 
-def build(ml: MovieLens, split: RatingSplit, recipe: ModelRecipe, seed: int) -> MLPRecommender:
+def build(ml: MovieLens, split: RatingSplit, recipe: RecommenderRecipe,
+          seed: int) -> MLPRecommender:
     torch.manual_seed(seed)
     return build_recommender(ml.fields, recipe.size, global_mean(split.train), **recipe.overrides)
 
@@ -84,7 +86,7 @@ def split_fingerprint(ml: MovieLens, split: RatingSplit) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: ModelRecipe,
+def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: RecommenderRecipe,
                           seed: int, cache_root: Path, progress: bool = False, log=print):
     """Return (model, metrics, from_cache) for a teacher trained on ``split.train``.
 
@@ -115,13 +117,40 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
     return model.eval(), metrics, False
 
 
-def train_alone(ml, split, model, recipe: ModelRecipe, seed: int, run_dir: Path,
+def train_alone(ml, split, model, recipe: RecommenderRecipe, seed: int, run_dir: Path,
                 progress: bool = False, resume: bool = False, provenance: dict | None = None,
                 **train_overrides) -> FitResult:
     train, val, test = loaders(ml, split, recipe.batch_size, seed)
     cfg = recipe.train_config(seed, progress=progress, **train_overrides)
     return fit(as_student(model), StudentOnly(), None, train, val, test, cfg, run_dir,
                clamp=ml.rating_scale, resume=resume, provenance=provenance)
+
+
+class MovieLensRecipe:
+    """The ratings as a :class:`~diversedistill_recipes.jobs.DataSetRecipe`: the MLP
+    recommender student (``recipe``, :data:`STUDENT` when None) on ``split``, scored by MSE
+    with predictions clamped to the release's rating scale."""
+
+    metric: Metric = MSE
+
+    def __init__(self, ml: MovieLens, split: RatingSplit,
+                 recipe: RecommenderRecipe | None = None):
+        self.ml, self.split = ml, split
+        self.recipe = recipe or STUDENT  # read now: tests swap the module's STUDENT
+        self.student_name = self.recipe.size
+        self.clamp: tuple[float, float] | None = ml.rating_scale
+
+    def new_student(self, seed: int) -> HookedStudent:
+        return as_student(build(self.ml, self.split, self.recipe, seed))
+
+    def loaders(self, seed: int):
+        return loaders(self.ml, self.split, self.recipe.batch_size, seed)
+
+    def train_config(self, seed: int, progress: bool) -> TrainConfig:
+        return self.recipe.train_config(seed, progress=progress)
+
+    def finish(self, student: HookedStudent, result: FitResult, info: dict) -> None:
+        """Nothing to leave: a MovieLens run keeps its checkpoint; ``export RUN`` reads it."""
 
 
 # --------------------------------------------------------------------------- references

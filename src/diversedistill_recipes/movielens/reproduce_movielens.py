@@ -38,7 +38,7 @@ from diversedistill_recipes.comparison.sweep import (
     write_sweep,
 )
 from diversedistill_recipes.comparison.tables import table_cells, write_tables
-from diversedistill_recipes.jobs import Job, ResultBook
+from diversedistill_recipes.jobs import Job, JobResult, ResultBook
 from diversedistill_recipes.locate import cache_dir, locate_movielens
 from diversedistill_recipes.movielens import runs as ml_runs
 from diversedistill_recipes.movielens.lm.prepare import LMConfig, prepare_language_teacher
@@ -69,6 +69,8 @@ ABLATIONS = {
     "answers and alpha trained by distill": {"distill_trains_importance": True},
     "answers detached, alpha trained by distill": {"distill_trains_answers": False,
                                                    "distill_trains_importance": True},
+    # the guard against the collapse at large lambda (opt-in until measured on the tables)
+    "answers pulled at weight 1, z at lam": {"answer_pull": 1.0},
     "distance: sum, lam 10": {"distance": "sum", "lam": 10.0},
     "z with dropout": {"z_as_served": False},
     "questions: random init": {"zero_init_questions": False},
@@ -166,10 +168,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             log(f"{len(jobs)} run(s), {max(workers, 1)} at a time")
         run_jobs(jobs, ml_runs.run, on_result, workers, ml_runs.prepare, worker_args, here)
 
-    def record_run(job: Job, result) -> None:
-        record(ResultRow(job.label, job.committee or STUDENT.size, job.seed, result.val_mse,
-                         result.test_mse,
-                         result.seconds))
+    def record_run(job: Job, result: JobResult) -> None:
+        book.record_run(job, result, here["recipe"].student_name)
 
     protocol = None
     if tables is not None:
@@ -210,8 +210,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
 
         def swept(job: Job, result) -> None:
             record_run(job, result)
-            sweep_rows.append(SweepRow(dict(job.values)["tau"], job.seed, result.val_mse,
-                                       result.test_mse, result.epochs,
+            sweep_rows.append(SweepRow(dict(job.values)["tau"], job.seed, result.val,
+                                       result.test, result.epochs,
                                        result.seconds / max(result.epochs, 1),
                                        skipped_fractions(result.run_dir),
                                        skipped_fractions(result.run_dir, "asked_by_alpha")))

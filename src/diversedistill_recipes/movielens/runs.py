@@ -6,45 +6,31 @@ method (DiverseDistill with changes to the run's configuration, or a baseline wi
 config values) on a committee.
 A worker holds the data, the split and the frozen teachers (read from the caches the parent
 filled), and for the tables a cache of each teacher's own pass; :func:`run` trains one
-student there and returns a :class:`RunResult`.
+student there through :func:`~diversedistill_recipes.jobs.train_student` (the data set as a
+:class:`~diversedistill_recipes.movielens.rating_recipes.MovieLensRecipe`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
-from diversedistill.importance import record_importance
 from diversedistill.interface import Teacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
 from diversedistill.parallel import worker_state
-from diversedistill.training import fit
-from diversedistill_recipes.jobs import Job
+from diversedistill_recipes.jobs import Job, JobResult, train_student
 from diversedistill_recipes.locate import locate_movielens
 from diversedistill_recipes.movielens.lm.prepare import prepare_language_teacher
 from diversedistill_recipes.movielens.rating_recipes import (
-    STUDENT,
     TEACHERS,
-    as_student,
+    MovieLensRecipe,
     as_teacher,
-    build,
-    loaders,
-    train_alone,
     train_or_load_teacher,
 )
 from diversedistill_recipes.movielens.releases import load_movielens
 from diversedistill_recipes.movielens.splits import make_split
-
-
-@dataclass
-class RunResult:
-    val_mse: float
-    test_mse: float
-    seconds: float
-    epochs: int
-    run_dir: Path
 
 
 def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Path, lm,
@@ -65,8 +51,9 @@ def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Pat
 
 def state_from(ml, part, teachers: dict, injection: str, cfg: DiverseDistillConfig, out: Path,
                progress: bool) -> dict:
-    return {"ml": ml, "part": part, "teachers": teachers, "own": {}, "injection": injection,
-            "cfg": cfg, "out": Path(out), "progress": progress}
+    return {"ml": ml, "part": part, "recipe": MovieLensRecipe(ml, part), "teachers": teachers,
+            "own": {}, "injection": injection, "cfg": cfg, "out": Path(out),
+            "progress": progress}
 
 
 def committee_of(teachers: dict, names, injection: str) -> Committee:
@@ -76,20 +63,6 @@ def committee_of(teachers: dict, names, injection: str) -> Committee:
                       else as_teacher(n, teachers[n], mode=injection) for n in names])
 
 
-def distill_run(ml, split, teachers: dict, names, cfg: DiverseDistillConfig, seed: int,
-                run_dir: Path, injection: str, progress: bool, method=None):
-    committee = committee_of(teachers, names, injection)
-    before = committee.fingerprint()
-    student_model = build(ml, split, STUDENT, seed)
-    train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
-    student, method = as_student(student_model), method or DiverseDistill(cfg)
-    result = fit(student, method, committee, train, val, test,
-                 STUDENT.train_config(seed, progress=progress), run_dir, clamp=ml.rating_scale)
-    committee.check_unchanged(before)
-    record_importance(method, student, result, test, committee.names, run_dir)
-    return student_model, result
-
-
 def build_run_method(job: Job, cfg: DiverseDistillConfig):
     values, _ = job.split_values()
     if job.method == "diversedistill":
@@ -97,24 +70,20 @@ def build_run_method(job: Job, cfg: DiverseDistillConfig):
     return build_method(job.method, values)
 
 
-def run(job: Job) -> RunResult:
+def run(job: Job) -> JobResult:
     """Train the student of ``job`` in this process (a worker, or the parent)."""
     state = worker_state()
-    ml, part, out = state["ml"], state["part"], state["out"]
-    run_dir = job.run_dir(out)
     if not job.names:
-        result = train_alone(ml, part, build(ml, part, STUDENT, job.seed), STUDENT, job.seed,
-                             run_dir, state["progress"])
-    else:
-        injection = job.split_values()[1] or state["injection"]
-        teachers = state["teachers"]
-        if job.own_pass:  # frozen teachers: their own pass per row never changes
-            teachers = {n: state["own"].setdefault(n, CachedOwnPass(
-                m if isinstance(m, Teacher) else as_teacher(n, m, injection)))
-                for n, m in teachers.items() if n in job.names}
-        _, result = distill_run(ml, part, teachers, job.names, state["cfg"], job.seed, run_dir,
-                                injection, state["progress"], build_run_method(job, state["cfg"]))
-    return RunResult(result.val_mse, result.test_mse, result.seconds, result.epochs, run_dir)
+        return train_student(state["recipe"], job, None, None, state["out"], state["progress"])
+    injection = job.split_values()[1] or state["injection"]
+    teachers = state["teachers"]
+    if job.own_pass:  # frozen teachers: their own pass per row never changes
+        teachers = {n: state["own"].setdefault(n, CachedOwnPass(
+            m if isinstance(m, Teacher) else as_teacher(n, m, injection)))
+            for n, m in teachers.items() if n in job.names}
+    return train_student(state["recipe"], job, build_run_method(job, state["cfg"]),
+                         committee_of(teachers, job.names, injection), state["out"],
+                         state["progress"])
 
 
 def describe_own_passes(state: dict) -> list[str]:
