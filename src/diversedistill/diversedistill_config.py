@@ -23,6 +23,8 @@ class DiverseDistillConfig:
     Attributes:
         lam: λ, weight of the distillation term in the student's loss
         distance: D: normalized (per dimension, relative to z's size) or sum
+        lam_warmup_epochs: epochs over which λ grows linearly to its value (0: at its value
+            from the first step)
         tau: importance gating threshold: teacher i runs on rows with α_i > τ
         warmup_epochs: epochs in which every teacher answers every row (α learns first)
         explore: fraction of gated-off rows asked anyway, so α can recover
@@ -47,6 +49,7 @@ class DiverseDistillConfig:
     # (ML-100K, committee MLP-M + MLP-L, seed 0) from {0.3, 1, 3} extended to 10 at the
     # edge: val 0.8413, 0.8307, 0.8283, 0.8285 (docs/movielens.md); checked on CIFAR-10.
     lam: float = 3.0
+    lam_warmup_epochs: int = 0  # λ grows over this many epochs (0: full from the start)
     distance: str = "normalized"  # D: "normalized" (per dimension, relative to z's size) | "sum"
     tau: float = 0.0  # importance gating threshold: teacher i runs on rows with α_i > τ
     warmup_epochs: int = 1  # epochs in which every teacher answers every row (α learns first)
@@ -86,8 +89,8 @@ class DiverseDistillConfig:
              f"module_lr must be positive, got {self.module_lr}"),
             (min(self.d1, self.d2, self.hidden) >= 1,
              f"d1, d2 and hidden must be at least 1, got {self.d1}, {self.d2}, {self.hidden}"),
-            (self.warmup_epochs >= 0 and self.diagnostic_rows >= 0,
-             "warmup_epochs and diagnostic_rows must not be negative"),
+            (min(self.warmup_epochs, self.diagnostic_rows, self.lam_warmup_epochs) >= 0,
+             "warmup_epochs, lam_warmup_epochs and diagnostic_rows must not be negative"),
         ]
         for ok, message in checks:
             if not ok:

@@ -349,3 +349,21 @@ def test_expected_importance_learns_which_rows_a_teacher_helps():
 def test_bad_config_values_are_rejected(bad):
     with pytest.raises(ConfigError):
         DiverseDistillConfig(**bad)
+
+
+def test_lam_grows_over_its_warmup_epochs_then_stays():
+    student, committee, method, batch = setup(DiverseDistillConfig(lam=30.0, lam_warmup_epochs=3,
+                                                                   d1=3, d2=5, hidden=7))
+    seen = []
+    for epoch in range(5):
+        method.epoch = epoch
+        seen.append(method.lam_now())
+    assert seen == [10.0, 20.0, 30.0, 30.0, 30.0]
+    # the loss uses it: task + λ_now · distill + reg + importance
+    method.epoch = 0
+    out = method(student, committee, batch)
+    expected = out["task"] + 10.0 * out["distill"] + out["reg"] + out["importance"]
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    assert DiverseDistill(DiverseDistillConfig(lam=3.0)).lam_now() == 3.0  # off by default
+    with pytest.raises(ConfigError, match="lam_warmup_epochs"):
+        DiverseDistillConfig(lam_warmup_epochs=-1)

@@ -29,13 +29,16 @@ first implementation's choices, which reproduce its figures.
    ``z`` instead: L_reg keeps every answer right on the task through the student's frozen
    head, and the distance is normalized by ``z``'s spread (choice 2), so pulling ``a``
    onto ``z`` costs the regularizer what it saves the distance.
-   ``answer_pull`` (default None, opt-in): that guard fails at large λ. With the term
-   reaching the answers, λ pulls ``a`` and ``z`` towards each other alike; at λ = 30 on
-   MLP-M + MLP-L the answers' L_reg (weight 1) lost to λ·D and the student stayed at the
-   global mean's error (docs/tables.md, "Why the LM + MLP-L cell collapsed"). A number w
-   splits the pull: the student's term sees ``a`` detached (λ moves ``z`` only), and the
-   answers are pulled towards a detached ``z`` at weight w, inside L_reg, so their
-   balance with the task regularizer no longer depends on λ.
+   ``answer_pull`` (default None, opt-in): with the term reaching the answers, λ pulls
+   ``a`` and ``z`` towards each other alike, and at large λ the student sits at the global
+   mean's error while they settle (λ = 30 on MLP-M + MLP-L: 8–12 epochs, then it escapes and
+   ends better than at λ = 3; on LM + MLP-L early stopping ended 3 of 5 seeds on that
+   plateau; docs/tables.md). A number w splits the pull: the student's term sees ``a``
+   detached (λ moves ``z`` only), and the answers are pulled towards a detached ``z`` at
+   weight w inside L_reg. That removes the plateau (the student trains from epoch 1) but,
+   measured at λ = 30, ends worse, so it stays off. ``lam_warmup_epochs`` (default 0,
+   opt-in) grows λ over the first epochs instead: measured, the plateau is shorter but
+   still there (:meth:`DiverseDistill.lam_now`).
 2. ``distance`` (default "normalized"): D(a, z) per dimension, relative to ``z``'s running
    mean square (:func:`~diversedistill.losses.normalized_squared_error`), free of width and
    scale, so one λ serves a 64-wide post-ReLU recommender and a layer-normed ViT. "sum" is
@@ -170,8 +173,19 @@ class DiverseDistill(Method):
 
     def forward(self, student, committee, batch):
         parts = self.loss_parts(student, committee, batch)
-        loss = parts["task"] + self.cfg.lam * parts["distill"] + parts["reg"] + parts["importance"]
+        loss = (parts["task"] + self.lam_now() * parts["distill"] + parts["reg"]
+                + parts["importance"])
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
+
+    def lam_now(self) -> float:
+        """λ this epoch: ``lam_warmup_epochs`` > 0 grows it linearly, reaching ``lam`` in the
+        last warm-up epoch (epoch e of W: λ·(e + 1)/W), so the student learns the task before
+        the full pull (a large λ from the first step holds it at the global mean for epochs;
+        docs/tables.md)."""
+        cfg = self.cfg
+        if cfg.lam_warmup_epochs <= 0:
+            return cfg.lam
+        return cfg.lam * min(1.0, (self.epoch + 1) / cfg.lam_warmup_epochs)
 
     def _running(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """Update the running estimate ``name`` with the mean of this batch's ``values``

@@ -423,8 +423,8 @@ class CellSearch:
 
 # ----------------------------------------------------------------------------- the protocol
 
-# run(committee names, method, seed, run directory) -> an object with val_<metric>,
-# test_<metric>, seconds
+# run(committee names, method, seed, run directory) -> an object with val, test and seconds
+# (a FitResult)
 RunFn = Callable[[tuple[str, ...], Method, int, Path], Any]
 
 

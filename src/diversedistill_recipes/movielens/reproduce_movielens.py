@@ -69,8 +69,9 @@ ABLATIONS = {
     "answers and alpha trained by distill": {"distill_trains_importance": True},
     "answers detached, alpha trained by distill": {"distill_trains_answers": False,
                                                    "distill_trains_importance": True},
-    # the guard against the collapse at large lambda (opt-in until measured on the tables)
+    # removes the plateau at the global mean that a large lambda causes (docs/tables.md)
     "answers pulled at weight 1, z at lam": {"answer_pull": 1.0},
+    "lam grows over 5 epochs": {"lam_warmup_epochs": 5},
     "distance: sum, lam 10": {"distance": "sum", "lam": 10.0},
     "z with dropout": {"z_as_served": False},
     "questions: random init": {"zero_init_questions": False},
