@@ -83,6 +83,9 @@ class DiverseDistillConfig:
             (self.answer_pull is None
              or (math.isfinite(self.answer_pull) and self.answer_pull >= 0),
              f"answer_pull must be finite and non-negative, got {self.answer_pull}"),
+            (self.answer_pull is None or self.distill_trains_answers,
+             "answer_pull decides how the answers are pulled; it has no meaning with "
+             "distill_trains_answers off (the answers then get no pull at all)"),
             (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
              f"importance_temperature must be positive, got {self.importance_temperature}"),
             (self.module_lr is None or (math.isfinite(self.module_lr) and self.module_lr > 0),

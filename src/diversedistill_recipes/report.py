@@ -128,7 +128,7 @@ def single_run_row(run: Path):
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # a run that exported no student: its test figure is unknown, shown as nan
     return metric.row(str(settings.get("method", "run")), str(settings.get("teachers", "-")),
-                int(settings.get("train.seed", 0)), val, test, math.nan)
+                      int(settings.get("train.seed", 0)), val, test, math.nan)
 
 
 def load_inputs(results: list[str | Path]) -> Inputs:

@@ -109,6 +109,8 @@ def test_answer_pull_moves_the_answers_at_its_own_weight_and_z_at_lam():
     torch.testing.assert_close(pulled["distill"], base["distill"])
     with pytest.raises(ConfigError, match="answer_pull"):
         DiverseDistillConfig(answer_pull=-1.0)
+    with pytest.raises(ConfigError, match="answer_pull decides"):
+        DiverseDistillConfig(answer_pull=1.0, distill_trains_answers=False)
 
 
 def test_zero_initialized_added_questions_leave_every_teacher_as_trained():

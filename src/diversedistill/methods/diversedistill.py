@@ -31,10 +31,11 @@ first implementation's choices, which reproduce its figures.
    onto ``z`` costs the regularizer what it saves the distance.
    ``answer_pull`` (default None, opt-in): with the term reaching the answers, λ pulls
    ``a`` and ``z`` towards each other alike, and at large λ the student sits at the global
-   mean's error while they settle (λ = 30 on MLP-M + MLP-L: 8–12 epochs, then it escapes and
-   ends better than at λ = 3; on LM + MLP-L early stopping ended 3 of 5 seeds on that
-   plateau; docs/tables.md). A number w splits the pull: the student's term sees ``a``
-   detached (λ moves ``z`` only), and the answers are pulled towards a detached ``z`` at
+   mean's error while they settle (λ = 30 on MLP-M + MLP-L: 9–15 epochs, then it escapes and
+   ends better than at λ = 3; the 3 of 5 LM + MLP-L seeds stuck at the global mean in the
+   tables are most likely that plateau cut off by early stopping; docs/tables.md). A
+   number w splits the pull: the student's term sees ``a`` detached (λ moves ``z`` only),
+   and the answers are pulled towards a detached ``z`` at
    weight w inside L_reg. That removes the plateau (the student trains from epoch 1) but,
    measured at λ = 30, ends worse, so it stays off. ``lam_warmup_epochs`` (default 0,
    opt-in) grows λ over the first epochs instead: measured, the plateau is shorter but
