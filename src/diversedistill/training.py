@@ -54,6 +54,7 @@ from diversedistill.checkpoints import (
     read_checkpoint,
 )
 from diversedistill.committee import Committee
+from diversedistill.constant_plateau import PastConstantStopping, ValidationTargets
 from diversedistill.contract import check_batch, check_prediction, check_vectors, metric_for
 from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
@@ -70,6 +71,9 @@ STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes 
 class TrainConfig:
     max_epochs: int = 40  # upper bound; early stopping usually ends sooner
     patience: int = 4  # epochs without a better validation MSE before stopping
+    # patience counts only the epochs after the student has left the best constant
+    # prediction (constant_plateau.py); False: Lightning's plain early stopping
+    patience_past_constant: bool = True
     # the loaders decide the batch size; set, it is checked against the training loader's
     # (and recorded by the recipes that build loaders from it)
     batch_size: int | None = None
@@ -144,6 +148,7 @@ class FitResult:
     run_dir: Path
     rank: int = 0  # under DDP only rank 0 evaluates and reports; other ranks get NaNs
     metric: str = "mse"
+    epochs_at_constant: int = 0  # epochs whose validation metric was the constant prediction's
 
     def summary(self) -> dict[str, float | int | None]:
         """The figures a run reports (printed by ``distill``, recorded in its export)."""
@@ -182,6 +187,9 @@ class DistillationTask(L.LightningModule):
         self.student, self.method, self.cfg, self.clamp = student, method, cfg, clamp
         self.__dict__["committee"] = committee  # not a submodule: never checkpointed or synced
         self.settings: dict = {}  # what a resumed run must share with this one (run_settings)
+        # the best constant prediction's validation score, from the first validation pass
+        self.val_targets: ValidationTargets | None = ValidationTargets()
+        self.constant: float | None = None
 
     def on_fit_start(self) -> None:
         if self.committee is not None:  # in every process, to that process's device
@@ -210,13 +218,29 @@ class DistillationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_settings"] = self.settings
+        checkpoint["constant_score"] = self.constant
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.constant = checkpoint.get("constant_score")
+        if self.constant is not None:  # known: the resumed run does not count targets again
+            self.val_targets = None
+
+    def constant_score(self) -> float | None:
+        """The best constant prediction's validation metric (None before the first
+        validation pass has ended)."""
+        if self.constant is None and self.val_targets is not None:
+            return self.val_targets.score(self.metric)
+        return self.constant
 
     def served_prediction(self, batch) -> torch.Tensor:
         prediction = self.student.predict(batch)
         return prediction.clamp(*self.clamp) if self.clamp else prediction
 
     def validation_step(self, batch, batch_idx):
-        score = METRICS[self.metric][1](self.served_prediction(batch), batch["target"]).mean()
+        prediction = self.served_prediction(batch)
+        if self.val_targets is not None:  # the first pass only: the targets never change
+            self.val_targets.update(prediction, batch["target"])
+        score = METRICS[self.metric][1](prediction, batch["target"]).mean()
         # every process scores the whole validation set (it is not sharded), so the mean
         # over processes is the same number: early stopping agrees everywhere
         self.log(f"val_{self.metric}", score, on_epoch=True, batch_size=batch["target"].shape[0],
@@ -224,6 +248,8 @@ class DistillationTask(L.LightningModule):
         self.method.observe_validation(self.student, self.committee, batch)
 
     def on_validation_epoch_end(self) -> None:
+        if self.val_targets is not None:
+            self.constant, self.val_targets = self.val_targets.score(self.metric), None
         # the method's own diagnostics (DiverseDistill: what each teacher's answer carries);
         # every process saw the same validation rows: the mean over processes is the value
         for name, value in self.method.validation_stats().items():
@@ -373,7 +399,11 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
 
     best = ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
                            monitor=monitor, mode=mode, save_top_k=1)
-    stopper = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience)
+    if cfg.patience_past_constant:
+        stopper: EarlyStopping = PastConstantStopping(
+            metric, DistillationTask.constant_score, mode=mode, patience=cfg.patience)
+    else:
+        stopper = EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience)
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # a bar written to a file or pipe shows nothing until the end: plain lines instead
@@ -412,7 +442,15 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             write_text_atomic(run_dir / RUN_FILE, json.dumps(task.settings, indent=2))
             for line in notices:
                 print(line, file=sys.stderr)
-        return _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+        result = _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+    if isinstance(stopper, PastConstantStopping):
+        result.epochs_at_constant = stopper.epochs_at_constant
+        # only where plain patience would have ended the run: a short run is not a failure
+        if writer and stopper.epochs_at_constant >= result.epochs > cfg.patience:
+            print(f"warning: {run_dir}: the student never did better than a constant "
+                  f"prediction (val_{metric} {result.val:.4f} after {result.epochs} epochs); "
+                  "check its learning rate, inputs and the method's weights", file=sys.stderr)
+    return result
 
 
 def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) -> FitResult:

@@ -91,8 +91,10 @@ def test_killed_run_resumes_bit_identical(committee, uninterrupted, tmp_path, ca
 
 def test_resuming_a_finished_run_trains_nothing_more(committee, tmp_path, capsys):
     out = tmp_path / "run"
+    # on the tiny release the student stays within 1% of the constant prediction's error
+    # (with patience counted past it, this run trains all 30 epochs): plain patience here
     args = distill_args(committee, out, "--max-epochs", "30", "--patience", "0",
-                        "--batch-size", "96")
+                        "--batch-size", "96", "--no-patience-past-constant")
     first = run_in_process(args, capsys)
     assert first["epochs"] < 30  # early stopping ended it: its decision is in last.ckpt
     before = (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns, val_column(out)

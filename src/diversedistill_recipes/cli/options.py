@@ -35,6 +35,8 @@ class Training:
     Attributes:
         max_epochs: upper bound on epochs (default 40)
         patience: epochs without a better validation MSE (default 4)
+        patience_past_constant: count patience only once the student does better than a
+            constant prediction (default on; off: plain early stopping, see docs/design.md)
         batch_size: rows per optimizer step, over all processes
         checkpoint_every_n_steps: save checkpoints/last.ckpt every N steps and after every
             epoch (default 50; 0: after every epoch only)
@@ -45,6 +47,7 @@ class Training:
 
     max_epochs: int | None = None
     patience: int | None = None
+    patience_past_constant: bool | None = None
     batch_size: int | None = None
     checkpoint_every_n_steps: int | None = None
     resume: bool = False
@@ -52,7 +55,8 @@ class Training:
 
     def overrides(self) -> dict:
         """The training settings given, for ``recipe.train_config(...)``."""
-        names = ("max_epochs", "patience", "checkpoint_every_n_steps", "tensorboard")
+        names = ("max_epochs", "patience", "patience_past_constant", "checkpoint_every_n_steps",
+                 "tensorboard")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     def recipe(self, recipe):
