@@ -188,14 +188,14 @@ def test_choose_takes_the_best_validation_score_first_on_ties_never_nan():
 
 
 def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tmp_path):
-    """A fake run: validation MSE set by λ (best inside LD's list at λ = 1; best at the top
-    of DiverseDistill's, so one more value, 30, runs and loses), test MSE by λ and seed;
+    """A fake run: validation MSE set by λ (best inside LD's list at λ = 3; best at the top
+    of DiverseDistill's, so one more value, 90, runs and loses), test MSE by λ and seed;
     nothing trains."""
     calls = []
 
     def run(names, method, seed, run_dir):
         calls.append((method.name, names, method.cfg.lam, seed))
-        val = {0.3: 0.86, 1.0: 0.83, 3.0: 0.84, 10.0: 0.82, 30.0: 0.825}[method.cfg.lam]
+        val = {1.0: 0.86, 3.0: 0.83, 10.0: 0.84, 30.0: 0.82, 90.0: 0.825}[method.cfg.lam]
         return SimpleNamespace(val=val, test=val + 0.01 + 0.001 * seed, seconds=2.0)
 
     cells = [("ld", "lm"), ("diversedistill", "lm+mlp-l")]
@@ -207,11 +207,11 @@ def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tm
         protocol.run_seed(seed, recorded.append)
     assert len(calls) == 3 + 4 + 2 * 2  # the chosen search run is seed 0's: not rerun
     assert protocol.run_counts() == (len(calls), len(calls))
-    assert protocol.chosen == {("ld", "lm"): {"lam": 1.0},
-                               ("diversedistill", "lm+mlp-l"): {"lam": 10.0}}
+    assert protocol.chosen == {("ld", "lm"): {"lam": 3.0},
+                               ("diversedistill", "lm+mlp-l"): {"lam": 30.0}}
     assert [c for c in calls if c[3] > 0] == [
-        ("ld", ("lm",), 1.0, 1), ("diversedistill", ("lm", "mlp-l"), 10.0, 1),
-        ("ld", ("lm",), 1.0, 2), ("diversedistill", ("lm", "mlp-l"), 10.0, 2)]
+        ("ld", ("lm",), 3.0, 1), ("diversedistill", ("lm", "mlp-l"), 30.0, 1),
+        ("ld", ("lm",), 3.0, 2), ("diversedistill", ("lm", "mlp-l"), 30.0, 2)]
     ld = [r for r in recorded if r.method == "ld"]
     assert [(r.seed, r.val, r.test) for r in ld] == [
         (0, 0.83, pytest.approx(0.84)), (1, 0.83, pytest.approx(0.841)),
@@ -220,12 +220,12 @@ def test_the_search_picks_the_best_validation_value_and_runs_it_on_every_seed(tm
         search = list(csv.DictReader(f))
     assert [(r["method"], r["knob"], json.loads(r["config"]), r["val_mse"], r["chosen"])
             for r in search] == [
-        ("ld", "lam", {"lam": 0.3}, "0.86", "False"), ("ld", "lam", {"lam": 1.0}, "0.83", "True"),
-        ("ld", "lam", {"lam": 3.0}, "0.84", "False"),
-        ("diversedistill", "lam", {"lam": 1.0}, "0.83", "False"),
-        ("diversedistill", "lam", {"lam": 3.0}, "0.84", "False"),
-        ("diversedistill", "lam", {"lam": 10.0}, "0.82", "True"),
-        ("diversedistill", "lam", {"lam": 30.0}, "0.825", "False")]
+        ("ld", "lam", {"lam": 1.0}, "0.86", "False"), ("ld", "lam", {"lam": 3.0}, "0.83", "True"),
+        ("ld", "lam", {"lam": 10.0}, "0.84", "False"),
+        ("diversedistill", "lam", {"lam": 3.0}, "0.83", "False"),
+        ("diversedistill", "lam", {"lam": 10.0}, "0.84", "False"),
+        ("diversedistill", "lam", {"lam": 30.0}, "0.82", "True"),
+        ("diversedistill", "lam", {"lam": 90.0}, "0.825", "False")]
     assert "test" not in ",".join(search[0])  # a search run's test MSE is never written
 
 
