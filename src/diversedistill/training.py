@@ -443,13 +443,23 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             for line in notices:
                 print(line, file=sys.stderr)
         result = _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+    at_constant_throughout = False
     if isinstance(stopper, PastConstantStopping):
         result.epochs_at_constant = stopper.epochs_at_constant
         # only where plain patience would have ended the run: a short run is not a failure
-        if writer and stopper.epochs_at_constant >= result.epochs > cfg.patience:
+        at_constant_throughout = stopper.epochs_at_constant >= result.epochs > cfg.patience
+        if writer and at_constant_throughout:
             print(f"warning: {run_dir}: the student never did better than a constant "
                   f"prediction (val_{metric} {result.val:.4f} after {result.epochs} epochs); "
                   "check its learning rate, inputs and the method's weights", file=sys.stderr)
+    # max_epochs is a budget, counted from the first epoch (the plateau at the constant
+    # included): a run whose last epoch was still its best may have been cut short. A budget
+    # no longer than patience is a short run asked for, not a cut.
+    if (writer and not at_constant_throughout and result.epochs >= cfg.max_epochs > cfg.patience
+            and result.best_epoch == result.epochs - 1):
+        print(f"warning: {run_dir}: max_epochs {cfg.max_epochs} ended the run while it was "
+              f"still improving (best epoch {result.best_epoch}); a larger max_epochs may "
+              "give a better student", file=sys.stderr)
     return result
 
 

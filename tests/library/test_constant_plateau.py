@@ -29,8 +29,9 @@ class ConstantNet(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-def train(tmp_path, model, data, past_constant: bool, name: str, lr: float = 1e-3):
-    cfg = TrainConfig(max_epochs=6, patience=1, progress=False, lr=lr,
+def train(tmp_path, model, data, past_constant: bool, name: str, lr: float = 1e-3,
+          max_epochs: int = 6, patience: int = 1):
+    cfg = TrainConfig(max_epochs=max_epochs, patience=patience, progress=False, lr=lr,
                       patience_past_constant=past_constant)
     loader = named_loader(data)
     model = HookedStudent(model, "body", "head", call=lambda m, b: m(b["x"]))
@@ -77,3 +78,15 @@ def test_a_student_that_learns_stops_as_under_plain_patience(tmp_path):
     assert past.epochs_at_constant == 0
     assert (past.epochs, past.best_epoch, past.val) == (plain.epochs, plain.best_epoch, plain.val)
     assert plain.val < 0.5 * float(data.tensors[1].var(unbiased=False))  # it did learn
+
+
+def test_a_run_that_max_epochs_cuts_while_improving_says_so(tmp_path, capsys):
+    torch.manual_seed(0)
+    cut = train(tmp_path, student(1).model, rows(), True, "cut", lr=0.05, max_epochs=3,
+                patience=2)
+    assert (cut.epochs, cut.best_epoch) == (3, 2)  # its last epoch was its best
+    assert "max_epochs 3 ended the run while it was still improving" in capsys.readouterr().err
+    data = rows()
+    stopped = train(tmp_path, ConstantNet(data.tensors[1].mean()), data, False, "stopped")
+    assert stopped.epochs == 2  # early stopping ended it: nothing was cut
+    assert "still improving" not in capsys.readouterr().err
