@@ -137,17 +137,14 @@ ALPHA = Knob(("alpha",), (0.3, 0.45, 0.6), plus=0.15)  # AMTML's α lives in [0,
 # default distance, per dimension and relative to its target's mean square, so that one λ is
 # one strength whatever the teacher's width (the LM's 384 against an MLP's 64) or scale.
 NORMALIZED = {"reduction": "normalized"}
-# DiverseDistill's λ = 10 won the earlier search on MLP-M + MLP-L (docs/movielens.md), 3 is
-# its default: the list reaches both. FD's distance is DiverseDistill's in kind (a projected
-# feature against a target, relative to the target's size), so it searches the same list.
-DD_LAM = Knob(("lam",), (1.0, 3.0, 10.0), times=3.0)
-
 # MovieLens lists, centred where the earlier tables' validation search landed (docs/tables.md,
 # "Chosen on validation"): LD, MT, AutoSKD and AEKD chose 9 (the value beyond the top of
 # {0.3, 1, 3}) in most cells and SCKD chose 3 or 9, so their list is {1, 3, 10}; a choice of 1
 # still reaches 1/3 beyond the bottom. DiverseDistill chose 10 or 30, and λ = 30 runs reached
 # val 0.8184-0.8251 once early stopping waited past the constant prediction (docs/design.md),
-# so its list is {3, 10, 30}. The vision grids keep their own lists.
+# so its list is {3, 10, 30}. FD's distance is DiverseDistill's in kind (a projected feature
+# against a target, relative to the target's size); it chose 1 and 10, inside {1, 3, 10}.
+# The vision grids keep their own lists.
 ML_LAM = Knob(("lam",), (1.0, 3.0, 10.0), times=3.0)
 ML_TIED_LAM = Knob(("lam_logit", "lam_feature"), (1.0, 3.0, 10.0), times=3.0)
 ML_DD_LAM = Knob(("lam",), (3.0, 10.0, 30.0), times=3.0)
@@ -155,7 +152,7 @@ ML_DD_LAM = Knob(("lam",), (3.0, 10.0, 30.0), times=3.0)
 # MovieLens: ratings, so no temperature.
 GRIDS: dict[str, MethodGrid] = {
     "ld": MethodGrid((ML_LAM,)),
-    "fd": MethodGrid((DD_LAM,), NORMALIZED),
+    "fd": MethodGrid((ML_LAM,), NORMALIZED),
     "sckd": MethodGrid((ML_TIED_LAM,), NORMALIZED),
     "mt": MethodGrid((ML_LAM,)),
     "amtml": MethodGrid((ALPHA,), NORMALIZED),
