@@ -175,6 +175,12 @@ class ResultBook:
     def kept(self) -> set[tuple[str, str, int]]:
         return {(r.method, r.teachers, r.seed) for r in self.rows}
 
+    def missing(self, jobs: list[Job], student_name: str) -> list[Job]:
+        """The ``jobs`` whose row is not in the book yet: what a resumed run still has to
+        train (``student_name``: the teachers column of the student alone)."""
+        kept = self.kept()
+        return [j for j in jobs if (j.label, j.committee or student_name, j.seed) not in kept]
+
 
 def cache_entry(cache_root: Path, name: str, key_data: dict) -> tuple[Path, str]:
     """(the cache directory of teacher ``name``, its key): a hash of ``key_data`` (the data,

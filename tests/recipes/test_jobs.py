@@ -44,6 +44,18 @@ def test_the_book_keeps_one_row_per_run_and_a_resume_reads_them_back(tmp_path):
     assert again.kept() == {("ld", "lm", 0), ("ld", "lm", 1), ("reference", "global mean", 0)}
 
 
+def test_the_book_names_the_jobs_whose_rows_it_lacks(tmp_path):
+    book, pair = ResultBook(tmp_path, MSE, lambda line: None), ("mlp-m", "mlp-l")
+    book.record(MSE.row("student alone", "mlp-s", 0, 0.86, 0.87, 1.0))
+    book.record(MSE.row("dd ablation: x", "mlp-m+mlp-l", 0, 0.83, 0.84, 1.0))
+    jobs = [Job("student alone", 0), Job("student alone", 1),
+            Job("dd ablation: x", 0, pair), Job("dd ablation: x", 1, pair),
+            Job("dd ablation: y", 0, pair)]
+    assert book.missing(jobs, "mlp-s") == [jobs[1], jobs[3], jobs[4]]
+    # the student alone's row is found by the student's name
+    assert book.missing(jobs, "other student") == [jobs[0], jobs[1], jobs[3], jobs[4]]
+
+
 def test_the_book_logs_accuracy_rows_too(tmp_path):
     lines = []
     ResultBook(tmp_path, ACCURACY, lines.append).record(

@@ -156,6 +156,27 @@ def test_a_resumed_sweep_keeps_its_rows_and_runs_only_the_missing_thresholds(
     assert lines[1] == first.splitlines()[1] and lines[2].startswith("0.6,0,")
 
 
+def test_a_resumed_ablation_run_trains_only_the_rows_it_lacks(ml100k_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(out),
+            "--cache-dir", str(tmp_path / "c"), "--lm", "none", "--no-progress", "--seeds", "1",
+            "--hidden", "16", "--committees", "mlp-m+mlp-l", "--ablations", "--methods"]
+    assert main(args + ["dd ablation: answers detached"]) == 0
+    with open(out / "results.csv") as f:
+        first = {(r["method"], r["seed"]): r["test_mse"] for r in csv.DictReader(f)}
+    capsys.readouterr()
+    assert main(args + ["dd ablation: answers detached", "diversedistill", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    trained = [line.split()[2] for line in printed.splitlines()
+               if line.startswith("  seed 0  ") and "mlp-m+mlp-l" in line]
+    assert trained == ["diversedistill"]  # the ablation row and the student alone were kept
+    assert "1 run(s)" in printed
+    with open(out / "results.csv") as f:
+        again = {(r["method"], r["seed"]): r["test_mse"] for r in csv.DictReader(f)}
+    kept = ("dd ablation: answers detached", "0")
+    assert again[kept] == first[kept] and ("diversedistill", "0") in again
+
+
 def test_the_summary_lists_a_sweep_by_tau_whatever_order_its_runs_finished_in():
     finished = ["student alone", sweep_label(0.5), sweep_label(0), "teacher alone",
                 sweep_label(0.65), sweep_label(0.55)]

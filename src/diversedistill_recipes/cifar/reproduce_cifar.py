@@ -168,13 +168,12 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
     rows; ``variants`` (label -> changes to ``cfg``, ``injection`` included) adds a
     DiverseDistill row per variant on the multi-teacher committees (the ablations).
     ``tables`` runs the comparison tables' protocol (:func:`tables_layout`) instead of the
-    experiment's ``methods`` and writes the tables; ``resume`` (with ``tables``) keeps the
-    rows already in ``out``/results.csv and search.csv and runs only what is missing."""
+    experiment's ``methods`` and writes the tables; ``resume`` keeps the rows already in
+    ``out``/results.csv and search.csv and runs only what is missing (the tables, the
+    ablations or a plain run alike)."""
     out = Path(out or f"results/{exp.dataset}")
     cfg = cfg or DiverseDistillConfig(**exp.diversedistill)
     cache_root = Path(cache) if cache else cache_dir() / "teachers"
-    if resume and tables is None:
-        raise ConfigError("--resume continues a 'reproduce cifar10 --tables' run only")
     start = time.perf_counter()
     data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
     log(data.summary())
@@ -210,16 +209,15 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
         protocol = table_protocol(exp, layout, tables, cfg, seeds, out, methods, committees,
                                   rows, previous_search, workers, init, log)
         log(protocol.describe())
-        kept = {(r.method, r.teachers, r.seed) for r in rows}
-        execute([student_job(seed) for seed in range(seeds)
-                 if ("student alone", exp.student_name, seed) not in kept])
+        execute(book.missing([student_job(seed) for seed in range(seeds)], exp.student_name))
         alone = [r.seconds for r in rows if r.method == "student alone"]
         if alone and not previous_search:
             log(protocol.estimate(sum(alone) / len(alone), "the student alone's, and a "
                                   "distillation run adds the teachers' passes", at_least=True))
         protocol.run_seeds(range(seeds), record)
     else:
-        execute(default_jobs(exp, seeds, methods, committees, variants, log))
+        execute(book.missing(default_jobs(exp, seeds, methods, committees, variants, log),
+                             exp.student_name))
     summary, best = summarize(rows, ("student alone", exp.student_name), metric=ACCURACY)
     write_summary_csv(out / "summary.csv", summary, ACCURACY)
     log("\n" + format_table(summary, best, ACCURACY))

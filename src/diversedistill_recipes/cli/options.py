@@ -102,8 +102,9 @@ class Reproduction:
             reference, teacher and student rows always run)
         workers: students trained at a time, each in a single-threaded process (2 on a
             2-core CPU)
-        resume: continue an interrupted --tables run (or gating sweep): keep the runs already
-            in --out (results.csv, search.csv, sweep.csv) and run only the missing ones
+        resume: continue an interrupted run (tables, ablations, gating sweep or plain): keep
+            the runs already in --out (results.csv, search.csv, sweep.csv) and run only the
+            missing ones
         out: results directory (default results/<experiment>)
         cache_dir: teacher cache (default: the user cache directory)
         ablations: the ablations of DiverseDistill's choices on the committees (movielens:

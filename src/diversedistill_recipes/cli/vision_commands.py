@@ -51,8 +51,6 @@ def reproduce_cifar(*, dataset: str, data_dir: str | None = None, split_seed: in
 
     run.check()
     tables = vision_tables(run, config)
-    if run.resume and tables is None:
-        raise ConfigError("--resume continues a 'reproduce cifar10 --tables' run only")
     exp, dd = experiment_for(dataset, config)
     if train_size is not None:
         exp = replace(exp, train_size=train_size)

@@ -107,9 +107,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     tables (:mod:`diversedistill_recipes.comparison.tables`). ``tau_sweep`` runs DiverseDistill at
     each of these gating thresholds instead, on the committee LM + MLP-L + MLP-M (MLP-M + MLP-L
     without the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
-    (:mod:`diversedistill_recipes.comparison.sweep`). ``resume`` (with ``tables`` or ``tau_sweep``)
-    keeps the rows already in ``out``/results.csv, search.csv and sweep.csv and runs only what is
-    missing. ``workers`` students train at a time, each in its own single-threaded process.
+    (:mod:`diversedistill_recipes.comparison.sweep`). ``resume`` keeps the rows already
+    in ``out``/results.csv, search.csv and sweep.csv and runs only what is missing, in every
+    mode (a plain run, the ablations, the tables, the sweep). ``workers`` students train
+    at a time, each in its own single-threaded process.
     ``variants`` (label -> changes to ``cfg``) replaces :data:`ABLATIONS` for ``ablations``,
     e.g. a λ grid on validation."""
     out = Path(out)
@@ -130,9 +131,6 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     previous_search = None
     sweep_rows: list[SweepRow] = []
     if resume:
-        if tables is None and not tau_sweep:
-            raise ConfigError("--resume continues a 'reproduce movielens --tables' or "
-                              "'--tau-sweep' run only")
         previous_search = book.resume()
         rows = book.rows
         if tau_sweep and (out / "sweep.csv").is_file():
@@ -201,8 +199,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],
                              metrics["seconds"]))
-    execute([Job("student alone", seed, run_name=f"student-{seed}") for seed in seed_range],
-            record_run)
+    student_name = here["recipe"].student_name
+    execute(book.missing([Job("student alone", seed, run_name=f"student-{seed}")
+                          for seed in seed_range], student_name), record_run)
     if protocol is not None:
         protocol.run_seeds(seed_range, record)
         for line in ml_runs.describe_own_passes(here):  # runs made in this process
@@ -223,8 +222,9 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                      run_name=sweep_run_name(tau, "+".join(names), seed))
                  for seed in seed_range for tau in tau_sweep if (tau, seed) not in done], swept)
     else:
-        execute(default_runs(seed_range, lm is not None, ablations, wanted, method_wanted,
-                             teacher_models, variants), record_run)
+        execute(book.missing(default_runs(seed_range, lm is not None, ablations, wanted,
+                                          method_wanted, teacher_models, variants),
+                             student_name), record_run)
     summary, best = summarize(rows)
     write_summary_csv(out / "summary.csv", summary)
     log("\n" + format_table(summary, best))
