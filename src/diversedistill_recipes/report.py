@@ -34,7 +34,11 @@ from matplotlib.ticker import MaxNLocator
 
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
-from diversedistill_recipes.comparison.diagnostics import read_curve, read_diagnostics
+from diversedistill_recipes.comparison.diagnostics import (
+    read_curve,
+    read_diagnostics,
+    read_training_answers,
+)
 from diversedistill_recipes.comparison.results import (
     MSE,
     Metric,
@@ -354,8 +358,9 @@ def importance_plot(inputs: Inputs, path: Path) -> Path | None:
 DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
     ("teacher's {metric}: asked (solid) / own pass (dashed)",
      [("teacher_asked", "-", "asked"), ("teacher_own", "--", "own")]),
-    ("student head's {metric}: on the answer (solid) / on z (dotted)",
-     [("head_on_answer", "-", "answer")]),
+    ("student head's {metric}: on the answer (solid) / on z (dotted)\n"
+     "/ on the answer, training rows (dash-dot; squared error only)",
+     [("head_on_answer", "-", "answer"), ("train_head_on_answer", "-.", "answer, training")]),
     ("importance α: mean ± spread over samples (solid)\n/ its correlation with the gain (dashed)",
      [("alpha_mean", "-", "α"), ("alpha_gain_corr", "--", "corr(α, gain)")]),
     ("share of ‖a − z‖² the head reads", [("along_head", "-", "share")]),
@@ -365,13 +370,15 @@ DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
 def diagnostics_plot(inputs: Inputs, path: Path) -> Path | None:
     """Per DiverseDistill committee (lowest seed), what each teacher's answer carries per
     epoch on validation rows: the teacher asked against its own pass, the student's head on
-    the answer against on ``z``, α and its spread, and the share of the distance the head
-    reads. One colour per teacher."""
+    the answer against on ``z`` (and, for ratings, on the answer over the training rows), α
+    and its spread, and the share of the distance the head reads. One colour per teacher."""
     chosen: dict[str, tuple[int, dict]] = {}
     for (method, teachers, seed), run in sorted(inputs.runs.items()):
         log = run / "logs" / "metrics.csv"
         if method == "diversedistill" and teachers not in chosen and log.is_file():
             diag = read_diagnostics(log)
+            if diag and inputs.metric.name == "mse":  # the same units as validation's
+                diag.update(read_training_answers(log))
             if diag:
                 chosen[teachers] = (seed, diag)
     if not chosen:

@@ -369,3 +369,27 @@ def test_lam_grows_over_its_warmup_epochs_then_stays():
     assert DiverseDistill(DiverseDistillConfig(lam=3.0)).lam_now() == 3.0  # off by default
     with pytest.raises(ConfigError, match="lam_warmup_epochs"):
         DiverseDistillConfig(lam_warmup_epochs=-1)
+
+
+def test_epoch_stats_give_the_heads_training_loss_on_each_answer_and_on_z():
+    student, committee, method, batch = setup()
+    y = batch["target"]
+    losses = []
+    for _ in range(2):  # two steps: the stats are means over every row of the epoch
+        method(student, committee, batch)
+        with torch.no_grad():  # what the step saw (nothing was updated in between)
+            out = student.served(batch, student(batch))
+            states, _ = method.module.questions.states_and_logits(out.h)
+            per_teacher = []
+            for i, teacher in enumerate(committee):
+                answer = teacher.answer(method.module.questions.ask(i, states[:, i]),
+                                        teacher.context(batch))
+                a = method.module.answers(i, answer.hidden)
+                per_teacher.append(float(((student.frozen_head(a) - y) ** 2).mean()))
+            losses.append((float(((student.frozen_head(out.z) - y) ** 2).mean()), per_teacher))
+    stats = method.epoch_stats()
+    assert stats["head_on_z"] == pytest.approx(sum(z for z, _ in losses) / 2, rel=1e-5)
+    for i, name in enumerate(committee.names):
+        assert stats[f"head_on_answer/{name}"] == pytest.approx(
+            sum(t[i] for _, t in losses) / 2, rel=1e-5)
+    assert "head_on_z" not in method.epoch_stats()  # counted again from zero: nothing yet

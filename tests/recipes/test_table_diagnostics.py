@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
-from diversedistill_recipes.comparison.diagnostics import describe, last_epoch
+from diversedistill_recipes.comparison.diagnostics import (
+    describe,
+    last_epoch,
+    read_training_answers,
+)
 from diversedistill_recipes.comparison.results import MSE
 from diversedistill_recipes.comparison.tables import build_tables, search_row, search_run_dir
 
@@ -26,6 +30,17 @@ def diag_rows(on_answer: float, on_z: float) -> list[dict]:
              "diag/mlp-l/teacher_asked": 0.84, "diag/mlp-l/teacher_own": 0.85,
              "diag/mlp-l/alpha_mean": 0.6, "diag/mlp-l/alpha_std": 0.02,
              "diag/mlp-l/along_head": 0.9}]
+
+
+def test_the_training_rows_answers_are_read_per_teacher_and_epoch(tmp_path):
+    write_metrics(tmp_path / "a", [
+        {"epoch": 0, "train/head_on_answer/mlp-m": 0.72, "train/head_on_answer/mlp-l": 0.67,
+         "train/head_on_z": 0.80},
+        {"epoch": 0, "diag/mlp-m/head_on_answer": 0.81},
+        {"epoch": 1, "train/head_on_answer/mlp-m": 0.66, "train/head_on_answer/mlp-l": 0.61}])
+    curves = read_training_answers(tmp_path / "a" / "logs" / "metrics.csv")
+    assert curves == {"mlp-m/train_head_on_answer": {0: 0.72, 1: 0.66},
+                      "mlp-l/train_head_on_answer": {0: 0.67, 1: 0.61}}
 
 
 def test_last_epoch_diagnostics_are_averaged_over_the_runs_that_logged_them(tmp_path):

@@ -110,6 +110,8 @@ class DiverseDistill(Method):
     config_class = DiverseDistillConfig
     _asked: torch.Tensor  # buffers [n_teachers], registered in setup()
     _by_alpha: torch.Tensor
+    _answer_loss: torch.Tensor
+    _own_loss: torch.Tensor
 
     def __init__(self, cfg: DiverseDistillConfig | None = None):
         super().__init__()
@@ -138,6 +140,10 @@ class DiverseDistill(Method):
         )
         self.register_buffer("_asked", torch.zeros(len(committee)), persistent=False)
         self.register_buffer("_by_alpha", torch.zeros(len(committee)), persistent=False)
+        # sums over the epoch's training rows of the frozen head's loss on each teacher's
+        # answer (rows asked) and on z (every row): the training side of the diagnostics
+        self.register_buffer("_answer_loss", torch.zeros(len(committee)), persistent=False)
+        self.register_buffer("_own_loss", torch.zeros(()), persistent=False)
         self._teacher_names = committee.names
 
     @property
@@ -245,6 +251,7 @@ class DiverseDistill(Method):
         batch_size = y.shape[0]
         distill = reg = importance = z.new_zeros(())
         own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
+        self._own_loss += own_loss.detach().sum()
         # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
         answer_losses: list[tuple[Any, torch.Tensor] | None] = []
         for i, teacher in enumerate(committee):
@@ -263,6 +270,7 @@ class DiverseDistill(Method):
             a = self.built.answers(i, answer.hidden)
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
+            self._answer_loss[i] += answer_loss.detach().sum()
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()
             alpha_i = alpha[rows, i]
             weight = alpha_i if cfg.distill_trains_importance else alpha_i.detach()
@@ -325,16 +333,24 @@ class DiverseDistill(Method):
         """Per teacher, since the last call: the fraction of its passes skipped by gating
         (``skipped/``), and the fractions of rows asked because α > τ (``asked_by_alpha/``)
         and only by the random exploration (``asked_by_exploration/``). Gating that learned
-        something skips rows by α; one that learned nothing asks the explored rows only."""
+        something skips rows by α; one that learned nothing asks the explored rows only.
+        Also the task loss of the student's frozen head on each teacher's answer
+        (``head_on_answer/``, rows asked) and on ``z`` (``head_on_z``) over the training rows:
+        set beside the validation diagnostics, they show whether a teacher that looks
+        better on the rows α learns from (its targets come from training rows) is better
+        on rows it has not seen. Loss, not metric: squared error or cross-entropy."""
         if not self._rows:
             return {}
-        stats = {}
-        for name, asked, by_alpha in zip(self._teacher_names, self._asked, self._by_alpha):
+        stats = {"head_on_z": float(self._own_loss) / self._rows}
+        for name, asked, by_alpha, answer_loss in zip(self._teacher_names, self._asked,
+                                                      self._by_alpha, self._answer_loss):
             stats[f"skipped/{name}"] = 1.0 - float(asked) / self._rows
             stats[f"asked_by_alpha/{name}"] = float(by_alpha) / self._rows
             stats[f"asked_by_exploration/{name}"] = float(asked - by_alpha) / self._rows
-        self._asked.zero_()
-        self._by_alpha.zero_()
+            if asked:
+                stats[f"head_on_answer/{name}"] = float(answer_loss) / float(asked)
+        for buffer in (self._asked, self._by_alpha, self._answer_loss, self._own_loss):
+            buffer.zero_()
         self._rows = 0
         return stats
 

@@ -38,6 +38,20 @@ def read_diagnostics(path: Path) -> dict[str, dict[int, float]]:
     return {c.removeprefix("diag/"): read_curve(path, c) for c in header if c.startswith("diag/")}
 
 
+def read_training_answers(path: Path) -> dict[str, dict[int, float]]:
+    """Per teacher, the student head's loss on its answers over the training rows, per
+    epoch (``train/head_on_answer/<teacher>``), keyed ``<teacher>/train_head_on_answer``
+    as :func:`read_diagnostics` keys its columns. For ratings that loss is the squared
+    error of the validation ``head_on_answer``, so the two can share an axis: a teacher
+    better on the training rows and worse on validation has memorized the rows its α
+    target is computed on."""
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    prefix = "train/head_on_answer/"
+    return {f"{c.removeprefix(prefix)}/train_head_on_answer": read_curve(path, c)
+            for c in header if c.startswith(prefix)}
+
+
 def last_epoch(run_dirs: list[Path]) -> tuple[dict[str, float], int]:
     """Each diagnostic at its run's last logged epoch, averaged over the runs that have it;
     and how many runs had any."""
