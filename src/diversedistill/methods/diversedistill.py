@@ -69,6 +69,11 @@ first implementation's choices, which reproduce its figures.
    α then ranks the rows by predicted gain (spread ≈ 0.2 whatever the signal's size;
    ``diag/<teacher>/alpha_gain_corr`` says whether the ranking is worth anything), and
    τ = 0.5 skips a teacher where its answer is predicted to do worse than the alternatives.
+   A bias no target here removes: the gains are measured on the training rows, which the
+   teachers were trained on too, so a teacher that memorized them looks better than it is
+   (measured on ML-100K, MLP-M + MLP-L: MLP-L's answers better on the training rows in
+   every epoch, MLP-M's on validation from epoch 5 on, and α prefers MLP-L; docs/movielens.md).
+   ``epoch_stats`` logs the training-row side (``head_on_answer/<teacher>``) to show it.
 4. ``z_as_served`` (default True): ``h`` and ``z`` come from the student's pass in eval mode
    (:meth:`~diversedistill.interface.HookedStudent.served`); the task loss keeps the
    training pass with its dropout.
