@@ -187,3 +187,38 @@ def test_plain_reproduce_cifar_runs_the_tables_and_rows_only_when_asked():
     assert isinstance(vision_tables(Reproduction(), None), TablesConfig)
     assert vision_tables(Reproduction(methods=["fd"]), None) is None
     assert vision_tables(Reproduction(ablations=True), None) is None
+
+
+def test_a_resumed_vision_ablation_trains_only_the_rows_it_lacks(tmp_path, monkeypatch):
+    from diversedistill_recipes.jobs import JobResult
+
+    data = write_npz(tmp_path / "data" / "cifar10.npz", n_train=72, n_test=24)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_EXPERIMENT.replace("TEXT_MODEL", str(tiny_sentence_model(
+        tmp_path / "text"))))
+    out = tmp_path / "out"
+    args = ["reproduce", "cifar10", "--data-dir", str(data.parent), "--ablations", "--seeds", "1",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--config", str(config),
+            "--no-progress"]
+    detached = {"answers detached": {"distill_trains_answers": False}}
+    monkeypatch.setattr(reproduce_vision, "vision_ablations", lambda: detached)
+    assert main(args) == 0
+    with open(out / "results.csv") as f:
+        first = {(r["method"], r["teachers"]): r["test_accuracy"] for r in csv.DictReader(f)}
+    assert ("dd ablation: answers detached", "vit-b+clip") in first
+
+    # a second variant, resumed: only its run trains; the rows of the first run stay
+    monkeypatch.setattr(reproduce_vision, "vision_ablations",
+                        lambda: {**detached, "replace": {"injection": "replace"}})
+    trained = []
+
+    def fake_train(recipe, job, *rest, **kw):
+        trained.append(job.label)
+        return JobResult(0.5, 0.25, 1.0, 1, job.run_dir(out))
+
+    monkeypatch.setattr(reproduce_vision, "train_student", fake_train)
+    assert main(args + ["--resume"]) == 0
+    assert trained == ["dd ablation: replace"]
+    with open(out / "results.csv") as f:
+        again = {(r["method"], r["teachers"]): r["test_accuracy"] for r in csv.DictReader(f)}
+    assert again == {**first, ("dd ablation: replace", "vit-b+clip"): "0.25"}
