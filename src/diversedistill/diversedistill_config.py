@@ -38,6 +38,8 @@ class DiverseDistillConfig:
             z only (None: the distillation term itself moves both, at λ)
         importance_target: what α learns from: relative, expected, soft, binary or none
         importance_temperature: temperature of the soft α target
+        importance_rows: a training batch's boolean column marking the rows the teachers
+            did not train on; α learns only from those (None: from every row)
         z_as_served: h and z from the dropout-free pass
         zero_init_questions: every teacher starts answering as trained
         module_lr: the module's learning rate (None: the student's)
@@ -63,6 +65,8 @@ class DiverseDistillConfig:
     importance_target: str = "relative"  # choice 3: relative | expected | soft | binary | none
     # relative: × the running |gain|; expected: × the logits' spread; soft: task-loss units
     importance_temperature: float = 1.0
+    # choice 3: α's targets only from rows the teachers never saw (a bool batch column)
+    importance_rows: str | None = None
     z_as_served: bool = True  # choice 4: h and z from the dropout-free pass
     zero_init_questions: bool = True  # choice 5: every teacher starts answering as trained
     module_lr: float | None = None  # choice 6: the module's learning rate (None: the student's)
@@ -86,6 +90,8 @@ class DiverseDistillConfig:
             (self.answer_pull is None or self.distill_trains_answers,
              "answer_pull decides how the answers are pulled; it has no meaning with "
              "distill_trains_answers off (the answers then get no pull at all)"),
+            (self.importance_rows is None or bool(self.importance_rows.strip()),
+             "importance_rows names a batch column; got an empty name"),
             (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
              f"importance_temperature must be positive, got {self.importance_temperature}"),
             (self.module_lr is None or (math.isfinite(self.module_lr) and self.module_lr > 0),

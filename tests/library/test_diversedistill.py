@@ -393,3 +393,35 @@ def test_epoch_stats_give_the_heads_training_loss_on_each_answer_and_on_z():
         assert stats[f"head_on_answer/{name}"] == pytest.approx(
             sum(t[i] for _, t in losses) / 2, rel=1e-5)
     assert "head_on_z" not in method.epoch_stats()  # counted again from zero: nothing yet
+
+
+def importance_on(batch, student, committee, method):
+    method.eval()  # the running gain scale stays fixed: a row's target depends on it alone
+    method.module.gain_scale.fill_(1.0)
+    return float(method.loss_parts(student, committee, batch)["importance"].detach())
+
+
+def test_importance_rows_take_alphas_targets_from_the_marked_rows_only():
+    cfg = DiverseDistillConfig(d1=3, d2=5, hidden=7, importance_rows="unseen")
+    student, committee, method, batch = setup(cfg)
+    batch = {**batch, "unseen": torch.arange(16) < 8}  # the first half: rows teachers never saw
+    before = importance_on(batch, student, committee, method)
+    changed = {**batch, "target": torch.cat([batch["target"][:8], 6 - batch["target"][8:]])}
+    assert before > 0
+    # other ratings on the rows the teachers saw: α's loss does not move
+    assert importance_on(changed, student, committee, method) == pytest.approx(before)
+    # ... while without importance_rows it does (the test can tell the two apart)
+    plain = DiverseDistill(DiverseDistillConfig(d1=3, d2=5, hidden=7))
+    plain.setup(student, committee, batch)
+    plain.module.load_state_dict(method.module.state_dict())
+    assert importance_on(changed, student, committee, plain) != pytest.approx(
+        importance_on(batch, student, committee, plain))
+    none_marked = {**batch, "unseen": torch.zeros(16, dtype=torch.bool)}
+    assert importance_on(none_marked, student, committee, method) == 0.0
+
+
+def test_importance_rows_naming_a_missing_column_is_one_clear_error():
+    student, committee, method, batch = setup(
+        DiverseDistillConfig(d1=3, d2=5, hidden=7, importance_rows="unseen"))
+    with pytest.raises(ConfigError, match="importance_rows 'unseen': the training batch has no"):
+        method(student, committee, batch)

@@ -74,6 +74,10 @@ first implementation's choices, which reproduce its figures.
    (measured on ML-100K, MLP-M + MLP-L: MLP-L's answers better on the training rows in
    every epoch, MLP-M's on validation from epoch 5 on, and α prefers MLP-L; docs/movielens.md).
    ``epoch_stats`` logs the training-row side (``head_on_answer/<teacher>``) to show it.
+   ``importance_rows`` (default None) is the way out when such rows exist: it names a
+   boolean column of the training batch that marks rows the teachers did not train on
+   (e.g. a slice of the data kept from the teachers' training), and α's targets are
+   taken on those rows only; distillation and the regularizer still use every row.
 4. ``z_as_served`` (default True): ``h`` and ``z`` come from the student's pass in eval mode
    (:meth:`~diversedistill.interface.HookedStudent.served`); the task loss keeps the
    training pass with its dropout.
@@ -104,6 +108,7 @@ from diversedistill.diversedistill_config import (  # noqa: F401
     RUNNING_MOMENTUM,
     DiverseDistillConfig,
 )
+from diversedistill.errors import ConfigError
 from diversedistill.interface import take_rows
 from diversedistill.losses import normalized_squared_error, squared_l2, task_loss, task_score
 from diversedistill.methods.base import Method, register_method
@@ -164,7 +169,9 @@ class DiverseDistill(Method):
     def uses_every_parameter(self) -> bool:
         # gating skips whole teachers (their answer MLPs get no gradient on that step);
         # importance "none" never uses the importance projection
-        return self.cfg.tau <= 0 and self.cfg.importance_target != "none"
+        # importance_rows: a batch may hold no unseen row, and then α gets no target
+        return (self.cfg.tau <= 0 and self.cfg.importance_target != "none"
+                and self.cfg.importance_rows is None)
 
     def gate(self, alpha: torch.Tensor, i: int | None = None) -> torch.Tensor:
         """Boolean [B] mask of the rows a teacher is asked, from its importance α [B]; with
@@ -290,17 +297,35 @@ class DiverseDistill(Method):
             distill = distill + terms.sum() / rows_counted
             answer_losses.append((rows, answer_loss.detach()))
         if cfg.importance_target != "none":
+            unseen = self._unseen_rows(batch)
             for i, targets in enumerate(self._importance_targets(own_loss, answer_losses)):
                 if targets is None:
                     continue
                 rows, target = targets
-                if cfg.importance_target == "expected":  # the logit estimates the gain
-                    importance = importance + F.mse_loss(logits[rows, i], target)
+                expected = cfg.importance_target == "expected"
+                predicted = logits[rows, i] if expected else alpha[rows, i]
+                if unseen is not None:  # only rows the teachers never trained on
+                    keep = unseen[rows]
+                    if not keep.any():
+                        continue
+                    predicted, target = predicted[keep], target[keep]
+                if expected:  # the logit estimates the gain
+                    importance = importance + F.mse_loss(predicted, target)
                 else:
-                    importance = importance + F.binary_cross_entropy(alpha[rows, i], target)
+                    importance = importance + F.binary_cross_entropy(predicted, target)
         self._rows += batch_size
         return {"task": task, "distill": distill, "reg": reg, "importance": importance,
                 "alpha": alpha.detach().mean()}
+
+    def _unseen_rows(self, batch) -> torch.Tensor | None:
+        """The boolean [B] column ``importance_rows`` of ``batch`` (None when unset)."""
+        key = self.cfg.importance_rows
+        if key is None:
+            return None
+        if key not in batch:
+            raise ConfigError(f"importance_rows {key!r}: the training batch has no such column "
+                              f"(it has {', '.join(sorted(map(str, batch)))})")
+        return batch[key].bool().reshape(-1)
 
     def _importance_targets(self, own_loss: torch.Tensor, answer_losses: list):
         """Per teacher, (rows, the α target on them) or None where it was not asked."""
