@@ -31,11 +31,18 @@ def read_curve(path: Path, column: str) -> dict[int, float]:
     return curve
 
 
-def read_diagnostics(path: Path) -> dict[str, dict[int, float]]:
-    """Every ``diag/...`` column of a metrics.csv, per epoch."""
+def read_curves(path: Path, prefix: str, suffix: str = "") -> dict[str, dict[int, float]]:
+    """Every column of a metrics.csv whose name starts with ``prefix``, per epoch, keyed by
+    the rest of its name followed by ``suffix``."""
     with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f), [])
-    return {c.removeprefix("diag/"): read_curve(path, c) for c in header if c.startswith("diag/")}
+    return {c.removeprefix(prefix) + suffix: read_curve(path, c)
+            for c in header if c.startswith(prefix)}
+
+
+def read_diagnostics(path: Path) -> dict[str, dict[int, float]]:
+    """Every ``diag/...`` column of a metrics.csv, per epoch."""
+    return read_curves(path, "diag/")
 
 
 def read_training_answers(path: Path) -> dict[str, dict[int, float]]:
@@ -45,11 +52,7 @@ def read_training_answers(path: Path) -> dict[str, dict[int, float]]:
     error of the validation ``head_on_answer``, so the two can share an axis: a teacher
     better on the training rows and worse on validation has memorized the rows its α
     target is computed on."""
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    prefix = "train/head_on_answer/"
-    return {f"{c.removeprefix(prefix)}/train_head_on_answer": read_curve(path, c)
-            for c in header if c.startswith(prefix)}
+    return read_curves(path, "train/head_on_answer/", "/train_head_on_answer")
 
 
 def last_epoch(run_dirs: list[Path]) -> tuple[dict[str, float], int]:

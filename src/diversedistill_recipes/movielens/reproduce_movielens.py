@@ -168,8 +168,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
             log(f"{len(jobs)} run(s), {max(workers, 1)} at a time")
         run_jobs(jobs, ml_runs.run, on_result, workers, ml_runs.prepare, worker_args, here)
 
+    student_name = here["recipe"].student_name  # the teachers column of the student alone
+
     def record_run(job: Job, result: JobResult) -> None:
-        book.record_run(job, result, here["recipe"].student_name)
+        book.record_run(job, result, student_name)
 
     protocol = None
     if tables is not None:
@@ -199,7 +201,6 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
         for name, (_, metrics) in teachers.items():
             record(ResultRow("teacher alone", name, seed, metrics["val_mse"], metrics["test_mse"],
                              metrics["seconds"]))
-    student_name = here["recipe"].student_name
     execute(book.missing([Job("student alone", seed, run_name=f"student-{seed}")
                           for seed in seed_range], student_name), record_run)
     if protocol is not None:
