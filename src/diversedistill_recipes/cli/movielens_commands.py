@@ -242,6 +242,7 @@ def reproduce_movielens(*, first_seed: int = 0,
                         tau_sweep: Annotated[list[float] | None, Flag(metavar="TAU")] = None,
                         lm: Annotated[str | None, Flag(metavar="MODEL")] = None,
                         config: str | None = None, injection: Injection | None = None,
+                        teacher_holdout: float = 0.0,
                         data: MovieLensData, run: Reproduction,
                         diversedistill: DDFlags) -> int:
     """Rating prediction on a MovieLens release (MLP student; language-model and MLP
@@ -260,6 +261,9 @@ def reproduce_movielens(*, first_seed: int = 0,
         config: YAML file with diversedistill:, lm:, tables: or a baseline's section, and
             any of this command's flags (flags win)
         injection: how a question enters an MLP teacher (default add; see docs)
+        teacher_holdout: train the teachers without this seeded share of the training
+            split; the student trains on all of it, and DiverseDistill's importance learns
+            only from the held rows, where no teacher's answer is memorized (default 0)
         data: the MovieLens release and split
         run: what to run and where
         diversedistill: DiverseDistill's settings over the config file's
@@ -279,7 +283,8 @@ def reproduce_movielens(*, first_seed: int = 0,
               not run.no_progress, split_seed=data.split_seed,
               lm=config_file.lm_config(config, lm, base), first_seed=first_seed,
               committees=run.committees, tables=tables, methods=run.methods,
-              tau_sweep=tau_sweep, resume=run.resume, workers=run.workers)
+              tau_sweep=tau_sweep, resume=run.resume, workers=run.workers,
+              holdout=teacher_holdout)
     return 0
 
 

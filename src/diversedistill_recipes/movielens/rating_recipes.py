@@ -21,7 +21,7 @@ from diversedistill_recipes.movielens.batches import global_mean, rating_loader
 from diversedistill_recipes.movielens.history import build_histories, shown_star_mean
 from diversedistill_recipes.movielens.recommender import MLPRecommender, build_recommender
 from diversedistill_recipes.movielens.releases import MovieLens, Ratings
-from diversedistill_recipes.movielens.splits import RatingSplit
+from diversedistill_recipes.movielens.splits import UNSEEN_COLUMN, RatingSplit
 
 EVAL_BATCH = 8192
 # Part of every teacher-cache key. Bump it when a change to training alters what a cached
@@ -54,8 +54,13 @@ TEACHERS = {
 }
 
 
-def loaders(ml: MovieLens, split: RatingSplit, batch_size: int, seed: int):
-    return (rating_loader(split.train, ml, batch_size, shuffle=True, seed=seed),
+def loaders(ml: MovieLens, split: RatingSplit, batch_size: int, seed: int,
+            unseen: np.ndarray | None = None):
+    """Train, validation and test loaders; ``unseen`` (a mask over the training rows, from
+    :func:`~diversedistill_recipes.movielens.splits.teacher_holdout`) becomes the training
+    batches' ``teacher_unseen`` column."""
+    columns = None if unseen is None else {UNSEEN_COLUMN: unseen}
+    return (rating_loader(split.train, ml, batch_size, shuffle=True, seed=seed, columns=columns),
             rating_loader(split.val, ml, EVAL_BATCH, shuffle=False),
             rating_loader(split.test, ml, EVAL_BATCH, shuffle=False))
 
@@ -129,13 +134,14 @@ def train_alone(ml, split, model, recipe: RecommenderRecipe, seed: int, run_dir:
 class MovieLensRecipe:
     """The ratings as a :class:`~diversedistill_recipes.jobs.DataSetRecipe`: the MLP
     recommender student (``recipe``, :data:`STUDENT` when None) on ``split``, scored by MSE
-    with predictions clamped to the release's rating scale."""
+    with predictions clamped to the release's rating scale. ``unseen`` marks the training
+    rows the teachers never trained on (the batches' ``teacher_unseen`` column)."""
 
     metric: Metric = MSE
 
     def __init__(self, ml: MovieLens, split: RatingSplit,
-                 recipe: RecommenderRecipe | None = None):
-        self.ml, self.split = ml, split
+                 recipe: RecommenderRecipe | None = None, unseen: np.ndarray | None = None):
+        self.ml, self.split, self.unseen = ml, split, unseen
         self.recipe = recipe or STUDENT  # read now: tests swap the module's STUDENT
         self.student_name = self.recipe.size
         self.clamp: tuple[float, float] | None = ml.rating_scale
@@ -144,7 +150,7 @@ class MovieLensRecipe:
         return as_student(build(self.ml, self.split, self.recipe, seed))
 
     def loaders(self, seed: int):
-        return loaders(self.ml, self.split, self.recipe.batch_size, seed)
+        return loaders(self.ml, self.split, self.recipe.batch_size, seed, self.unseen)
 
     def train_config(self, seed: int, progress: bool) -> TrainConfig:
         return self.recipe.train_config(seed, progress=progress)

@@ -13,7 +13,7 @@ single-threaded process (:mod:`diversedistill.parallel`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from diversedistill.errors import ConfigError
@@ -49,7 +49,7 @@ from diversedistill_recipes.movielens.rating_recipes import (
     train_or_load_teacher,
 )
 from diversedistill_recipes.movielens.releases import load_movielens
-from diversedistill_recipes.movielens.splits import make_split
+from diversedistill_recipes.movielens.splits import UNSEEN_COLUMN, make_split, teacher_holdout
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
 LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))  # the committee first: the headline row
@@ -96,7 +96,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                         methods: list[str] | None = None,
                         tau_sweep: list[float] | None = None,
                         resume: bool = False, workers: int = 1,
-                        variants: dict[str, dict] | None = None) -> list[ResultRow]:
+                        variants: dict[str, dict] | None = None,
+                        holdout: float = 0.0) -> list[ResultRow]:
     """``lm=None`` leaves the language-model teacher and its rows out. Seeds run from
     ``first_seed`` (so that seeds can be spread over processes or machines and their
     results.csv summarized together); ``committees`` (e.g. ``["lm", "lm+mlp-l"]``) keeps
@@ -112,7 +113,10 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     mode (a plain run, the ablations, the tables, the sweep). ``workers`` students train
     at a time, each in its own single-threaded process.
     ``variants`` (label -> changes to ``cfg``) replaces :data:`ABLATIONS` for ``ablations``,
-    e.g. a λ grid on validation."""
+    e.g. a λ grid on validation. ``holdout`` > 0 trains every teacher without a seeded
+    share of the training split (:func:`~diversedistill_recipes.movielens.splits.teacher_holdout`)
+    and, unless ``cfg`` names other rows, lets DiverseDistill's importance learn from those
+    rows only."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
     if tau_sweep:  # checked before any teacher is trained
@@ -144,21 +148,28 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     # frozen teachers, so the spread is the distillation's own, not the split's.
     part = make_split(ml, split, split_seed)
     log(part.describe())
+    taught, unseen = teacher_holdout(part, holdout, split_seed)
+    if unseen is not None:
+        log(f"teachers train on {len(taught.train):,} of the {len(part.train):,} training "
+            f"ratings; the other {int(unseen.sum()):,} are the rows importance learns from")
+        if cfg.importance_rows is None:
+            cfg = replace(cfg, importance_rows=UNSEEN_COLUMN)
     teachers = {}
     for name, recipe in TEACHERS.items():
         log(f"teacher {name}: training (or reading it from {cache_root})")
-        model, metrics, _ = train_or_load_teacher(ml, part, name, recipe, split_seed,
+        model, metrics, _ = train_or_load_teacher(ml, taught, name, recipe, split_seed,
                                                   cache_root, progress, log=log)
         teachers[name] = (model, metrics)
     if lm is not None:
         log(f"teacher lm: {lm.model} (fine-tuned once, then read from {lm_cache})")
-        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, progress, log)
+        teachers["lm"] = prepare_language_teacher(ml, taught, lm, lm_cache, split_seed,
+                                                  progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
     # this process runs the jobs itself with what it holds; a worker reads the same caches
     here = ml_runs.state_from(ml, part, teacher_models, injection, cfg, out,
-                              progress and workers <= 1)
+                              progress and workers <= 1, unseen)
     worker_args = (release, data_dir, split, split_seed, cache_root, lm, lm_cache, injection,
-                   cfg, out, False)
+                   cfg, out, False, holdout)
 
     def execute(jobs: list[Job], on_result) -> None:
         # the dearest runs (language-model committees, bigger committees) first: with

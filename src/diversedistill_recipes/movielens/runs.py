@@ -30,30 +30,32 @@ from diversedistill_recipes.movielens.rating_recipes import (
     train_or_load_teacher,
 )
 from diversedistill_recipes.movielens.releases import load_movielens
-from diversedistill_recipes.movielens.splits import make_split
+from diversedistill_recipes.movielens.splits import make_split, teacher_holdout
 
 
 def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Path, lm,
             lm_cache: Path, injection: str, cfg: DiverseDistillConfig, out: Path,
-            progress: bool) -> dict:
+            progress: bool, holdout: float = 0.0) -> dict:
     """A worker's state, read from the caches (the parent trained every teacher first)."""
     quiet = lambda *_: None  # noqa: E731 - the parent has logged all of this once
     ml = load_movielens(locate_movielens(release, data_dir))
     part = make_split(ml, split, split_seed)
-    teachers = {n: train_or_load_teacher(ml, part, n, r, split_seed, cache_root, False,
+    taught, unseen = teacher_holdout(part, holdout, split_seed)
+    teachers = {n: train_or_load_teacher(ml, taught, n, r, split_seed, cache_root, False,
                                          log=quiet)[0]
                 for n, r in TEACHERS.items()}
     if lm is not None:
-        teachers["lm"] = prepare_language_teacher(ml, part, lm, lm_cache, split_seed, False,
+        teachers["lm"] = prepare_language_teacher(ml, taught, lm, lm_cache, split_seed, False,
                                                   quiet)[0]
-    return state_from(ml, part, teachers, injection, cfg, out, progress)
+    return state_from(ml, part, teachers, injection, cfg, out, progress, unseen)
 
 
 def state_from(ml, part, teachers: dict, injection: str, cfg: DiverseDistillConfig, out: Path,
-               progress: bool) -> dict:
-    return {"ml": ml, "part": part, "recipe": MovieLensRecipe(ml, part), "teachers": teachers,
-            "own": {}, "injection": injection, "cfg": cfg, "out": Path(out),
-            "progress": progress}
+               progress: bool, unseen=None) -> dict:
+    """``unseen``: the training rows the teachers never saw (``--teacher-holdout``)."""
+    return {"ml": ml, "part": part, "recipe": MovieLensRecipe(ml, part, unseen=unseen),
+            "teachers": teachers, "own": {}, "injection": injection, "cfg": cfg,
+            "out": Path(out), "progress": progress}
 
 
 def committee_of(teachers: dict, names, injection: str) -> Committee:

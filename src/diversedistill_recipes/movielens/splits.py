@@ -62,6 +62,40 @@ def official_fold(ml: MovieLens, fold: str, seed: int, val_fraction: float = 0.1
                        test)
 
 
+# The student's training batches carry this boolean column when the teachers were trained
+# without part of the training split (teacher_holdout): DiverseDistill's importance then
+# learns from those rows only (DiverseDistillConfig.importance_rows).
+UNSEEN_COLUMN = "teacher_unseen"
+
+
+def teacher_holdout(split: RatingSplit, fraction: float, seed: int
+                    ) -> tuple[RatingSplit, np.ndarray | None]:
+    """The split the teachers train on, and the student's rows they never saw.
+
+    With ``fraction`` 0 that is ``split`` itself and None. Otherwise a seeded ``fraction``
+    of ``split.train`` is left out of the teachers' training (validation and test are
+    unchanged) and returned as a boolean mask over ``split.train``. Why: α learns which
+    teacher helps on a row by comparing the answers there, and on rows a teacher trained
+    on, the answer of the teacher that memorized more looks better than it will on new
+    rows (docs/movielens.md, "Why α prefers the teacher that helps less")."""
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"teacher_holdout is a share of the training split in [0, 1), "
+                          f"got {fraction:g}")
+    if fraction == 0:
+        return split, None
+    n = len(split.train)
+    # its own stream: the same seed must not pick the rows the split itself was cut from
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    unseen = np.zeros(n, dtype=bool)
+    unseen[order[:int(round(fraction * n))]] = True
+    if unseen.all() or not unseen.any():
+        what = "leaves the teachers no rating" if unseen.all() else "holds out no rating"
+        raise DataError(f"teacher_holdout {fraction:g} of {n} training ratings {what}")
+    held = RatingSplit(f"{split.name}-holdout-{fraction:g}", split.train.subset(~unseen),
+                       split.val, split.test)
+    return held, unseen
+
+
 def make_split(ml: MovieLens, split: str, seed: int) -> RatingSplit:
     """``split`` is ``random`` (80/10/10 by seed) or an official fold name."""
     if split == "random":
