@@ -359,8 +359,10 @@ DIAGNOSTIC_PANELS = (  # (title, [(column suffix, line style, legend word)])
     ("teacher's {metric}: asked (solid) / own pass (dashed)",
      [("teacher_asked", "-", "asked"), ("teacher_own", "--", "own")]),
     ("student head's {metric}: on the answer (solid) / on z (dotted)\n"
-     "/ on the answer, training rows (dash-dot; squared error only)",
-     [("head_on_answer", "-", "answer"), ("train_head_on_answer", "-.", "answer, training")]),
+     "/ on the answer, training rows (dash-dot; squared error only)\n"
+     "/ training rows the teachers never saw (dashed, with importance_rows)",
+     [("head_on_answer", "-", "answer"), ("train_head_on_answer", "-.", "answer, training"),
+      ("unseen_head_on_answer", "--", "answer, unseen training")]),
     ("importance α: mean ± spread over samples (solid)\n/ its correlation with the gain (dashed)",
      [("alpha_mean", "-", "α"), ("alpha_gain_corr", "--", "corr(α, gain)")]),
     ("share of ‖a − z‖² the head reads", [("along_head", "-", "share")]),

@@ -421,6 +421,31 @@ def test_importance_rows_take_alphas_targets_from_the_marked_rows_only():
     assert importance_on(none_marked, student, committee, method) == 0.0
 
 
+def test_epoch_stats_give_the_heads_loss_over_the_marked_rows_when_importance_rows_is_set():
+    cfg = DiverseDistillConfig(d1=3, d2=5, hidden=7, importance_rows="unseen")
+    student, committee, method, batch = setup(cfg)
+    marked = torch.arange(16) % 3 == 0
+    batch = {**batch, "unseen": marked}
+    y = batch["target"]
+    method(student, committee, batch)
+    with torch.no_grad():  # what the step saw
+        out = student.served(batch, student(batch))
+        states, _ = method.module.questions.states_and_logits(out.h)
+        answers = [method.module.answers(i, teacher.answer(
+            method.module.questions.ask(i, states[:, i]), teacher.context(batch)).hidden)
+            for i, teacher in enumerate(committee)]
+    stats = method.epoch_stats()
+    on_z = float(((student.frozen_head(out.z) - y) ** 2)[marked].mean())
+    assert stats["head_on_z_unseen"] == pytest.approx(on_z, rel=1e-5)
+    assert stats["head_on_z_unseen"] != pytest.approx(stats["head_on_z"], rel=1e-5)
+    for name, a in zip(committee.names, answers):
+        on_answer = float(((student.frozen_head(a) - y) ** 2)[marked].mean())
+        assert stats[f"head_on_answer_unseen/{name}"] == pytest.approx(on_answer, rel=1e-5)
+    plain_student, plain_committee, plain, plain_batch = setup()
+    plain(plain_student, plain_committee, plain_batch)
+    assert not any("unseen" in k for k in plain.epoch_stats())  # only with importance_rows
+
+
 def test_importance_rows_naming_a_missing_column_is_one_clear_error():
     student, committee, method, batch = setup(
         DiverseDistillConfig(d1=3, d2=5, hidden=7, importance_rows="unseen"))

@@ -37,10 +37,12 @@ def test_the_training_rows_answers_are_read_per_teacher_and_epoch(tmp_path):
         {"epoch": 0, "train/head_on_answer/mlp-m": 0.72, "train/head_on_answer/mlp-l": 0.67,
          "train/head_on_z": 0.80},
         {"epoch": 0, "diag/mlp-m/head_on_answer": 0.81},
-        {"epoch": 1, "train/head_on_answer/mlp-m": 0.66, "train/head_on_answer/mlp-l": 0.61}])
+        {"epoch": 1, "train/head_on_answer/mlp-m": 0.66, "train/head_on_answer/mlp-l": 0.61,
+         "train/head_on_answer_unseen/mlp-m": 0.79}])
     curves = read_training_answers(tmp_path / "a" / "logs" / "metrics.csv")
     assert curves == {"mlp-m/train_head_on_answer": {0: 0.72, 1: 0.66},
-                      "mlp-l/train_head_on_answer": {0: 0.67, 1: 0.61}}
+                      "mlp-l/train_head_on_answer": {0: 0.67, 1: 0.61},
+                      "mlp-m/unseen_head_on_answer": {1: 0.79}}
 
 
 def test_last_epoch_diagnostics_are_averaged_over_the_runs_that_logged_them(tmp_path):

@@ -154,6 +154,10 @@ class DiverseDistill(Method):
         # answer (rows asked) and on z (every row): the training side of the diagnostics
         self.register_buffer("_answer_loss", torch.zeros(len(committee)), persistent=False)
         self.register_buffer("_own_loss", torch.zeros(()), persistent=False)
+        # the same two, (loss sum, rows) over the rows importance_rows marks: what α's
+        # targets compare when it is set
+        self.register_buffer("_unseen_answer", torch.zeros(len(committee), 2), persistent=False)
+        self.register_buffer("_unseen_own", torch.zeros(2), persistent=False)
         self._teacher_names = committee.names
 
     @property
@@ -264,6 +268,10 @@ class DiverseDistill(Method):
         distill = reg = importance = z.new_zeros(())
         own_loss = task_loss(student.frozen_head(z.detach()), y, reduction="none")
         self._own_loss += own_loss.detach().sum()
+        unseen = self._unseen_rows(batch)
+        if unseen is not None:
+            self._unseen_own += torch.stack([own_loss.detach()[unseen].float().sum(),
+                                             unseen.float().sum()])
         # per teacher: (rows, ℓ(head_S(a_i)) on them), for the α targets
         answer_losses: list[tuple[Any, torch.Tensor] | None] = []
         for i, teacher in enumerate(committee):
@@ -283,6 +291,10 @@ class DiverseDistill(Method):
             y_rows = y[rows]
             answer_loss = task_loss(student.frozen_head(a), y_rows, reduction="none")
             self._answer_loss[i] += answer_loss.detach().sum()
+            if unseen is not None:
+                kept = unseen[rows]
+                self._unseen_answer[i] += torch.stack([answer_loss.detach()[kept].float().sum(),
+                                                       kept.float().sum()])
             reg = reg + task_loss(answer.prediction, y_rows) + answer_loss.mean()
             alpha_i = alpha[rows, i]
             weight = alpha_i if cfg.distill_trains_importance else alpha_i.detach()
@@ -297,7 +309,6 @@ class DiverseDistill(Method):
             distill = distill + terms.sum() / rows_counted
             answer_losses.append((rows, answer_loss.detach()))
         if cfg.importance_target != "none":
-            unseen = self._unseen_rows(batch)
             for i, targets in enumerate(self._importance_targets(own_loss, answer_losses)):
                 if targets is None:
                     continue
@@ -368,7 +379,9 @@ class DiverseDistill(Method):
         (``head_on_answer/``, rows asked) and on ``z`` (``head_on_z``) over the training rows:
         set beside the validation diagnostics, they show whether a teacher that looks
         better on the rows α learns from (its targets come from training rows) is better
-        on rows it has not seen. Loss, not metric: squared error or cross-entropy."""
+        on rows it has not seen. Loss, not metric: squared error or cross-entropy. With
+        ``importance_rows`` set, the same two over the marked rows only
+        (``head_on_answer_unseen/``, ``head_on_z_unseen``): what α's targets compare."""
         if not self._rows:
             return {}
         stats = {"head_on_z": float(self._own_loss) / self._rows}
@@ -379,7 +392,13 @@ class DiverseDistill(Method):
             stats[f"asked_by_exploration/{name}"] = float(asked - by_alpha) / self._rows
             if asked:
                 stats[f"head_on_answer/{name}"] = float(answer_loss) / float(asked)
-        for buffer in (self._asked, self._by_alpha, self._answer_loss, self._own_loss):
+        for key, (total, count) in [("head_on_z_unseen", self._unseen_own.tolist())] + [
+                (f"head_on_answer_unseen/{n}", pair) for n, pair in
+                zip(self._teacher_names, self._unseen_answer.tolist())]:
+            if count:
+                stats[key] = total / count
+        for buffer in (self._asked, self._by_alpha, self._answer_loss, self._own_loss,
+                       self._unseen_answer, self._unseen_own):
             buffer.zero_()
         self._rows = 0
         return stats

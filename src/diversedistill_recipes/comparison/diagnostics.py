@@ -51,8 +51,11 @@ def read_training_answers(path: Path) -> dict[str, dict[int, float]]:
     as :func:`read_diagnostics` keys its columns. For ratings that loss is the squared
     error of the validation ``head_on_answer``, so the two can share an axis: a teacher
     better on the training rows and worse on validation has memorized the rows its α
-    target is computed on."""
-    return read_curves(path, "train/head_on_answer/", "/train_head_on_answer")
+    target is computed on. With ``importance_rows`` set, also the loss over the rows it
+    marks (``train/head_on_answer_unseen/<teacher>``, keyed ``.../unseen_head_on_answer``):
+    what α's targets compare there."""
+    return {**read_curves(path, "train/head_on_answer/", "/train_head_on_answer"),
+            **read_curves(path, "train/head_on_answer_unseen/", "/unseen_head_on_answer")}
 
 
 def last_epoch(run_dirs: list[Path]) -> tuple[dict[str, float], int]:
