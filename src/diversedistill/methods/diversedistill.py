@@ -122,6 +122,8 @@ class DiverseDistill(Method):
     _by_alpha: torch.Tensor
     _answer_loss: torch.Tensor
     _own_loss: torch.Tensor
+    _unseen_answer: torch.Tensor
+    _unseen_own: torch.Tensor
 
     def __init__(self, cfg: DiverseDistillConfig | None = None):
         super().__init__()
