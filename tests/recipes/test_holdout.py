@@ -34,6 +34,15 @@ def test_a_holdout_outside_zero_to_one_is_refused(ml100k_dir, fraction):
         teacher_holdout(split, fraction, 0)
 
 
+def test_the_command_refuses_a_bad_holdout_before_writing_anything(ml100k_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["reproduce", "movielens", "--data-dir", str(ml100k_dir), "--out", str(out),
+                 "--lm", "none", "--teacher-holdout", "1"])
+    assert code != 0 and not out.exists()
+    assert "teacher_holdout is a share of the training split in [0, 1), got 1" in (
+        capsys.readouterr().err)
+
+
 def test_a_holdout_too_small_for_the_split_says_so(ml100k_dir):
     split = make_split(load_movielens(ml100k_dir), "random", 0)
     with pytest.raises(DataError, match="holds out no rating"):

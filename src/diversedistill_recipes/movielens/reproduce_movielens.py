@@ -49,7 +49,12 @@ from diversedistill_recipes.movielens.rating_recipes import (
     train_or_load_teacher,
 )
 from diversedistill_recipes.movielens.releases import load_movielens
-from diversedistill_recipes.movielens.splits import UNSEEN_COLUMN, make_split, teacher_holdout
+from diversedistill_recipes.movielens.splits import (
+    UNSEEN_COLUMN,
+    check_holdout,
+    make_split,
+    teacher_holdout,
+)
 
 COMMITTEES = (("mlp-m",), ("mlp-l",), ("mlp-m", "mlp-l"))
 LM_COMMITTEES = (("lm", "mlp-l"), ("lm",))  # the committee first: the headline row
@@ -119,6 +124,7 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     rows only."""
     out = Path(out)
     cfg = cfg or DiverseDistillConfig()
+    check_holdout(holdout)  # before anything is read or written
     if tau_sweep:  # checked before any teacher is trained
         sweep_committee(committees, lm is not None)
         if tables is not None or ablations:

@@ -68,6 +68,12 @@ def official_fold(ml: MovieLens, fold: str, seed: int, val_fraction: float = 0.1
 UNSEEN_COLUMN = "teacher_unseen"
 
 
+def check_holdout(fraction: float) -> None:
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"teacher_holdout is a share of the training split in [0, 1), "
+                          f"got {fraction:g}")
+
+
 def teacher_holdout(split: RatingSplit, fraction: float, seed: int
                     ) -> tuple[RatingSplit, np.ndarray | None]:
     """The split the teachers train on, and the student's rows they never saw.
@@ -78,9 +84,7 @@ def teacher_holdout(split: RatingSplit, fraction: float, seed: int
     teacher helps on a row by comparing the answers there, and on rows a teacher trained
     on, the answer of the teacher that memorized more looks better than it will on new
     rows (docs/movielens.md, "Why α prefers the teacher that helps less")."""
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"teacher_holdout is a share of the training split in [0, 1), "
-                          f"got {fraction:g}")
+    check_holdout(fraction)
     if fraction == 0:
         return split, None
     n = len(split.train)
