@@ -250,6 +250,11 @@ class DistillationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.val_targets is not None:
             self.constant, self.val_targets = self.val_targets.score(self.metric), None
+        if self.constant is not None:
+            # the best constant prediction's score beside val_<metric> in every epoch's row:
+            # a reader of metrics.csv (the tables, the report) can then tell the epochs a
+            # student sat at the constant, without the data (constant_plateau.py)
+            self.log(f"val_{self.metric}_constant", self.constant, sync_dist=True)
         # the method's own diagnostics (DiverseDistill: what each teacher's answer carries);
         # every process saw the same validation rows: the mean over processes is the value
         for name, value in self.method.validation_stats().items():

@@ -3,6 +3,8 @@ count toward patience, and a student that learns stops exactly as under plain pa
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 from test_contract import named_loader, rows, student
@@ -90,3 +92,15 @@ def test_a_run_that_max_epochs_cuts_while_improving_says_so(tmp_path, capsys):
     stopped = train(tmp_path, ConstantNet(data.tensors[1].mean()), data, False, "stopped")
     assert stopped.epochs == 2  # early stopping ended it: nothing was cut
     assert "still improving" not in capsys.readouterr().err
+
+
+def test_every_epoch_logs_the_constant_score_beside_the_metric(tmp_path):
+    """metrics.csv carries val_<metric>_constant, so a reader can tell the plateau without
+    the data: here the targets' variance (MSE) in each of the 6 epochs."""
+    data = rows()
+    target = data.tensors[1]
+    train(tmp_path, ConstantNet(target.mean()), data, True, "logged")
+    with open(tmp_path / "logged" / "logs" / "metrics.csv", newline="") as f:
+        logged = [float(r["val_mse_constant"]) for r in csv.DictReader(f)
+                  if r.get("val_mse_constant")]
+    assert logged == pytest.approx([float(target.var(unbiased=False))] * 6, rel=1e-5)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 from diversedistill_recipes.comparison.diagnostics import (
+    LONG_PLATEAU,
     describe,
+    epochs_at_constant,
     last_epoch,
     read_training_answers,
 )
@@ -74,3 +76,36 @@ def test_the_tables_state_diverse_distills_place_and_its_diagnostics(tmp_path):
     # without the results directory (tables rebuilt from rows alone) only the place is given
     plain = build_tables(rows, search)["table3.md"]
     assert "- from MLP-L: **2nd of 4**" in plain and "diagnostics" not in plain
+
+
+def plateau_rows(constant: float, scores: list[float]) -> list[dict]:
+    return [{"epoch": e, "val_mse": v, "val_mse_constant": constant} for e, v in enumerate(scores)]
+
+
+def test_epochs_at_the_constant_are_counted_from_the_logged_constant(tmp_path):
+    # closing under 1% of the gap to a perfect score counts (1.27 of 1.2759 closes 0.5%)
+    write_metrics(tmp_path / "a", plateau_rows(1.2759, [1.2760, 1.27, 1.20, 0.90, 0.88]))
+    assert epochs_at_constant(tmp_path / "a" / "logs" / "metrics.csv", "mse") == 2
+    write_metrics(tmp_path / "old", [{"epoch": 0, "val_mse": 1.2760}])  # before the column
+    assert epochs_at_constant(tmp_path / "old" / "logs" / "metrics.csv", "mse") is None
+
+
+def test_the_tables_name_every_cell_whose_runs_sat_at_the_constant(tmp_path):
+    """LD from MLP-L: seed 1 sat 6 epochs at the constant; seed 0 (the search's chosen
+    trial) 2 epochs, within patience: only the long one is named, under the table."""
+    rows = [MSE.row(m, "mlp-l", seed, 0.85, 0.86, 1.0)
+            for m in ("ld", "fd") for seed in (0, 1)]
+    search = [search_row(MSE, "ld", "mlp-l", 0, 1, "lam", json.dumps({"lam": 3.0}), 0.85, 1.0,
+                         True)]
+    stuck, fine = [1.276] * 6 + [0.9, 0.86], [1.276] * 2 + [0.9, 0.86]
+    write_metrics(search_run_dir(tmp_path, "ld", "mlp-l", 1), plateau_rows(1.2759, fine))
+    write_metrics(tmp_path / "runs" / "ld-mlp-l-1", plateau_rows(1.2759, stuck))
+    for seed in (0, 1):
+        write_metrics(tmp_path / "runs" / f"fd-mlp-l-{seed}", plateau_rows(1.2759, fine))
+    table = build_tables(rows, search, out=tmp_path)["table3.md"]
+    assert ("- LD from MLP-L: 1 of 2 run(s) sat at the constant prediction for more than "
+            f"{LONG_PLATEAU} epochs (6 epochs)") in table
+    assert "FD from MLP-L" not in table
+    # no long plateau anywhere: nothing is said
+    write_metrics(tmp_path / "calm" / "runs" / "ld-mlp-l-1", plateau_rows(1.2759, fine))
+    assert "constant prediction" not in build_tables(rows, out=tmp_path / "calm")["table3.md"]

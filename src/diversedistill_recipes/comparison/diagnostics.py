@@ -16,6 +16,8 @@ import csv
 import statistics
 from pathlib import Path
 
+from diversedistill.constant_plateau import LEARNED_SHARE, learned_share
+
 PER_TEACHER = ("teacher_asked", "teacher_own", "head_on_answer", "alpha_mean", "alpha_std",
                "along_head")
 
@@ -56,6 +58,43 @@ def read_training_answers(path: Path) -> dict[str, dict[int, float]]:
     what α's targets compare there."""
     return {**read_curves(path, "train/head_on_answer/", "/train_head_on_answer"),
             **read_curves(path, "train/head_on_answer_unseen/", "/unseen_head_on_answer")}
+
+
+# a run is reported as stalled when it sat at the constant prediction for more epochs than
+# the default patience: plain early stopping would have ended it there, reporting the
+# constant's score as the method's (constant_plateau.py)
+LONG_PLATEAU = 4
+
+
+def epochs_at_constant(log: Path, metric: str) -> int | None:
+    """How many epochs of a run's metrics.csv scored no better than the best constant
+    prediction (closing less than ``LEARNED_SHARE`` of its gap to a perfect score, as early
+    stopping judges it); None when the log does not hold the constant's score (a run
+    written before ``val_<metric>_constant`` was logged)."""
+    constant = read_curve(log, f"val_{metric}_constant")
+    if not constant:
+        return None
+    score = read_curve(log, f"val_{metric}")
+    shares = [learned_share(metric, score[e], constant[e]) for e in score if e in constant]
+    return sum(1 for share in shares if share is not None and share < LEARNED_SHARE)
+
+
+def plateau_note(run_dirs: list[Path], metric: str) -> str:
+    """"k of n runs sat at the constant prediction for more than LONG_PLATEAU epochs (their
+    counts)"; "none of n runs ..." when every log says so; "" when no log holds the constant."""
+    counts = []
+    for run in run_dirs:
+        log = run / "logs" / "metrics.csv"
+        count = epochs_at_constant(log, metric) if log.is_file() else None
+        if count is not None:
+            counts.append(count)
+    if not counts:
+        return ""
+    long = [c for c in counts if c > LONG_PLATEAU]
+    said = f"{len(long)} of {len(counts)} run(s)" if long else f"none of {len(counts)} run(s)"
+    epochs = f" ({', '.join(map(str, long))} epochs)" if long else ""
+    return (f"{said} sat at the constant prediction for more than {LONG_PLATEAU} "
+            f"epochs{epochs}")
 
 
 def last_epoch(run_dirs: list[Path]) -> tuple[dict[str, float], int]:

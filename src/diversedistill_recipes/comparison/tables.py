@@ -51,7 +51,7 @@ from diversedistill_recipes.comparison.claims import (
     decide_claims,
     format_claims,
 )
-from diversedistill_recipes.comparison.diagnostics import describe
+from diversedistill_recipes.comparison.diagnostics import describe, plateau_note
 from diversedistill_recipes.comparison.results import (
     ACCURACY,
     MSE,
@@ -379,17 +379,18 @@ def search_run_dir(out: Path, method: str, teachers: str, trial: int) -> Path:
     return Path(out) / "runs" / "search" / f"{method}-{teachers}-{trial}"
 
 
-def dd_run_dirs(out: Path, teachers: str, seeds: list[int], search: list | None) -> list[Path]:
-    """The run directories behind DiverseDistill's cell on ``teachers``: each seed's own
-    run, or for seed 0 the search's chosen trial (which is that seed's result)."""
-    chosen = {r.teachers: r.trial for r in search or () if r.method == DD and r.chosen}
+def cell_run_dirs(out: Path, method: str, teachers: str, seeds: list[int],
+                  search: list | None) -> list[Path]:
+    """The run directories behind ``method``'s cell on ``teachers``: each seed's own run,
+    or for seed 0 the search's chosen trial (which is that seed's result)."""
+    chosen = {r.teachers: r.trial for r in search or () if r.method == method and r.chosen}
     dirs = []
     for seed in seeds:
-        own = Path(out) / "runs" / f"{DD}-{teachers}-{seed}"
+        own = Path(out) / "runs" / f"{method}-{teachers}-{seed}"
         if own.is_dir() or seed != 0 or teachers not in chosen:
             dirs.append(own)
         else:
-            dirs.append(search_run_dir(out, DD, teachers, chosen[teachers]))
+            dirs.append(search_run_dir(out, method, teachers, chosen[teachers]))
     return dirs
 
 
@@ -412,12 +413,32 @@ def dd_places(spec: TableSpec, summary: dict[Cell, SummaryRow], metric: Metric,
                    f"{means[order[0]]:.4f} against {means[DD]:.4f})"))
         if out is not None:
             seeds = sorted({r.seed for r in rows if r.method == DD and r.teachers == setting})
-            said = describe(dd_run_dirs(out, setting, seeds, search), setting.split("+"), short)
+            dirs = cell_run_dirs(out, DD, setting, seeds, search)
+            said = describe(dirs, setting.split("+"), short)
             text += f"; diagnostics ({said})" if said else "; no diagnostics logged"
         lines.append(text)
     if not lines:
         return []
     return ["", "DiverseDistill's place in each line (by mean test score):", *lines]
+
+
+def stalled_runs(spec: TableSpec, rows: list, metric: Metric, out: Path,
+                 search: list | None) -> list[str]:
+    """Under a table: every cell (any method) with a run that sat at the constant
+    prediction for longer than plain patience allows (its metrics.csv), since such a run
+    widens the cell's spread and pulls its mean; nothing when no cell had one."""
+    lines = []
+    for setting in spec.settings:
+        for method in spec.methods:
+            seeds = sorted({r.seed for r in rows if r.method == method and r.teachers == setting})
+            note = plateau_note(cell_run_dirs(out, method, setting, seeds, search), metric.name)
+            if note and not note.startswith("none"):
+                lines.append(f"- {LABELS.get(method, method)} from {committee_label(setting)}: "
+                             f"{note}")
+    if not lines:
+        return []
+    return ["", "Runs that sat at the constant prediction (no better than predicting the "
+            "mean or the majority class on validation):", *lines]
 
 
 def _ordinal(n: int) -> str:
@@ -440,6 +461,8 @@ def build_tables(rows: list, search: list | None = None,
     note = _reference_note(summary, best_teacher, layout)
     for spec in layout.tables:
         places = dd_places(spec, summary, metric, rows, out, search)
+        if out is not None:
+            places += stalled_runs(spec, rows, metric, out, search)
         files[f"{spec.name}.md"] = (format_table(spec, summary, seeds, chosen, metric, distances)
                                     + "\n".join(places) + ("\n" if places else "") + "\n" + note)
         files[f"{spec.name}.csv"] = table_csv(table_rows(spec, summary), metric)
