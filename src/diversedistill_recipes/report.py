@@ -35,6 +35,8 @@ from matplotlib.ticker import MaxNLocator
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill_recipes.comparison.diagnostics import (
+    LONG_PLATEAU,
+    epochs_at_constant,
     read_curve,
     read_diagnostics,
     read_training_answers,
@@ -70,6 +72,8 @@ class Inputs:
     runs: dict[tuple, Path] = field(default_factory=dict)  # (method, teachers, seed) -> run dir
     sweep: list[dict] = field(default_factory=list)  # rows of every sweep.csv
     notes: list[str] = field(default_factory=list)  # inputs missing, said in the report
+    # runs that sat at the constant prediction longer than patience: "<run dir>: N epochs"
+    stalled: list[str] = field(default_factory=list)
 
 
 def results_path(where: str | Path) -> Path:
@@ -275,6 +279,13 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
             groups[(method, teachers)].append(curve)
         else:
             missing.append(run.name)
+    constants = []
+    for (_method, _teachers, _seed), run in sorted(inputs.runs.items()):
+        log = run / "logs" / "metrics.csv"
+        count = epochs_at_constant(log, inputs.metric.name) if log.is_file() else None
+        if count is not None and count > LONG_PLATEAU:
+            inputs.stalled.append(f"`{run.name}`: {count} epochs")
+        constants += list(read_curve(log, f"{column}_constant").values()) if log.is_file() else []
     if missing:
         inputs.notes.append(f"no validation curve (logs/metrics.csv) for {len(missing)} run(s): "
                             f"{', '.join(missing)}")
@@ -303,6 +314,8 @@ def curves_plot(inputs: Inputs, path: Path) -> Path | None:
             else everything[int(0.9 * (len(everything) - 1))])
     pad = 0.08 * (high - low) or 0.01
     ax.set_ylim(low - pad, high + pad)
+    if constants and low - pad <= constants[0] <= high + pad:  # the same validation set
+        ax.axhline(constants[0], color="grey", linestyle=":", label="constant prediction")
     ax.set_xlabel("epoch")
     ax.set_ylabel(inputs.metric.label.replace("test", "validation"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
@@ -498,6 +511,10 @@ def markdown(inputs: Inputs, summary, best, written: dict[str, Path]) -> str:
             caption = CAPTIONS[name].format(label=inputs.metric.label, name=inputs.metric.name)
             lines += [f"## {name.removesuffix('.png').replace('_', ' ').capitalize()}", "",
                       f"![{name}]({name})", "", f"*{caption}*", ""]
+            if name == "learning_curves.png" and inputs.stalled:
+                lines += [f"Runs that sat at the constant prediction (validation no better "
+                          f"than predicting the mean or the majority class) for more than "
+                          f"{LONG_PLATEAU} epochs: {'; '.join(inputs.stalled)}.", ""]
     if inputs.notes:
         lines += ["## Missing inputs", "", *(f"- {n}" for n in inputs.notes), ""]
     return "\n".join(lines)

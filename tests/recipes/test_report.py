@@ -275,3 +275,19 @@ def test_report_on_one_distill_run_plots_its_curves_and_diagnostics(tmp_path):
     assert 0.0 <= inputs.rows[0].val <= 1.0
     assert {"learning_curves.png", "diagnostics.png"} <= set(plots)
     assert "| diversedistill | wide | 1 |" in path.read_text()
+
+
+def test_the_report_names_runs_that_sat_at_the_constant_prediction(tmp_path):
+    """One run's metrics.csv logs the constant's score and sits there 6 epochs: the report
+    names it under the learning curves; the runs without the column are not named."""
+    source = results_dir(tmp_path / "results")
+    run = source / "runs" / "fd-mlp-l-0"
+    write_rows(run / "logs" / "metrics.csv", ["epoch", "val_mse", "val_mse_constant"],
+               [[e, 1.27 if e < 6 else 0.85, 1.2759] for e in range(9)])
+    path, inputs, _ = write_report([source], tmp_path / "out")
+    assert inputs.stalled == ["`fd-mlp-l-0`: 6 epochs"]
+    assert "for more than 4 epochs: `fd-mlp-l-0`: 6 epochs." in path.read_text()
+    write_rows(run / "logs" / "metrics.csv", ["epoch", "val_mse", "val_mse_constant"],
+               [[e, 1.27 if e < 2 else 0.85, 1.2759] for e in range(9)])  # within patience
+    path, inputs, _ = write_report([source], tmp_path / "out")
+    assert not inputs.stalled and "constant prediction" not in path.read_text()
