@@ -201,7 +201,7 @@ def test_a_resumed_vision_ablation_trains_only_the_rows_it_lacks(tmp_path, monke
             "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--config", str(config),
             "--no-progress"]
     detached = {"answers detached": {"distill_trains_answers": False}}
-    monkeypatch.setattr(reproduce_vision, "vision_ablations", lambda: detached)
+    monkeypatch.setattr(reproduce_vision, "vision_ablations", lambda lr: detached)
     assert main(args) == 0
     with open(out / "results.csv") as f:
         first = {(r["method"], r["teachers"]): r["test_accuracy"] for r in csv.DictReader(f)}
@@ -209,7 +209,7 @@ def test_a_resumed_vision_ablation_trains_only_the_rows_it_lacks(tmp_path, monke
 
     # a second variant, resumed: only its run trains; the rows of the first run stay
     monkeypatch.setattr(reproduce_vision, "vision_ablations",
-                        lambda: {**detached, "replace": {"injection": "replace"}})
+                        lambda lr: {**detached, "replace": {"injection": "replace"}})
     trained = []
 
     def fake_train(recipe, job, *rest, **kw):
@@ -222,3 +222,15 @@ def test_a_resumed_vision_ablation_trains_only_the_rows_it_lacks(tmp_path, monke
     with open(out / "results.csv") as f:
         again = {(r["method"], r["teachers"]): r["test_accuracy"] for r in csv.DictReader(f)}
     assert again == {**first, ("dd ablation: replace", "vit-b+clip"): "0.25"}
+
+
+def test_vision_ablations_scale_the_module_lr_to_the_vision_students_own():
+    variants = reproduce_vision.vision_ablations(2e-3)
+    assert variants["module lr 3x the student's"] == {"module_lr": pytest.approx(6e-3)}
+    # the vision legacy row keeps the vision λ and the question replacing [CLS]
+    legacy = variants["first implementation (all old choices)"]
+    assert (legacy["lam"], legacy["injection"]) == (0.003, "replace")
+    assert variants["distance: sum, lam 0.003"] == {"distance": "sum", "lam": 0.003}
+    # the same vision student at another rate: the variant follows it
+    assert reproduce_vision.vision_ablations(1e-3)["module lr 3x the student's"] == {
+        "module_lr": pytest.approx(3e-3)}

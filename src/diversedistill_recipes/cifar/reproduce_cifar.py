@@ -72,7 +72,10 @@ from diversedistill_recipes.locate import cache_dir
 VISION_LEGACY = {"lam": 0.003, "injection": "replace"}
 
 
-def vision_ablations() -> dict[str, dict]:
+def vision_ablations(student_lr: float) -> dict[str, dict]:
+    """The ablation variants for a vision student trained at ``student_lr``: the MovieLens
+    ones, with the vision λ of the summed distance and a module learning rate that is 3x
+    this student's (the MovieLens entry is 3x the recommender's)."""
     from diversedistill_recipes.movielens.reproduce_movielens import ABLATIONS
 
     out = {}
@@ -81,6 +84,8 @@ def vision_ablations() -> dict[str, dict]:
             changes = {**changes, **VISION_LEGACY}
         elif label.startswith("distance: sum"):
             label, changes = "distance: sum, lam 0.003", {"distance": "sum", "lam": 0.003}
+        elif label.startswith("module lr"):
+            changes = {"module_lr": 3 * student_lr}
         out[label] = changes
     return out
 
