@@ -61,6 +61,6 @@ def reproduce_cifar(*, dataset: str, data_dir: str | None = None, split_seed: in
     reproduce_vision(exp, data_dir, seeds, run.out, cfg, run.cache_dir, not run.no_progress,
                      split_seed=split_seed, workers=run.workers, methods=run.methods,
                      committees=run.committees,
-                     variants=vision_ablations(exp.student.lr) if run.ablations else None, tables=tables,
-                     resume=run.resume)
+                     variants=vision_ablations(exp.student.lr) if run.ablations else None,
+                     tables=tables, resume=run.resume)
     return 0
