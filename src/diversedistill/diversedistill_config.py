@@ -44,6 +44,8 @@ class DiverseDistillConfig:
         zero_init_questions: every teacher starts answering as trained
         module_lr: the module's learning rate (None: the student's)
         distill_per_asked_row: a teacher's term is a mean over the rows it was asked
+        pull_cap: distillation's gradient into z is capped at this many times the task's
+            (None: uncapped)
         diagnostic_rows: validation rows the per-epoch diagnostics read (0: none)
     """
 
@@ -71,6 +73,9 @@ class DiverseDistillConfig:
     zero_init_questions: bool = True  # choice 5: every teacher starts answering as trained
     module_lr: float | None = None  # choice 6: the module's learning rate (None: the student's)
     distill_per_asked_row: bool = True  # choice 6: a teacher's term is a mean over asked rows
+    # the gradient distillation sends into z, at most this many times the task's gradient
+    # there on the same batch (None: uncapped, as the first two implementations)
+    pull_cap: float | None = 0.3
     diagnostic_rows: int = 2048  # validation rows the per-epoch diagnostics read (0: none)
 
     def __post_init__(self):
@@ -90,6 +95,8 @@ class DiverseDistillConfig:
             (self.answer_pull is None or self.distill_trains_answers,
              "answer_pull decides how the answers are pulled; it has no meaning with "
              "distill_trains_answers off (the answers then get no pull at all)"),
+            (self.pull_cap is None or (math.isfinite(self.pull_cap) and 0 < self.pull_cap <= 1e6),
+             f"pull_cap must be a positive number up to 1e6 (or None), got {self.pull_cap}"),
             (self.importance_rows is None or bool(self.importance_rows.strip()),
              "importance_rows names a batch column; got an empty name"),
             (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
@@ -113,5 +120,6 @@ class DiverseDistillConfig:
         units, module lr 1e-3, the gated sum divided by the whole batch."""
         values = dict(lam=10.0, distance="sum", distill_trains_answers=False,
                       importance_target="soft", importance_temperature=0.25, z_as_served=False,
-                      zero_init_questions=False, module_lr=1e-3, distill_per_asked_row=False)
+                      zero_init_questions=False, module_lr=1e-3, distill_per_asked_row=False,
+                      pull_cap=None)
         return cls(**{**values, **changes})

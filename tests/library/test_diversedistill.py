@@ -451,3 +451,39 @@ def test_importance_rows_naming_a_missing_column_is_one_clear_error():
         DiverseDistillConfig(d1=3, d2=5, hidden=7, importance_rows="unseen"))
     with pytest.raises(ConfigError, match="importance_rows 'unseen': the training batch has no"):
         method(student, committee, batch)
+
+
+def _student_grad_norms(cfg):
+    """Norm of the student's gradient from the task alone and from the whole loss."""
+    torch.manual_seed(0)
+    student, committee, method, batch = setup(cfg)
+    out = method(student, committee, batch)
+    task_only = torch.autograd.grad(out["task"].new_zeros(()) + method.loss_parts(
+        student, committee, batch)["task"], [p for p in student.parameters()],
+        allow_unused=True)
+    student.zero_grad()
+    out["loss"].backward()
+    whole = torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
+    task = torch.cat([g.flatten() for g in task_only if g is not None])
+    return float(task.norm()), float((whole - task).norm())
+
+
+def test_pull_cap_bounds_distillations_gradient_into_z_by_the_tasks():
+    # a huge λ: uncapped, distillation's gradient on the student dwarfs the task's (the
+    # collapse to the constant prediction on a user's 3-class table); capped at c, the
+    # gradient distillation adds stays of the task's order
+    big = dict(d1=3, d2=5, hidden=7, lam=1e4)
+    task, extra = _student_grad_norms(DiverseDistillConfig(**big, pull_cap=None))
+    assert extra > 100 * task
+    task, extra = _student_grad_norms(DiverseDistillConfig(**big, pull_cap=0.3))
+    assert extra < 10 * task
+    task_small, extra_small = _student_grad_norms(DiverseDistillConfig(d1=3, d2=5, hidden=7,
+                                                                      lam=1e-6))
+    assert extra_small < task_small  # below the cap λ still sets the pull
+
+
+def test_pull_cap_is_checked():
+    with pytest.raises(ConfigError, match="pull_cap"):
+        DiverseDistillConfig(pull_cap=0.0)
+    with pytest.raises(ConfigError, match="pull_cap"):
+        DiverseDistillConfig(pull_cap=float("nan"))

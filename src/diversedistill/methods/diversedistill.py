@@ -261,6 +261,7 @@ class DiverseDistill(Method):
         task = task_loss(out.prediction, y)
         seen = student.served(batch, out) if cfg.z_as_served else out
         h, z = seen.h, seen.z
+        z = self._capped_pull(task, out.z, z)
         if cfg.distance == "normalized":
             self._running("z_mean_square", z.detach().pow(2))
         augmenter = self.built.questions
@@ -329,6 +330,27 @@ class DiverseDistill(Method):
         self._rows += batch_size
         return {"task": task, "distill": distill, "reg": reg, "importance": importance,
                 "alpha": alpha.detach().mean()}
+
+    def _capped_pull(self, task: torch.Tensor, z_task: torch.Tensor,
+                     z: torch.Tensor) -> torch.Tensor:
+        """``z`` for the distance, with the gradient distillation sends through it capped at
+        ``pull_cap`` times the norm of the task's gradient at ``z_task`` (this batch).
+
+        Why: the task's pull on ``z`` differs by orders of magnitude between losses and
+        data (cross-entropy near the uniform prediction pulls ~30× less than the distance
+        at λ = 3 on a fresh 32-wide MLP), and a distance that outweighs the task from the
+        first step drags ``z`` towards untrained answers until its ReLUs die and the
+        student sits at the constant prediction (docs/design.md, "Safe defaults"). The cap
+        keeps the task in charge of the direction the student moves; λ still weights the
+        pull below the cap, and the answers' side of the distance is untouched."""
+        cap = self.cfg.pull_cap
+        if cap is None or not torch.is_grad_enabled() or not task.requires_grad \
+                or not z.requires_grad or not z_task.requires_grad:
+            return z
+        (task_grad,) = torch.autograd.grad(task, z_task, retain_graph=True, allow_unused=True)
+        if task_grad is None:  # the prediction does not read z: nothing to measure against
+            return z
+        return CappedGradient.apply(z, cap * global_norm(task_grad.detach()))
 
     def _unseen_rows(self, batch) -> torch.Tensor | None:
         """The boolean [B] column ``importance_rows`` of ``batch`` (None when unset)."""
@@ -485,6 +507,32 @@ class DiverseDistill(Method):
                                                     if total else 0.0)
         self._diagnostics = ValidationDiagnostics()
         return stats
+
+
+class CappedGradient(torch.autograd.Function):
+    """Identity forward; backward scales the incoming gradient down so that its norm is at
+    most ``limit`` (a 0-d tensor), and passes it through unchanged below that."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(limit)
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (limit,) = ctx.saved_tensors
+        norm = global_norm(grad.detach())
+        scale = torch.where(norm > limit, limit / norm.clamp_min(1e-30), torch.ones_like(norm))
+        return grad * scale.to(grad.dtype), None
+
+
+def global_norm(values: torch.Tensor) -> torch.Tensor:
+    """The norm of ``values`` over every process's rows (DDP), so that the cap a step
+    applies is the one a single process would apply to the whole batch."""
+    square = values.float().pow(2).sum()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(square)
+    return square.sqrt()
 
 
 def relative_gains(own_loss: torch.Tensor, losses: torch.Tensor,
