@@ -87,6 +87,21 @@ def check_prediction(who: str, prediction: torch.Tensor, target: torch.Tensor) -
                          f"{task_of(target)}, which needs {want}")
 
 
+def first_pass(who: str, call, batch: Mapping[str, Any]):
+    """``call()`` (a model's first pass over the first batch), with a shape error from
+    inside the model (a ``Linear`` built for 8 features fed 10 columns) turned into one
+    sentence that names the model and what the batch holds, instead of a torch traceback
+    from its depths."""
+    try:
+        return call()
+    except (RuntimeError, ValueError, IndexError) as err:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in batch.items()
+                           if isinstance(v, torch.Tensor) and k != TARGET)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"{who} cannot read the first batch ({shapes}): {first}; check that "
+                         "its input width matches the data") from None
+
+
 def check_vectors(who: str, **points: tuple[str, torch.Tensor]) -> None:
     """Question and answer points carry one vector per row: [batch, width]."""
     for what, (path, tensor) in points.items():

@@ -55,7 +55,15 @@ from diversedistill.checkpoints import (
 )
 from diversedistill.committee import Committee
 from diversedistill.constant_plateau import PastConstantStopping, ValidationTargets
-from diversedistill.contract import check_batch, check_prediction, check_vectors, metric_for
+from diversedistill.contract import (
+    check_batch,
+    check_prediction,
+    check_vectors,
+    first_pass,
+    metric_for,
+)
+from diversedistill.divergence import SETTINGS as GUARDED
+from diversedistill.divergence import DivergenceGuard
 from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent
@@ -190,6 +198,7 @@ class DistillationTask(L.LightningModule):
         # the best constant prediction's validation score, from the first validation pass
         self.val_targets: ValidationTargets | None = ValidationTargets()
         self.constant: float | None = None
+        self.guard = DivergenceGuard()  # a non-finite or exploding term stops the run
 
     def on_fit_start(self) -> None:
         if self.committee is not None:  # in every process, to that process's device
@@ -204,6 +213,8 @@ class DistillationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self.method(self.student, self.committee, batch)
+        # before the optimizer steps on it: the weights stay those of the last good step
+        self.guard.check(self._terms(out), self.current_epoch, self.global_step)
         size = batch["target"].shape[0]
         # sync_dist: under DDP the logged figure is the mean over processes (logging only)
         self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"},
@@ -212,6 +223,19 @@ class DistillationTask(L.LightningModule):
                  prog_bar=True, sync_dist=True)
         return out["loss"]
 
+    def _terms(self, out: dict) -> dict[str, float]:
+        """The step's loss terms as numbers, read in one transfer; under DDP their mean over
+        the processes (a NaN anywhere reaches every process), so that every process stops
+        at the same step rather than one waiting for the others forever."""
+        names = [k for k in out if k in GUARDED]
+        if not names:
+            return {}
+        values = torch.stack([out[k].detach().float().reshape(()) for k in names])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(values)
+            values = values / torch.distributed.get_world_size()
+        return dict(zip(names, values.tolist()))
+
     def on_train_epoch_end(self) -> None:
         for name, value in self.method.epoch_stats().items():
             self.log(f"train/{name}", value, sync_dist=True)
@@ -219,9 +243,11 @@ class DistillationTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["run_settings"] = self.settings
         checkpoint["constant_score"] = self.constant
+        checkpoint["divergence_guard"] = self.guard.state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.constant = checkpoint.get("constant_score")
+        self.guard.restore(checkpoint.get("divergence_guard"))
         if self.constant is not None:  # known: the resumed run does not count targets again
             self.val_targets = None
 
@@ -375,19 +401,19 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     with torch.no_grad():  # in eval mode: no dropout, so no random number is drawn here
         student.eval()
         if method.needs_teachers:  # the question point and z are read: one vector per row
-            out = student(example)
+            out = first_pass("the student", lambda: student(example), example)
             check_vectors("the student", **{
                 "question point": (getattr(student, "question_at", "h"), out.h),
                 "head input": (getattr(student, "head_path", "z"), out.z)})
             prediction = out.prediction
         else:  # the student alone: only its prediction is ever read
-            prediction = student.predict(example)
+            prediction = first_pass("the student", lambda: student.predict(example), example)
         check_prediction("the student", prediction, example["target"])
         student.train()
     if method.needs_teachers:
         if committee is None or len(committee) == 0:
             raise ConfigError(f"method {method.name!r} needs at least one teacher")
-        committee.probe(example)
+        committee.probe(example)  # a teacher that cannot read the batch says so itself
     method.setup(student, committee, example)  # type: ignore[arg-type]  # None: no teachers
     task = DistillationTask(student, method, committee, cfg, clamp, metric)
     monitor, mode = f"val_{metric}", METRICS[metric][0]

@@ -231,3 +231,20 @@ def test_tensorboard_event_files_beside_the_csv_when_asked(tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match=r"needs the tensorboard or tensorboardX package"):
         run(tmp_path / "b", student(1), named_loader(rows()), cfg=cfg)
+
+
+def test_a_student_built_for_other_columns_is_one_sentence_before_the_first_step(tmp_path):
+    x = torch.randn(32, 6)  # six columns; TinyNet reads four
+    rows = NamedRows(TensorDataset(x, x.sum(1)), ("x", "target"))
+    train = DataLoader(rows, batch_size=16)
+    teacher = HookedTeacher("wide", nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1),
+                                                  nn.Flatten(0)), "0", "2",
+                            call=lambda m, b: m(b["x"]))
+    for method, committee in ((StudentOnly(), None), (DiverseDistill(), Committee([teacher]))):
+        student = HookedStudent(TinyNet(1), "body", "head", call=lambda m, b: m(b["x"]))
+        with pytest.raises(ModelError) as err:
+            fit(student, method, committee, train, train, None,
+                TrainConfig(max_epochs=1, progress=False), tmp_path / "run")
+        message = str(err.value)
+        assert message.startswith("the student cannot read the first batch (x (16, 6)): ")
+        assert "\n" not in message and "input width" in message
