@@ -102,6 +102,24 @@ def first_pass(who: str, call, batch: Mapping[str, Any]):
                          "its input width matches the data") from None
 
 
+def check_head(who: str, path: str, head_of_z, prediction: torch.Tensor) -> None:
+    """The named head is the layer that makes the prediction: applied to ``z`` (its input)
+    it gives the prediction's shape. A head named one layer too early (``body.0``) trains
+    without an error otherwise, distilling the wrong vector and answering through the
+    wrong layer."""
+    try:
+        shape = tuple(head_of_z().shape)
+    except (RuntimeError, ValueError, IndexError) as err:
+        shape = None
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    else:
+        why = f"it gives shape {shape}"
+    if shape != tuple(prediction.shape):
+        raise ModelError(f"{who}: its head {path!r} is not the layer that makes its prediction "
+                         f"({tuple(prediction.shape)}): applied to its own input {why}; name "
+                         "the final layer as head")
+
+
 def check_vectors(who: str, **points: tuple[str, torch.Tensor]) -> None:
     """Question and answer points carry one vector per row: [batch, width]."""
     for what, (path, tensor) in points.items():

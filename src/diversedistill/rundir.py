@@ -198,6 +198,15 @@ def check_inputs_outside(out: Path, inputs: list[tuple[str, str | os.PathLike | 
                               "clears; move it out or choose another --out")
 
 
+def previous_outputs(path: str | os.PathLike) -> list[str]:
+    """The outputs of an earlier run in ``path`` that :func:`clear` would remove, by name."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir()
+                  if e.name not in _KEEP)
+
+
 def clear(path: str | os.PathLike) -> None:
     """Remove every output of a previous run from an owned directory (marker and lock stay)."""
     path = Path(path)

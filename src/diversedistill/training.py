@@ -57,6 +57,7 @@ from diversedistill.committee import Committee
 from diversedistill.constant_plateau import PastConstantStopping, ValidationTargets
 from diversedistill.contract import (
     check_batch,
+    check_head,
     check_prediction,
     check_vectors,
     first_pass,
@@ -406,6 +407,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
                 "question point": (getattr(student, "question_at", "h"), out.h),
                 "head input": (getattr(student, "head_path", "z"), out.z)})
             prediction = out.prediction
+            check_head("the student", getattr(student, "head_path", "head"),
+                       lambda: student.frozen_head(out.z), prediction)
         else:  # the student alone: only its prediction is ever read
             prediction = first_pass("the student", lambda: student.predict(example), example)
         check_prediction("the student", prediction, example["target"])
@@ -464,6 +467,11 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         if writer:
             stack.enter_context(rundir.locked(run_dir))
             if resume_from is None:  # a new run in an old directory starts from nothing
+                replaced = rundir.previous_outputs(run_dir)
+                if replaced:  # never without a word: the old student goes with it
+                    shown = ", ".join(replaced[:6]) + (", ..." if len(replaced) > 6 else "")
+                    print(f"note: {run_dir} held an earlier run ({shown}); this run replaces "
+                          "it (--resume / resume=True continues it instead)", file=sys.stderr)
                 rundir.clear(run_dir)
             elif checkpoints.is_dir():
                 for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill

@@ -5,8 +5,9 @@
 - ``cifar/``: CIFAR data, the ViT student, the ViT and CLIP-style teachers, ``reproduce cifar10``;
 - ``comparison/``: the comparison tables of both domains: search on validation, tables,
   claims, result rows, the importance-gating sweep;
-- ``bench/``, ``report.py``, ``cli.py``, ``user_run.py`` (``distill`` / ``train-teacher`` on
-  your own data from a YAML file).
+- ``tabular/``: the user's own table from YAML (``distill``, ``train-teacher``, ``compare``
+  ``--config``) and the suite of tasks no recipe was tuned on;
+- ``bench/``, ``report.py``, ``cli/``.
 
 The library (``diversedistill``) never imports this package (tests/library/test_layout.py).
 """

@@ -23,6 +23,7 @@ differ (a language model's text, an image tower's prompts).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -116,23 +117,28 @@ class JobResult:
 
 
 def train_student(recipe: DataSetRecipe, job: Job, method: Method | None,
-                  committee: Committee | None, out: Path, progress: bool) -> JobResult:
+                  committee: Committee | None, out: Path, progress: bool,
+                  run_dir: Path | None = None, resume: bool = False) -> JobResult:
     """Train ``job``'s student in this process: alone (``method`` None) or distilled from
-    ``committee``, into ``job.run_dir(out)``. The committee must come back unchanged (frozen
-    teachers); a DiverseDistill run also leaves its ``importance.csv``."""
-    run_dir = job.run_dir(out)
+    ``committee``, into ``run_dir`` (default ``job.run_dir(out)``; ``resume``: from its last
+    checkpoint). The committee must come back unchanged (frozen teachers); a DiverseDistill
+    run also leaves its ``importance.csv``."""
+    run_dir = Path(run_dir) if run_dir is not None else job.run_dir(out)
     student = recipe.new_student(job.seed)  # drawn before the loaders: seeds as they were
     train, val, test = recipe.loaders(job.seed)
     before = committee.fingerprint() if committee is not None else ""
     distiller = method or StudentOnly()
     result = fit(student, distiller, committee, train, val, test,
                  recipe.train_config(job.seed, progress), run_dir, clamp=recipe.clamp,
-                 metric=recipe.metric.name)
+                 metric=recipe.metric.name, resume=resume)
     info: dict = {"method": "student alone"}
     if committee is not None:
         committee.check_unchanged(before)
         record_importance(distiller, student, result, test, committee.names, run_dir)
         info = {"method": distiller.name, "teachers": committee.names}
+        cfg = getattr(distiller, "cfg", None)  # a configured method's settings, when it has them
+        if dataclasses.is_dataclass(cfg):
+            info["distillation"] = dataclasses.asdict(cfg)  # type: ignore[arg-type]
     recipe.finish(student, result, info)
     return JobResult(result.val, result.test if result.test is not None else math.nan,
                      result.seconds, result.epochs, run_dir)

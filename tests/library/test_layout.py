@@ -69,3 +69,12 @@ def test_every_package_says_what_it_holds():
     for init in [*LIBRARY.rglob("__init__.py"), *RECIPES.rglob("__init__.py")]:
         docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
         assert docstring and len(docstring.split()) >= 5, f"{init}: no package docstring"
+
+
+def test_every_registered_method_is_importable_from_the_package():
+    import diversedistill
+    from diversedistill.methods import METHODS
+
+    assert sorted(diversedistill.__all__) == sorted(diversedistill._WHERE)
+    for cls in METHODS.values():
+        assert getattr(diversedistill, cls.__name__) is cls  # e.g. from diversedistill import LD

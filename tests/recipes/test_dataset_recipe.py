@@ -88,8 +88,11 @@ def test_a_third_data_set_trains_alone_and_distilled_into_one_results_book(tmp_p
     assert all(math.isfinite(r.val) and math.isfinite(r.test) for r in rows)
     assert result.epochs == 2 and result.run_dir == tmp_path / "runs" / "diversedistill-wide-0"
     assert (result.run_dir / "importance.csv").is_file()  # DiverseDistill's, after the run
-    assert recipe.finished == [{"method": "student alone"},
-                               {"method": "diversedistill", "teachers": ["wide"]}]
+    assert recipe.finished[0] == {"method": "student alone"}
+    distilled_info = recipe.finished[1]
+    assert {k: distilled_info[k] for k in ("method", "teachers")} == {
+        "method": "diversedistill", "teachers": ["wide"]}
+    assert distilled_info["distillation"]["lam"] == DiverseDistillConfig().lam  # its settings
     # frozen: the teacher left the run as it came
     assert all(torch.equal(before[k], v) for k, v in teacher.model.state_dict().items())
     with open(tmp_path / "results.csv") as f:

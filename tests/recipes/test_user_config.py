@@ -129,3 +129,125 @@ def test_train_teacher_from_the_same_yaml_then_distill_from_it(workspace, capsys
     assert main(["distill", "--config", config, "--out", str(tmp_path / "runs" / "x"),
                  "--no-progress"]) == 0
     assert "val_accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def distill(config, out, *flags) -> int:
+    return main(["distill", "--config", config, "--out", str(out), "--no-progress", *flags])
+
+
+def test_flags_win_over_the_yaml_and_an_unknown_method_is_refused(workspace, capsys):
+    tmp_path, module = workspace
+    config, out = write_config(tmp_path, module), tmp_path / "runs" / "x"
+    assert distill(config, out, "--method", "ld", "--max-epochs", "1") == 0
+    assert last_json(capsys)["epochs"] == 1
+    assert json.loads((out / "student" / "config.json").read_text())["method"] == "ld"
+    assert distill(config, out, "--lam", "0.5") == 0  # DiverseDistill, at the flag's λ
+    capsys.readouterr()
+    saved = json.loads((out / "student" / "config.json").read_text())
+    assert saved["method"] == "diversedistill" and saved["distillation"]["lam"] == 0.5
+    assert distill(config, out, "--method", "kd") == 2
+    assert "--method: unknown method 'kd'; known: [" in capsys.readouterr().err
+    assert distill(write_config(tmp_path, module, **{"diversedistill:": "method: kd\n"
+                                                     "diversedistill:"}), out) == 2
+    assert "method: unknown method 'kd'" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run_and_a_fresh_run_says_what_it_replaces(workspace, capsys):
+    tmp_path, module = workspace
+    config, out = write_config(tmp_path, module), tmp_path / "runs" / "x"
+    assert distill(config, out) == 0
+    first = last_json(capsys)
+    assert distill(config, out, "--resume") == 0  # finished: nothing left to train
+    captured = capsys.readouterr()
+    resumed = json.loads(captured.out.strip().splitlines()[-1])
+    assert resumed["epochs"] == first["epochs"] == 2
+    assert resumed["val_accuracy"] == first["val_accuracy"] and "replaces" not in captured.err
+    assert distill(config, out) == 0
+    err = capsys.readouterr().err
+    assert f"note: {out} held an earlier run (" in err and "student/" in err
+    assert "this run replaces it" in err
+
+
+def test_the_same_config_twice_gives_identical_figures(workspace, capsys):
+    tmp_path, module = workspace
+    config = write_config(tmp_path, module)
+    figures = []
+    for name in ("a", "b"):
+        assert distill(config, tmp_path / "runs" / name) == 0
+        figures.append(last_json(capsys))
+        figures[-1].pop("seconds")
+    assert figures[0] == figures[1]
+    first, second = (load_model(tmp_path / "runs" / n / "student") for n in ("a", "b"))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                  second.state_dict().values()))
+
+
+def test_the_student_alone_from_yaml(workspace, capsys):
+    tmp_path, module = workspace
+    config = write_config(tmp_path, module, **{"diversedistill:": "method: student\n"
+                                               "diversedistill:"})
+    assert distill(config, tmp_path / "runs" / "alone") == 0
+    assert 0.0 <= last_json(capsys)["val_accuracy"] <= 1.0
+    saved = json.loads((tmp_path / "runs" / "alone" / "student" / "config.json").read_text())
+    assert saved["method"] == "student alone"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"init_args: {width: 8}": "init_args: {width: 8, features: 8}"},
+     r"^diversedistill distill: error: the student cannot read the first batch \(x \(32, 3\)\)"),
+    ({"head: head}": "head: body.0}"},
+     r"the student: its head .body.0. is not the layer that makes its prediction \(\(32, 2\)\): "
+     r"applied to its own input it gives shape \(32, 8\)"),
+])
+def test_a_student_that_does_not_fit_is_one_sentence_and_leaves_no_run_folder(
+        workspace, capsys, change, message):
+    tmp_path, module = workspace
+    out = tmp_path / "runs" / "x"
+    assert distill(write_config(tmp_path, module, **change), out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and pytest.importorskip("re").search(message, err[0]), err
+    assert not out.exists()
+
+
+def test_a_class_path_beside_the_yaml_imports_without_pythonpath(tmp_path, capsys):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "beside_models.py").write_text(MODELS)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 3)).round(4)
+    lines = ["f0,f1,f2,label"] + [f"{a},{b},{c},{int(a > 0) + 1}" for a, b, c in x]
+    (folder / "rows.csv").write_text("\n".join(lines) + "\n")  # labels 1 and 2: two classes
+    (folder / "run.yaml").write_text(textwrap.dedent("""\
+        data: {file: rows.csv, features: [f0, f1, f2], target: label, batch_size: 32}
+        student: {class_path: beside_models.Student, question_at: body.0, head: head}
+        teachers:
+          - {name: wide, export_dir: wide, inject_at: body.0, head: head}
+        model: {class_path: beside_models.Wide}
+        train: {max_epochs: 1}
+        """))
+    try:
+        assert main(["train-teacher", "--config", str(folder / "run.yaml"), "--out",
+                     str(folder / "wide"), "--no-progress"]) == 0
+        assert distill(str(folder / "run.yaml"), tmp_path / "out") == 0
+        assert 0 <= last_json(capsys)["val_accuracy"] <= 1
+        saved = json.loads((folder / "wide" / "config.json").read_text())
+        assert saved["class_names"] == ["1", "2"]
+    finally:
+        sys.modules.pop("beside_models", None)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"features: [f0, f1, f2]": "features: [f0, f1, label]"},
+     r"the target 'label' is also listed in data.features"),
+    ({"features: [f0, f1, f2], target: label": "features: [f1, f2], target: f0, "
+                                                "task: classification"},
+     r"rows.csv, line 2: column 'f0' holds .*, not a class label"),
+])
+def test_a_leaking_or_truncated_target_is_refused(workspace, capsys, change, message):
+    tmp_path, module = workspace
+    assert distill(write_config(tmp_path, module, **change), tmp_path / "runs" / "x") == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)

@@ -64,11 +64,12 @@ def train_teacher(*, out: str, size: str = "mlp-l", config: str | None = None, s
 
     target = rundir.check_owned(out, "--out", kind="model")  # never a user's directory
     if config:  # the user's own model on their own table
-        from diversedistill_recipes.user_run import train_user_teacher
+        from diversedistill_recipes.tabular.table_runs import train_table_teacher
 
         rundir.check_inputs_outside(target, [("--config", config)])
-        metrics = train_user_teacher(load_yaml(config), Path(config), target, seed,
-                                     not no_progress)
+        metrics = train_table_teacher(load_yaml(config), Path(config), target, seed,
+                                      not no_progress, resume=training.resume,
+                                      train={**training.overrides(), **devices.overrides()})
         print(json.dumps(metrics))
         return 0
     rundir.check_inputs_outside(target, [("--data-dir", data.data_dir)])
@@ -95,7 +96,7 @@ def train_teacher(*, out: str, size: str = "mlp-l", config: str | None = None, s
 
 def distill(*, out: str,
             teacher: Annotated[list[str] | None, Flag(repeat=True, metavar="DIR")] = None,
-            method: str = "diversedistill", teacher_device: str | None = None,
+            method: str | None = None, teacher_device: str | None = None,
             teacher_dtype: Literal["bfloat16", "float16", "float32"] | None = None,
             allow_teacher_overlap: bool = False, config: str | None = None,
             injection: Injection | None = None, seed: int = 0, no_progress: bool = False,
@@ -108,7 +109,8 @@ def distill(*, out: str,
         teacher: an exported MovieLens teacher (repeat for a committee); your own data and
             models instead: --config my.yaml with data/student/teachers sections
             (docs/user-guide.md)
-        method: distillation method
+        method: distillation method (default diversedistill, or the config's method:);
+            student trains the student alone
         teacher_device: run the teachers on another device than the student (cpu, cuda:1);
             default: beside the student
         teacher_dtype: teacher precision (default float32); bfloat16 halves teacher memory
@@ -140,17 +142,22 @@ def distill(*, out: str,
 
     target = rundir.check_owned(out, "--out", kind="run")  # never a user's directory
     if config:  # the user's own data and models: everything from the YAML
-        from diversedistill_recipes.user_run import is_user_run, read_user_run, run_user_config
+        from diversedistill_recipes.tabular.table_runs import distill_table, with_flags
+        from diversedistill_recipes.tabular.spec import inputs, is_user_run, read_user_run
 
         user = load_yaml(config)
         if is_user_run(user):
             if teacher or data.data_dir:
                 raise ConfigError(f"{config} names its own data and teachers; drop "
                                   "--teacher and --data-dir")
-            run = read_user_run(user, Path(config))  # checked before anything loads
-            rundir.check_inputs_outside(target, [("--config", config)])
-            print(json.dumps(run_user_config(run, target, seed, not no_progress)))
+            # checked before anything loads; the flags given win over the file
+            run = with_flags(read_user_run(user, Path(config)), method, diversedistill)
+            rundir.check_inputs_outside(target, [("--config", config), *inputs(run)])
+            print(json.dumps(distill_table(
+                run, target, seed, not no_progress, resume=training.resume,
+                train={**training.overrides(), **devices.overrides()})))
             return 0
+    method = method or "diversedistill"
     if not teacher:
         raise ConfigError("distill needs --teacher (an exported MovieLens teacher), or "
                           "--config with data, student and teachers sections for your own")

@@ -1,5 +1,5 @@
-"""``diversedistill distill --config my.yaml --out runs/x``: a run on the user's own data
-and models, every part named in the YAML and checked before anything loads.
+"""A run on the user's own table and models, as YAML names it, every part checked before
+anything loads (``distill``, ``train-teacher`` and ``compare --config``):
 
     data:                        # a table: CSV (or TSV, by its extension) with a header
       file: rows.csv
@@ -10,7 +10,8 @@ and models, every part named in the YAML and checked before anything loads.
       test_fraction: 0.1
       batch_size: 64
     student:
-      class_path: my_models.Student      # an nn.Module class, importable
+      class_path: my_models.Student      # an nn.Module class: installed, or my_models.py
+                                         # beside the YAML file
       init_args: {width: 32}
       question_at: body.0                # as HookedStudent takes them
       head: head
@@ -19,18 +20,19 @@ and models, every part named in the YAML and checked before anything loads.
         export_dir: teachers/wide        # an export_model directory (checksum checked)
         inject_at: "0"
         head: "2"
-    method: diversedistill               # or any registered baseline
+    method: diversedistill               # or any registered baseline, or student (alone)
     diversedistill: {lam: 3.0}           # the method's options
     train: {max_epochs: 20, lr: 1.0e-3}  # TrainConfig
 
-Every model is called on the batch's ``"x"`` (the feature columns as float32). The run
-directory ends with ``student/`` (exported with its factory, so ``load_model`` rebuilds it).
+Every model is called on the batch's ``"x"`` (the feature columns as float32). Training
+goes through :class:`~diversedistill_recipes.tabular.recipe.TableRecipe`, the same
+``DataSetRecipe`` path MovieLens and CIFAR take.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +92,13 @@ class UserRun:
     where: Path
 
 
+def inputs(run: UserRun) -> list[tuple[str, Path]]:
+    """What the run reads (its table, its teachers' exports), as ``rundir.check_inputs_outside``
+    takes them: a fresh run clears its ``--out``, so none may lie inside it."""
+    return [("data.file", resolve(run.data.file, run.where)),
+            *((f"teachers: {t.name}", resolve(t.export_dir, run.where)) for t in run.teachers)]
+
+
 def is_user_run(config: dict) -> bool:
     return any(key in config for key in ("data", "student", "teachers"))
 
@@ -98,8 +107,7 @@ def _sections(config: dict, where: Path, needed: tuple[str, ...], what: str) -> 
     """Check the top-level keys (one file serves ``distill`` and ``train-teacher``: the
     sections of both, and the named method's own); return the method's name."""
     method = config.get("method", "diversedistill")
-    if not isinstance(method, str):
-        raise ConfigError(f"{where}: method: expected a method name, got {short(method)}")
+    check_method(method, f"{where}: method")
     known = [*SECTIONS, "model", method]
     unknown = sorted(set(config) - set(known))
     if unknown:
@@ -109,6 +117,26 @@ def _sections(config: dict, where: Path, needed: tuple[str, ...], what: str) -> 
         if key not in config:
             raise ConfigError(f"{where}: {what} needs a {key!r} section")
     return method
+
+
+def check_method(method, where: str) -> None:
+    """A registered method's name ("student": the student alone), or one sentence."""
+    from diversedistill.methods import METHODS
+
+    if not isinstance(method, str) or method not in METHODS:
+        raise ConfigError(f"{where}: unknown method {short(method)}; known: {sorted(METHODS)}")
+
+
+def method_options(config: dict, method: str, where: Path) -> dict:
+    """The options section named after the method; the student alone has none (its name
+    is also the ``student:`` section, which describes the model)."""
+    if method == "student":
+        return {}
+    options = config.get(method) or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: {method}: expected a mapping of options, got "
+                          f"{short(options)}")
+    return dict(options)
 
 
 def _train_options(config: dict, where: Path) -> dict:
@@ -140,8 +168,7 @@ def read_user_run(config: dict, where: Path) -> UserRun:
                           f"{short(teachers_raw)}")
     teachers = [from_dict(TeacherSpec, t, f"{where}: teachers[{i}]")
                 for i, t in enumerate(teachers_raw)]
-    options = config.get(method)
-    run = UserRun(data, student, teachers, method, dict(options or {}),
+    run = UserRun(data, student, teachers, method, method_options(config, method, where),
                   _train_options(config, where), where)
     _check_files(run)
     return run
@@ -157,43 +184,19 @@ def read_teacher_config(config: dict, where: Path) -> tuple[TableData, ModelSpec
     _init_args(model, f"{where}: model")
     train = _train_options(config, where)
     _check_table(data, where)
-    importable(model.class_path, f"{where}: model.class_path")
+    importable(model.class_path, f"{where}: model.class_path", where)
     return data, model, train
 
 
-def train_user_teacher(config: dict, where: Path, out: str | Path, seed: int = 0,
-                       progress: bool = True) -> dict:
-    """Train the ``model:`` alone on the table's training rows (the same split a later
-    ``distill --config`` of the same ``data:`` uses), export it to ``out`` with its class
-    as factory; its run (checkpoints, logs) stays in ``out/run``."""
-    from diversedistill import rundir
-    from diversedistill.export import export_model
-    from diversedistill.interface import HookedStudent
-    from diversedistill.methods import StudentOnly
-    from diversedistill.training import TrainConfig, fit
-
-    data, spec, train_options = read_teacher_config(config, where)
-    train, val, test = table_loaders(data, where)
-    model = _build(spec.class_path, spec.init_args, f"{where}: model")
-    # trained alone: only its prediction is read, so no question point or head is named
-    alone = HookedStudent(model, "", "", call=lambda m, b: m(b["x"]))
-    cfg = TrainConfig(**{"progress": progress, "seed": seed, **train_options})
-    result = fit(alone, StudentOnly(), None, train, val, test, cfg, Path(out) / "run")
-    if result.rank == 0:
-        rundir.mark(out, "model")
-        export_model(model, out, {"metrics": result.summary(), "data": dataclasses.asdict(data)},
-                     factory=_factory(spec.class_path), arguments=spec.init_args)
-    return result.summary()
-
-
-def _factory(class_path: str) -> str:
+def factory_of(class_path: str) -> str:
     """``package.module.Name`` as the export's factory, ``package.module:Name``."""
     module, _, name = class_path.rpartition(".")
     return f"{module}:{name}"
 
 
-def _build(class_path: str, init_args: dict, where: str):
-    cls = importable(class_path, f"{where}.class_path")
+def build_model(class_path: str, init_args: dict, where: str, config: Path | None = None):
+    """An instance of the class ``class_path`` names, built with ``init_args``."""
+    cls = importable(class_path, f"{where}.class_path", config)
     try:
         return cls(**init_args)
     except TypeError as err:
@@ -203,7 +206,7 @@ def _build(class_path: str, init_args: dict, where: str):
 def _check_files(run: UserRun) -> None:
     _check_table(run.data, run.where)
     where = run.where
-    importable(run.student.class_path, f"{where}: student.class_path")
+    importable(run.student.class_path, f"{where}: student.class_path", where)
     names = [t.name for t in run.teachers]
     for i, teacher in enumerate(run.teachers):
         if names.count(teacher.name) > 1:
@@ -224,6 +227,9 @@ def _check_table(data: TableData, where: Path) -> None:
     path = resolve(data.file, where)
     if not path.is_file():
         raise ConfigError(f"{where}: data.file {data.file!r}: no such file ({path})")
+    if data.target in data.features:  # the answer among the inputs: a perfect, useless fit
+        raise ConfigError(f"{where}: data: the target {data.target!r} is also listed in "
+                          "data.features")
     header = _header(path)
     for column in [*data.features, data.target]:
         if column not in header:
@@ -252,9 +258,16 @@ def _header(path: Path) -> list[str]:
             raise DataError(f"{path}: empty file; expected a header line") from None
 
 
-def importable(class_path: str, where: str):
-    """``package.module.Name`` -> the nn.Module class."""
+def importable(class_path: str, where: str, config: Path | None = None):
+    """``package.module.Name`` -> the nn.Module class. ``config``: the YAML file naming it,
+    whose folder is searched after every installed package (so a ``my_models.py`` beside the
+    YAML imports without PYTHONPATH, and never shadows an installed module)."""
     from torch import nn
+
+    if config is not None:
+        folder = str(Path(config).resolve().parent)
+        if folder not in sys.path:
+            sys.path.append(folder)
 
     module_name, _, name = class_path.rpartition(".")
     if not module_name:
@@ -267,68 +280,3 @@ def importable(class_path: str, where: str):
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(f"{where}: {class_path!r} is not an nn.Module class")
     return cls
-
-
-def table_loaders(data: TableData, where: Path):
-    """(train, val, test) loaders of {"x": [B, features] float32, "target": [B]} batches."""
-    import numpy as np
-    import pandas as pd
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from diversedistill.contract import NamedRows
-
-    path = resolve(data.file, where)
-    table = pd.read_csv(path, sep=_separator(path))
-    for column in [*data.features, data.target]:
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
-        if len(bad):
-            raise DataError(f"{path}, line {int(bad[0]) + 2}: column {column!r} holds "
-                            f"{short(table[column].iloc[bad[0]])}, not a number")
-    x = torch.tensor(table[data.features].to_numpy(dtype=np.float32))
-    target = table[data.target].to_numpy()
-    classes = data.task == "classification" or (
-        data.task == "auto" and np.issubdtype(target.dtype, np.integer))
-    y = torch.tensor(target.astype(np.int64 if classes else np.float32))
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(data.split_seed))
-    n_val, n_test = round(len(y) * data.val_fraction), round(len(y) * data.test_fraction)
-    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test],
-             "train": order[n_val + n_test:]}
-    if min(len(parts["train"]), len(parts["val"])) == 0:
-        raise DataError(f"{path}: {len(y)} rows leave no training or validation rows")
-    named = {k: NamedRows(TensorDataset(x[rows], y[rows]), ("x", "target"))
-             for k, rows in parts.items()}
-    train = DataLoader(named["train"], batch_size=data.batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(data.split_seed))
-    evaluate = {k: DataLoader(named[k], batch_size=max(data.batch_size, 256))
-                for k in ("val", "test")}
-    return train, evaluate["val"], evaluate["test"] if len(parts["test"]) else None
-
-
-def run_user_config(run: UserRun, out: str | Path, seed: int = 0, progress: bool = True) -> dict:
-    """Train, export the student, return the metrics (what ``distill`` prints)."""
-    from diversedistill.committee import Committee
-    from diversedistill.export import export_run_student, load_model
-    from diversedistill.interface import HookedStudent, HookedTeacher
-    from diversedistill.methods import build_method
-    from diversedistill.training import TrainConfig, fit
-
-    train, val, test = table_loaders(run.data, run.where)
-    call = lambda m, b: m(b["x"])  # noqa: E731  every model reads the feature columns
-    model = _build(run.student.class_path, run.student.init_args, f"{run.where}: student")
-    student = HookedStudent(model, run.student.question_at, run.student.head, call=call,
-                            token=run.student.token)
-    teachers = [HookedTeacher(t.name, load_model(resolve(t.export_dir, run.where)), t.inject_at,
-                              t.head, mode=t.mode, call=call, token=t.token)
-                for t in run.teachers]
-    method = build_method(run.method, run.method_options or None, f"{run.where}: {run.method}")
-    cfg = TrainConfig(**{"progress": progress, "seed": seed, **run.train})
-    result = fit(student, method, Committee(teachers), train, val, test, cfg, out)
-    export_run_student(student, result,
-                       {"method": run.method, "teachers": [t.name for t in run.teachers],
-                        "distillation": dataclasses.asdict(method.cfg)
-                        if hasattr(method, "cfg") else {}},
-                       factory=_factory(run.student.class_path), arguments=run.student.init_args)
-    return result.summary()
-
