@@ -7,6 +7,7 @@
     diversedistill reproduce movielens --data-dir ../shared/data/ml-100k --seeds 3
     diversedistill reproduce cifar10 --data-dir ../shared/data/cifar10 --seeds 3
     diversedistill report results/lm-s0 results/lm-s1 --out report/
+    diversedistill compare --config my.yaml --out results/mine --seeds 3
 
 Every user error (bad data, bad config, widths that do not fit) prints one line and
 exits with status 2; anything else is a bug and keeps its traceback.
@@ -20,6 +21,7 @@ import sys
 from diversedistill.errors import DiverseDistillError
 from diversedistill_recipes.cli import typed
 from diversedistill_recipes.cli.bench_command import bench
+from diversedistill_recipes.cli.compare_command import compare, reproduce_suite
 from diversedistill_recipes.cli.movielens_commands import (
     distill,
     reproduce_movielens,
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     typed.add_command(sub, "train-teacher", train_teacher)
     typed.add_command(sub, "distill", distill)
     typed.add_command(sub, "export", export)
+    typed.add_command(sub, "compare", compare)
     p = sub.add_parser("reproduce", help="reproduce the paper's experiments")
     # one parser per experiment: each offers only the flags it accepts
     experiments = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         typed.add_command(experiments, name, reproduce_cifar, fixed={"dataset": name},
                           help=f"{name.upper()} classification (ViT student; ViT and "
                                "CLIP-style teachers)")
+    typed.add_command(experiments, "suite", reproduce_suite,
+                      help="tables no recipe was tuned on: compare on each (docs/suite.md)")
     typed.add_command(sub, "summarize", summarize)
     typed.add_command(sub, "report", report)
     typed.add_command(sub, "bench", bench)

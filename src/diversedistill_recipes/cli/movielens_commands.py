@@ -142,8 +142,8 @@ def distill(*, out: str,
 
     target = rundir.check_owned(out, "--out", kind="run")  # never a user's directory
     if config:  # the user's own data and models: everything from the YAML
-        from diversedistill_recipes.tabular.table_runs import distill_table, with_flags
         from diversedistill_recipes.tabular.spec import inputs, is_user_run, read_user_run
+        from diversedistill_recipes.tabular.table_runs import distill_table, with_flags
 
         user = load_yaml(config)
         if is_user_run(user):
