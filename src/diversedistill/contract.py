@@ -15,7 +15,7 @@ row, scored by ``mse``), integer targets are classes (``[B, classes]`` logits, s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -87,7 +87,7 @@ def check_prediction(who: str, prediction: torch.Tensor, target: torch.Tensor) -
                          f"{task_of(target)}, which needs {want}")
 
 
-def first_pass(who: str, call, batch: Mapping[str, Any]):
+def first_pass(who: str, call: Callable[[], Any], batch: Mapping[str, Any]) -> Any:
     """``call()`` (a model's first pass over the first batch), with a shape error from
     inside the model (a ``Linear`` built for 8 features fed 10 columns) turned into one
     sentence that names the model and what the batch holds, instead of a torch traceback
@@ -102,7 +102,8 @@ def first_pass(who: str, call, batch: Mapping[str, Any]):
                          "its input width matches the data") from None
 
 
-def check_head(who: str, path: str, head_of_z, prediction: torch.Tensor) -> None:
+def check_head(who: str, path: str, head_of_z: Callable[[], torch.Tensor],
+               prediction: torch.Tensor) -> None:
     """The named head is the layer that makes the prediction: applied to ``z`` (its input)
     it gives the prediction's shape. A head named one layer too early (``body.0``) trains
     without an error otherwise, distilling the wrong vector and answering through the
