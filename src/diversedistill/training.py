@@ -72,6 +72,7 @@ from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 RUN_FILE = "run.json"  # the provenance of a run
+RESULT_FILE = "result.json"  # a finished run's figures
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 STRATEGIES = ("auto", "ddp")  # auto: one process, or DDP when devices × nodes > 1
 
@@ -347,7 +348,9 @@ def run_settings(cfg: TrainConfig, method: Method, committee: Committee | None,
     settings = {f"train.{k}": v for k, v in dataclasses.asdict(cfg).items()
                 if k not in TrainConfig.PLACEMENT}
     settings.update({"method": method.name,
-                     "teachers": "+".join(committee.names) if committee else "",
+                     # the student alone learns from no teacher, whatever it was handed
+                     "teachers": "+".join(committee.names)
+                     if committee and method.needs_teachers else "",
                      "train rows": len(train.dataset),  # type: ignore[arg-type]
                      "train batch": getattr(train.sampler, "batch_size", train.batch_size),
                      "val rows": len(val.dataset)})  # type: ignore[arg-type]
@@ -482,6 +485,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
             for line in notices:
                 print(line, file=sys.stderr)
         result = _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+        if writer and result.rank == 0:
+            _leave_result(result, method, student, committee, test if test is not None else val)
     at_constant_throughout = False
     if isinstance(stopper, PastConstantStopping):
         result.epochs_at_constant = stopper.epochs_at_constant
@@ -540,6 +545,21 @@ def _train(trainer, task, train, val, test, resume_from, best, run_dir, metric) 
         seconds=seconds, epochs=epochs, best_epoch=int(best_state["epoch"]),
         run_dir=run_dir, metric=metric,
     )
+
+
+def _leave_result(result: FitResult, method: Method, student: HookedStudent,
+                  committee: Committee | None, rows: DataLoader) -> None:
+    """What a finished run leaves beside its checkpoints, whichever path trained it (the
+    command line, a reproduction or a user's own ``fit``): ``result.json`` (its figures,
+    which ``report`` and ``summarize`` read) and, for DiverseDistill, ``importance.csv``
+    (α on fixed rows of ``rows``, the test loader when there is one)."""
+    from diversedistill.importance import record_importance
+
+    run_dir = Path(result.run_dir)
+    write_text_atomic(run_dir / RESULT_FILE, json.dumps(
+        {**result.summary(), "metric": result.metric}, indent=2))
+    record_importance(method, student, result, rows, committee.names if committee else [],
+                      run_dir)
 
 
 def _tensorboard(cfg: TrainConfig, run_dir: Path) -> list:

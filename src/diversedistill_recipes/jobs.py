@@ -35,7 +35,6 @@ from typing import Protocol, runtime_checkable
 from torch.utils.data import DataLoader
 
 from diversedistill.committee import Committee
-from diversedistill.importance import record_importance
 from diversedistill.interface import HookedStudent
 from diversedistill.methods import StudentOnly
 from diversedistill.methods.base import Method
@@ -134,7 +133,6 @@ def train_student(recipe: DataSetRecipe, job: Job, method: Method | None,
     info: dict = {"method": "student alone"}
     if committee is not None:
         committee.check_unchanged(before)
-        record_importance(distiller, student, result, test, committee.names, run_dir)
         info = {"method": distiller.name, "teachers": committee.names}
         cfg = getattr(distiller, "cfg", None)  # a configured method's settings, when it has them
         if dataclasses.is_dataclass(cfg):

@@ -129,14 +129,27 @@ def single_run_row(run: Path):
         raise DataError(f"{run / 'logs' / 'metrics.csv'}: no {column} column with values; "
                         "not a finished epoch of a run")
     val = max(values) if metric.higher_is_better else min(values)
-    test = math.nan
-    try:
-        recorded = json.loads((run / "student" / "config.json").read_text(encoding="utf-8"))
-        test = float(recorded.get("metrics", {}).get(f"test_{metric.name}", math.nan))
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass  # a run that exported no student: its test figure is unknown, shown as nan
-    return metric.row(str(settings.get("method", "run")), str(settings.get("teachers", "-")),
-                      int(settings.get("train.seed", 0)), val, test, math.nan)
+    test, seconds = math.nan, math.nan
+    # the run's own result.json (every finished fit leaves one); an older run's export
+    for source, figures in ((run / "result.json", lambda d: d),
+                            (run / "student" / "config.json", lambda d: d.get("metrics", {}))):
+        try:
+            recorded = figures(json.loads(source.read_text(encoding="utf-8")))
+            test = float(recorded.get(f"test_{metric.name}", math.nan))
+            val = float(recorded.get(f"val_{metric.name}", val))
+            seconds = float(recorded.get("seconds", math.nan))
+            break
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # unfinished, or no export: the test figure is unknown, shown as nan
+    method = str(settings.get("method", "run"))
+    teachers = str(settings.get("teachers", "-"))
+    if method == "student" or not teachers:  # the student alone
+        return metric.row("student alone", "student", int(settings.get("train.seed", 0)), val,
+                          test, seconds)
+    lam = settings.get(f"{method}.lam")
+    if isinstance(lam, (int, float)):  # runs at different λ are different rows
+        method = f"{method} λ={lam:g}"
+    return metric.row(method, teachers, int(settings.get("train.seed", 0)), val, test, seconds)
 
 
 def load_inputs(results: list[str | Path]) -> Inputs:
@@ -339,6 +352,12 @@ def read_importance(path: Path) -> tuple[list[str], list[list[float]]]:
     return header[1:], [list(column) for column in zip(*samples)]
 
 
+def is_dd(method: str) -> bool:
+    """DiverseDistill's row, at the default λ or at one a single run names
+    ("diversedistill λ=1")."""
+    return method.split(" ")[0] == "diversedistill"
+
+
 def importance_plot(inputs: Inputs, path: Path) -> Path | None:
     """The paper's Figure 4: α of each teacher (rows) over fixed sample points (columns),
     one heatmap per method × committee, from its lowest seed that saved importance.csv."""
@@ -346,15 +365,16 @@ def importance_plot(inputs: Inputs, path: Path) -> Path | None:
     for (method, teachers, seed), run in sorted(inputs.runs.items()):
         if (run / "importance.csv").is_file() and (method, teachers) not in chosen:
             chosen[(method, teachers)] = (seed, run / "importance.csv")
-    dd_runs = [k for k in inputs.runs if k[0] == "diversedistill" or "ablation" in k[0]]
+    dd_runs = [k for k in inputs.runs if is_dd(k[0]) or "ablation" in k[0]]
     if not chosen:
         if dd_runs:
-            inputs.notes.append("no importance.csv in any DiverseDistill run: run with a "
-                                "version that writes it (importance heatmap left out)")
+            inputs.notes.append("no importance.csv in any DiverseDistill run (every finished "
+                                "fit writes one; these runs did not finish): importance "
+                                "heatmap left out")
         return None
     # DiverseDistill itself first, then its ablations
     maps = [(key, seed, *read_importance(file)) for key, (seed, file)
-            in sorted(chosen.items(), key=lambda kv: (kv[0][0] != "diversedistill", kv[0]))]
+            in sorted(chosen.items(), key=lambda kv: (not is_dd(kv[0][0]), kv[0]))]
     heights = [len(names) + 1.2 for *_, names, _ in maps]
     fig = Figure(figsize=(10, 0.9 + 0.45 * sum(heights)), layout="constrained")
     axes = fig.subplots(len(maps), 1, squeeze=False, height_ratios=heights)[:, 0]
@@ -390,14 +410,14 @@ def diagnostics_plot(inputs: Inputs, path: Path) -> Path | None:
     chosen: dict[str, tuple[int, dict]] = {}
     for (method, teachers, seed), run in sorted(inputs.runs.items()):
         log = run / "logs" / "metrics.csv"
-        if method == "diversedistill" and teachers not in chosen and log.is_file():
+        if is_dd(method) and teachers not in chosen and log.is_file():
             diag = read_diagnostics(log)
             if diag and inputs.metric.name == "mse":  # the same units as validation's
                 diag.update(read_training_answers(log))
             if diag:
                 chosen[teachers] = (seed, diag)
     if not chosen:
-        if any(k[0] == "diversedistill" for k in inputs.runs):
+        if any(is_dd(k[0]) for k in inputs.runs):
             inputs.notes.append("no diag/ columns in any DiverseDistill run's metrics.csv: run "
                                 "with a version that logs them (diagnostics left out)")
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib.image
@@ -271,10 +272,11 @@ def test_report_on_one_distill_run_plots_its_curves_and_diagnostics(tmp_path):
     fit(HookedStudent(net(8), "0", "2", call=call), DiverseDistill(), committee, loader, loader,
         None, TrainConfig(max_epochs=2, progress=False), tmp_path / "run")
     path, inputs, plots = write_report([tmp_path / "run"], tmp_path / "report")
-    assert [(r.method, r.teachers, r.seed) for r in inputs.rows] == [("diversedistill", "wide", 0)]
+    assert [(r.method, r.teachers, r.seed) for r in inputs.rows] == [
+        ("diversedistill λ=3", "wide", 0)]  # its λ named: runs at other λ are other rows
     assert 0.0 <= inputs.rows[0].val <= 1.0
     assert {"learning_curves.png", "diagnostics.png"} <= set(plots)
-    assert "| diversedistill | wide | 1 |" in path.read_text()
+    assert "| diversedistill λ=3 | wide | 1 |" in path.read_text()
 
 
 def test_the_report_names_runs_that_sat_at_the_constant_prediction(tmp_path):
@@ -291,3 +293,49 @@ def test_the_report_names_runs_that_sat_at_the_constant_prediction(tmp_path):
                [[e, 1.27 if e < 2 else 0.85, 1.2759] for e in range(9)])  # within patience
     path, inputs, _ = write_report([source], tmp_path / "out")
     assert not inputs.stalled and "constant prediction" not in path.read_text()
+
+
+def test_report_and_summarize_read_runs_of_a_users_own_fit(tmp_path, capsys):
+    """Runs trained by ``fit`` from Python: finite test figures, one row per λ, the student
+    alone named as such even when handed a committee, importance.csv written by fit."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from diversedistill import (
+        Committee,
+        DiverseDistill,
+        DiverseDistillConfig,
+        HookedStudent,
+        HookedTeacher,
+        NamedRows,
+        StudentOnly,
+        TrainConfig,
+        fit,
+    )
+    from diversedistill_recipes.cli import main
+    from diversedistill_recipes.report import load_inputs
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 3, generator=g)
+    rows = NamedRows(TensorDataset(x, x.sum(1)), ("x", "target"))
+    loader = DataLoader(rows, batch_size=32)
+
+    def mlp(width):
+        return nn.Sequential(nn.Linear(3, width), nn.ReLU(), nn.Linear(width, 1), nn.Flatten(0))
+
+    call = lambda m, b: m(b["x"])  # noqa: E731
+    committee = Committee([HookedTeacher("wide", mlp(16), "1", "2", call=call)])
+    runs = {"alone": StudentOnly(), "lam1": DiverseDistill(DiverseDistillConfig(lam=1.0)),
+            "lam3": DiverseDistill(DiverseDistillConfig(lam=3.0))}
+    for name, method in runs.items():
+        fit(HookedStudent(mlp(4), "1", "2", call=call), method, committee, loader, loader,
+            loader, TrainConfig(max_epochs=1, progress=False), tmp_path / name)
+    inputs = load_inputs([tmp_path / n for n in runs])
+    assert sorted((r.method, r.teachers) for r in inputs.rows) == [
+        ("diversedistill λ=1", "wide"), ("diversedistill λ=3", "wide"),
+        ("student alone", "student")]
+    assert all(math.isfinite(r.test) for r in inputs.rows)
+    assert (tmp_path / "lam1" / "importance.csv").is_file()
+    assert main(["summarize", str(tmp_path / "lam1"), str(tmp_path / "alone")]) == 0
+    printed = capsys.readouterr().out
+    assert "diversedistill λ=1" in printed and "nan" not in printed

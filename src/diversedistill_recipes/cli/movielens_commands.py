@@ -197,9 +197,6 @@ def distill(*, out: str,
                  notices=warnings)  # printed once every input has been checked
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
-    from diversedistill.importance import record_importance
-
-    record_importance(chosen, student, result, test, committee.names, target)  # for `report`
     metrics = result.summary()
     rundir.mark(target / "student", "model")
     method_cfg = getattr(chosen, "cfg", None)  # a configured method's settings, if it has them

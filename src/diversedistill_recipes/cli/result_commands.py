@@ -54,11 +54,17 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
         check_out(out)
     if tables and not out:
         raise ConfigError("summarize --tables writes the tables: give --out")
+    from diversedistill_recipes.report import is_single_run, single_run_row
+
     rows, searches = [], []
     for where in results:
+        if is_single_run(where):  # a distill run (or a fit of your own): its one row
+            rows.append([single_run_row(Path(where))])
+            continue
         path = Path(where) / "results.csv" if Path(where).is_dir() else Path(where)
         if not path.is_file():
-            raise ConfigError(f"{where}: no results.csv there")
+            raise ConfigError(f"{where}: no results.csv there, and not a run directory "
+                              "(no logs/metrics.csv)")
         rows.append(read_results(path))
         searches.append(path.parent / "search.csv")
     merged = merge_runs(rows, [str(w) for w in results])
