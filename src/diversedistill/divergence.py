@@ -15,11 +15,12 @@ import math
 
 from diversedistill.errors import DiverseDistillError
 
-# A term is exploding when it is this many times its mean over the first epoch...
+# A term is exploding when it is this many times the first epoch's mean loss (the sum of
+# every term's mean): measured against the whole loss, not the term's own start, because a
+# term that starts near zero (a distance to answers that begin equal to z, an importance
+# loss) may grow a thousandfold while staying a small part of the loss...
 GROWTH = 1000.0
-# ... and above this in absolute value: a term that starts near zero (the importance loss
-# of a teacher whose answers barely change the task) may grow a thousandfold while staying
-# harmless.
+# ... and above this in absolute value
 FLOOR = 1.0
 
 # the loss terms the methods return, and the setting that scales each
@@ -56,17 +57,19 @@ class DivergenceGuard:
                 self.first_sum[name] = self.first_sum.get(name, 0.0) + abs(number)
                 self.first_steps[name] = self.first_steps.get(name, 0) + 1
                 continue
-            level = self._level(name)
+            level = self._level()
             if level is not None and abs(number) > max(self.growth * level, self.floor):
                 raise Diverged(self._message(
                     name, number, epoch, step,
-                    f"{abs(number) / level:,.0f}x its first epoch's mean {level:.4g}"
+                    f"{abs(number) / level:,.0f}x the first epoch's mean loss {level:.4g}"
                     if level > 0 else f"up from {level:.4g} in the first epoch"))
 
-    def _level(self, name: str) -> float | None:
-        if name not in self.level and self.first_steps.get(name):
-            self.level[name] = self.first_sum[name] / self.first_steps[name]
-        return self.level.get(name)
+    def _level(self) -> float | None:
+        """The first epoch's mean loss: the sum of every term's mean over it."""
+        if not self.level and self.first_steps:
+            self.level["loss"] = sum(self.first_sum[k] / self.first_steps[k]
+                                     for k in self.first_steps)
+        return self.level.get("loss")
 
     def state(self) -> dict:
         """What a resumed run needs to judge later epochs as the uninterrupted run would."""

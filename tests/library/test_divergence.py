@@ -19,7 +19,7 @@ from diversedistill.training import TrainConfig, fit
 
 class Blowing(Method):
     """The student alone, plus a 'distill' term that is tame until ``at`` steps and then
-    ``value`` (NaN, or a thousandfold jump)."""
+    ``value`` (NaN, or far above the whole first epoch's loss)."""
 
     needs_teachers = False
     name = "blowing"
@@ -50,7 +50,7 @@ def student():
 
 
 @pytest.mark.parametrize("value, how", [(float("nan"), "non-finite"),
-                                        (500.0, "10,000x its first epoch's mean 0.05")])
+                                        (1e5, "x the first epoch's mean loss")])
 def test_a_diverging_term_stops_the_run_naming_term_epoch_step_and_setting(tmp_path, value,
                                                                             how):
     train, val, _ = loaders()
@@ -70,7 +70,9 @@ def test_a_term_tame_in_its_own_units_passes_and_a_resumed_guard_judges_as_befor
     guard = DivergenceGuard()
     for step in range(4):
         guard.check({"task": 40.0, "importance": 1e-4, "alpha": 1e9}, 0, step)
-    guard.check({"task": 30.0, "importance": 0.5}, 1, 4)  # 5000x, but below the floor
+    # 5000x its own start, but small against the loss (40): a term that grew, not one
+    # that diverged
+    guard.check({"task": 30.0, "importance": 0.5}, 1, 4)
     resumed = DivergenceGuard()
     resumed.restore(guard.state())
     with pytest.raises(Diverged, match="the task loss diverged at epoch 3, step 9.*lr"):
