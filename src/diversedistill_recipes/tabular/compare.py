@@ -93,6 +93,17 @@ def teacher_score(teacher: Teacher, loader, metric: str) -> float:
     return total / max(rows, 1)
 
 
+def train_cell(recipe: DataSetRecipe, teachers: Mapping[str, Teacher], names: tuple[str, ...],
+               method: Method, seed: int, out: Path, run_dir: Path, progress: bool) -> JobResult:
+    """One distilled student of a cell, here or in a worker: ``method`` from the committee
+    of ``names``, into ``run_dir``."""
+    from diversedistill.committee import Committee
+
+    return train_student(recipe, Job(method.name, seed, names, method.name), method,
+                         Committee([teachers[n] for n in names]), out, progress,
+                         run_dir=run_dir)
+
+
 class Comparison:
     """One ``compare`` run: trains what is missing from ``out`` and writes the table.
 
@@ -129,12 +140,8 @@ class Comparison:
     # -------------------------------------------------------------------------- training
 
     def _run(self, names: tuple[str, ...], method: Method, seed: int, run_dir: Path) -> JobResult:
-        from diversedistill.committee import Committee
-
-        job = Job(method.name, seed, names, method.name)
-        committee = Committee([self.teachers[n] for n in names])
-        return train_student(self.recipe, job, method, committee, self.out, self.progress,
-                             run_dir=run_dir)
+        return train_cell(self.recipe, self.teachers, names, method, seed, self.out, run_dir,
+                          self.progress)
 
     def student_jobs(self) -> list[Job]:
         jobs = [Job(STUDENT_ALONE, s, run_name=f"student-{s}") for s in range(self.seeds)]
@@ -208,7 +215,6 @@ def _worker_init(config: str, out: str) -> dict:
 
 
 def _worker_run(run) -> JobResult:
-    from diversedistill.committee import Committee
     from diversedistill.parallel import worker_state
 
     state = worker_state()
@@ -216,10 +222,8 @@ def _worker_run(run) -> JobResult:
     if isinstance(run, Job):  # the student alone
         return train_student(recipe, run, None, None, Path(state["out"]), False)
     method = make_method(run.method, json.loads(run.values), state["base"])
-    names = tuple(run.teachers.split("+"))
-    committee = Committee([state["teachers"][n] for n in names])
-    return train_student(recipe, Job(method.name, run.seed, names, method.name), method,
-                         committee, Path(state["out"]), False, run_dir=run.run_dir)
+    return train_cell(recipe, state["teachers"], tuple(run.teachers.split("+")), method,
+                      run.seed, Path(state["out"]), run.run_dir, False)
 
 
 def table_recipe(config: str | Path):

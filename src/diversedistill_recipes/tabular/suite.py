@@ -93,7 +93,6 @@ TASKS: dict[str, SuiteTask] = {t.name: t for t in (
     SuiteTask("quadrants", "multi-class", "synthetic, 4 classes from interactions (4,000 rows)",
               lambda seed: _synthetic("quadrants", 4000, seed)),
 )}
-SYNTHETIC = ("friedman", "tertiles", "quadrants")  # no statsmodels needed
 
 
 @dataclass
