@@ -15,8 +15,13 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path; on success it is renamed onto ``target``."""
+    """Yield a temporary path; on success it is renamed onto ``target``. In a directory the
+    tool owns (:mod:`diversedistill.rundir`), a file it did not write is never replaced, and
+    what it writes is recorded in the directory's marker."""
+    from diversedistill import rundir  # rundir never writes through here: no cycle
+
     target = Path(target)
+    rundir.check_may_write(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -27,6 +32,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~_umask())
         _flush_to_disk(tmp_path)  # a rename can reach the disk before the data it names
         os.replace(tmp_path, target)
+        rundir.claim(target)
     except OSError as err:  # a write error names no file: name the one being written
         if err.filename is None and err.errno is not None:
             raise OSError(err.errno, err.strerror or str(err), str(target)) from err

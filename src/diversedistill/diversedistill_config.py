@@ -12,6 +12,11 @@ from diversedistill.errors import ConfigError
 
 IMPORTANCE_TARGETS = ("relative", "expected", "soft", "binary", "none")
 DISTANCES = ("normalized", "sum")
+# What training survives, checked before a run touches its directory: a loss weight past
+# 1e4 drowns the task term (and 1e308 overflows float32 to inf in the first step); an
+# AdamW rate past 10 moves every weight by about 10 per step (AdamW's step is ~lr).
+MAX_WEIGHT = 1e4
+MAX_LR = 10.0
 RUNNING_MOMENTUM = 0.05  # weight of a new batch in the running size of z and gain scale
 
 
@@ -87,11 +92,10 @@ class DiverseDistillConfig:
              f"got {self.importance_target!r}"),
             (self.distance in DISTANCES,
              f"distance must be one of {DISTANCES}, got {self.distance!r}"),
-            (math.isfinite(self.lam) and self.lam >= 0,
-             f"lam must be finite and non-negative, got {self.lam}"),
-            (self.answer_pull is None
-             or (math.isfinite(self.answer_pull) and self.answer_pull >= 0),
-             f"answer_pull must be finite and non-negative, got {self.answer_pull}"),
+            (0 <= self.lam <= MAX_WEIGHT,
+             f"lam must be in [0, {MAX_WEIGHT:g}], got {self.lam}"),
+            (self.answer_pull is None or 0 <= self.answer_pull <= MAX_WEIGHT,
+             f"answer_pull must be in [0, {MAX_WEIGHT:g}], got {self.answer_pull}"),
             (self.answer_pull is None or self.distill_trains_answers,
              "answer_pull decides how the answers are pulled; it has no meaning with "
              "distill_trains_answers off (the answers then get no pull at all)"),
@@ -101,8 +105,8 @@ class DiverseDistillConfig:
              "importance_rows names a batch column; got an empty name"),
             (math.isfinite(self.importance_temperature) and self.importance_temperature > 0,
              f"importance_temperature must be positive, got {self.importance_temperature}"),
-            (self.module_lr is None or (math.isfinite(self.module_lr) and self.module_lr > 0),
-             f"module_lr must be positive, got {self.module_lr}"),
+            (self.module_lr is None or 0 < self.module_lr <= MAX_LR,
+             f"module_lr must be in (0, {MAX_LR:g}], got {self.module_lr}"),
             (min(self.d1, self.d2, self.hidden) >= 1,
              f"d1, d2 and hidden must be at least 1, got {self.d1}, {self.d2}, {self.hidden}"),
             (min(self.warmup_epochs, self.diagnostic_rows, self.lam_warmup_epochs) >= 0,

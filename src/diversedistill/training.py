@@ -65,6 +65,7 @@ from diversedistill.contract import (
 )
 from diversedistill.divergence import SETTINGS as GUARDED
 from diversedistill.divergence import DivergenceGuard
+from diversedistill.diversedistill_config import MAX_LR
 from diversedistill.epoch_lines import EpochLines, wants_lines
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent
@@ -116,8 +117,8 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "warmup_epochs"):  # NaN passes every comparison
             if not math.isfinite(float(getattr(self, name))):
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr <= MAX_LR:
+            raise ConfigError(f"lr must be in (0, {MAX_LR:g}], got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must not be negative, got {self.weight_decay}")
         if self.patience < 0 or self.checkpoint_every_n_steps < 0:
@@ -390,6 +391,8 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     writer = is_global_zero()  # the other DDP processes never write here
     if writer:  # before anything else: a directory of the user's own files is never touched
         rundir.check_owned(run_dir, kind="run")
+        if not (resume and (checkpoints / LAST).is_file()):  # a fresh run will clear it
+            rundir.check_clearable(run_dir)
     batch_size = getattr(train.sampler, "batch_size", train.batch_size)
     if batch_size is not None and batch_size < cfg.processes:  # every process needs rows
         raise ConfigError(f"a batch of {batch_size} rows cannot be shared by {cfg.processes} "
@@ -466,6 +469,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"cannot run on --accelerator {cfg.accelerator} with "
                           f"--devices {cfg.devices}: {first}") from None
+    aside = None  # the previous run's outputs, kept until this run has a checkpoint
     with contextlib.ExitStack() as stack:
         if writer:
             stack.enter_context(rundir.locked(run_dir))
@@ -475,16 +479,30 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
                     shown = ", ".join(replaced[:6]) + (", ..." if len(replaced) > 6 else "")
                     print(f"note: {run_dir} held an earlier run ({shown}); this run replaces "
                           "it (--resume / resume=True continues it instead)", file=sys.stderr)
-                rundir.clear(run_dir)
+                aside = rundir.set_aside(run_dir)
             elif checkpoints.is_dir():
                 for partial in checkpoints.glob(".*.tmp"):  # a write cut short by the kill
                     partial.unlink(missing_ok=True)
+            # what Lightning writes itself, without atomic.py recording it (logs/metrics.csv)
+            rundir.claim_names(run_dir, RUN_FILE, "checkpoints", "logs", "tensorboard",
+                               "result.json", "importance.csv", "student")
             # what this run was made from, readable without a checkpoint; `export` checks
             # that the best checkpoint belongs to it
             write_text_atomic(run_dir / RUN_FILE, json.dumps(task.settings, indent=2))
             for line in notices:
                 print(line, file=sys.stderr)
-        result = _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+        try:
+            result = _train(trainer, task, train, val, test, resume_from, best, run_dir, metric)
+        except BaseException:
+            # failed in its first steps (a value training cannot survive, a student that
+            # breaks): nothing of this run is worth more than the run it would replace
+            if aside is not None and not any(checkpoints.glob("*.ckpt")):
+                rundir.restore(run_dir, aside)
+                print(f"note: {run_dir}: the earlier run was put back", file=sys.stderr)
+            raise
+        finally:
+            if aside is not None:
+                rundir.discard(aside)
         if writer and result.rank == 0:
             _leave_result(result, method, student, committee, test if test is not None else val)
     at_constant_throughout = False

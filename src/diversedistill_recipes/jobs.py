@@ -34,6 +34,7 @@ from typing import Protocol, runtime_checkable
 
 from torch.utils.data import DataLoader
 
+from diversedistill import rundir
 from diversedistill.committee import Committee
 from diversedistill.interface import HookedStudent
 from diversedistill.methods import StudentOnly
@@ -142,6 +143,16 @@ def train_student(recipe: DataSetRecipe, job: Job, method: Method | None,
                      result.seconds, result.epochs, run_dir)
 
 
+def own_results(out: str | Path) -> Path:
+    """A reproduction's or comparison's output directory, made the tool's (refused, writing
+    nothing, when it holds a user's files). A comparison an older version marked as a run
+    is recognised and kept; an unmarked folder is never taken, whatever it holds."""
+    out = Path(out)
+    if (out / "results.csv").is_file() and rundir.kind_of(out) == "run":
+        rundir.adopt(out, "results")
+    return rundir.own(out, "results")
+
+
 class ResultBook:
     """``results.csv`` of a reproduction: one row per (method, teachers, seed), written
     atomically after every recorded row; a row recorded again (a resumed run) replaces the
@@ -149,7 +160,7 @@ class ResultBook:
 
     def __init__(self, out: Path, metric: Metric, log: Callable[[str], None] = print,
                  rows: list | None = None):
-        self.out, self.metric, self.log = Path(out), metric, log
+        self.out, self.metric, self.log = own_results(out), metric, log
         self.rows: list = list(rows or [])
 
     def record(self, row) -> None:

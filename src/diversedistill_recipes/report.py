@@ -32,6 +32,7 @@ from pathlib import Path
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
+from diversedistill import rundir
 from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
 from diversedistill_recipes.comparison.diagnostics import (
@@ -44,12 +45,14 @@ from diversedistill_recipes.comparison.diagnostics import (
 from diversedistill_recipes.comparison.results import (
     MSE,
     Metric,
+    check_one_metric,
     format_table,
     mean_std,
     metric_in_header,
     metric_of,
     read_results,
     summarize,
+    undefined_gap,
 )
 from diversedistill_recipes.comparison.sweep import (
     read_sweep_columns,
@@ -154,18 +157,18 @@ def single_run_row(run: Path):
 
 def load_inputs(results: list[str | Path]) -> Inputs:
     rows, dirs, runs = [], [], {}
-    metrics = set()
+    parts = []  # the rows of each input, to check that they measure the same thing
     for where in results:
         if is_single_run(where):  # one run: its own row, its own curves and diagnostics
             row = single_run_row(Path(where))
-            metrics.add(metric_of([row]).name)
+            parts.append([row])
             rows.append(row)
             dirs.append(Path(where))
             runs[(row.method, row.teachers, row.seed)] = Path(where)
             continue
         path = results_path(where)
         found = read_results(path)
-        metrics.add(metric_of(found).name)
+        parts.append(found)
         rows += found
         dirs.append(path.parent)
         searched = chosen_search_runs(path.parent)
@@ -175,9 +178,7 @@ def load_inputs(results: list[str | Path]) -> Inputs:
                 run = searched.get((row.method, row.teachers, row.seed), run)
             if row.method not in NO_RUNS and run.is_dir():
                 runs[(row.method, row.teachers, row.seed)] = run
-    if len(metrics) > 1:
-        raise ConfigError(f"{', '.join(map(str, results))}: these results mix test MSE and "
-                          "test accuracy; report them separately")
+    check_one_metric(parts, [str(w) for w in results])
     if not rows:
         raise DataError(f"{', '.join(map(str, results))}: results.csv has no rows")
     inputs = Inputs(dirs, rows, metric_of(rows), runs)
@@ -545,11 +546,16 @@ def write_report(results: list[str | Path], out: str | Path | None = None
     """Write ``report.md`` and its plots to ``out`` (default: the first results directory's
     ``report/``); returns the report's path, its inputs and the plots written."""
     inputs = load_inputs(results)
-    out = Path(out) if out else inputs.dirs[0] / "report"
+    # a folder of the user's own is never written into: report.md and the plots go only
+    # into a new, empty or report-marked directory
+    out = rundir.own(Path(out) if out else inputs.dirs[0] / "report", "report")
     summary, best = summarize(inputs.rows, student_key(inputs.rows) or ("student alone", ""),
                               metric=inputs.metric)
     if student_key(inputs.rows) is None:
         inputs.notes.append("no 'student alone' row: gap recovered cannot be measured")
+    undefined = undefined_gap(summary, best)
+    if undefined:  # no gap plot either: its bars would be ratios of noise
+        inputs.notes.append(undefined)
     if not inputs.runs:
         inputs.notes.append("no runs/ directories: learning curves and importance left out")
     plots = {"gap_recovered.png": lambda p: gap_plot(summary, best, p),
@@ -563,6 +569,7 @@ def write_report(results: list[str | Path], out: str | Path | None = None
         if plot(out / name) is not None:
             written[name] = out / name
         else:  # a plot of an earlier report whose input is gone would be out of date
+            rundir.check_may_write(out / name)  # but never a file of the user's own
             (out / name).unlink(missing_ok=True)
     if not inputs.sweep:
         inputs.notes.append("no sweep.csv: run the τ sweep to plot passes skipped against τ")

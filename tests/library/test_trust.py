@@ -473,7 +473,7 @@ def test_a_run_never_clears_a_teacher_or_an_input_inside_its_directory(committee
     before = snapshot(trained)
     capsys.readouterr()
     assert main(distill_args(committee, trained)) == 2  # a teacher is an export, not a run
-    assert "holds an exported model, not a run" in one_error(capsys)
+    assert "holds a trained teacher, not a run" in one_error(capsys)
     assert snapshot(trained) == before
     out = copy_run(finished, tmp_path)
     inside = out / "teachers" / "ta"

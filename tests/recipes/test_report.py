@@ -11,6 +11,8 @@ import pytest
 import torch
 from tiny import tiny_batch, tiny_recommender
 
+from diversedistill import rundir
+from diversedistill.atomic import write_text_atomic
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.importance import sample_batch, save_importance
@@ -126,9 +128,8 @@ def test_vision_results(tmp_path):
 
 def test_missing_optional_inputs_are_named_not_fatal(tmp_path):
     bare = results_dir(tmp_path / "bare", runs=False, sweep=False)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "sweep.png").write_bytes(b"an older report's plot")
+    out = rundir.own(tmp_path / "out", "report")
+    write_text_atomic(out / "sweep.png", "an older report's plot")  # written by the tool
     path, _, plots = write_report([bare], out)
     assert sorted(plots) == ["gap_recovered.png", "test_metric.png"]
     text = path.read_text()
@@ -167,8 +168,36 @@ def test_malformed_inputs_name_the_file(tmp_path):
     with pytest.raises(DataError, match="results.csv: expected a test_mse"):
         write_report([bad])
     mixed = [results_dir(tmp_path / "ml"), results_dir(tmp_path / "img", vision=True)]
-    with pytest.raises(ConfigError, match="mix test MSE and test accuracy"):
+    with pytest.raises(ConfigError, match="measure different things"):
         write_report(mixed)
+
+
+def test_summarize_refuses_to_put_accuracy_rows_into_an_mse_table(tmp_path, capsys):
+    mixed = [results_dir(tmp_path / "ml"), results_dir(tmp_path / "img", vision=True)]
+    assert main(["summarize", *map(str, mixed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "test mse" in err and "test accuracy" in err
+
+
+def test_gap_recovered_is_undefined_when_the_teachers_are_no_better_than_the_student():
+    from diversedistill_recipes.comparison.results import format_table, summarize
+
+    # MSE: the teacher alone (0.95) is worse than the student alone (0.90); the distilled
+    # student (0.92) is worse than the student too: no "+20%" (or "+677%") may be printed
+    rows = [MSE.row(method, teachers, seed, 0.0, score + 0.001 * seed, 1.0)
+            for seed in range(3) for method, teachers, score in
+            (("student alone", "mlp-s", 0.90), ("teacher alone", "mlp-l", 0.95),
+             ("diversedistill", "mlp-l", 0.92))]
+    summary, best = summarize(rows)
+    assert all(r.gap_recovered is None and r.gap_undefined for r in summary)
+    table = format_table(summary, best)
+    assert "%" not in table.split("\n\n")[0] and "undefined" in table
+    assert "is not better than the student alone (0.9010)" in table
+    better = [r if r.method != "teacher alone" else MSE.row(r.method, r.teachers, r.seed,
+                                                              0.0, 0.80, 1.0) for r in rows]
+    summary, _ = summarize(better)  # a real gap: the figure is back, signed as before
+    dd = next(r for r in summary if r.method == "diversedistill")
+    assert not dd.gap_undefined and dd.gap_recovered == pytest.approx(-0.19, abs=0.01)
 
 
 def tiny_distill(cfg: DiverseDistillConfig | None = None):

@@ -251,3 +251,21 @@ def test_a_leaking_or_truncated_target_is_refused(workspace, capsys, change, mes
     tmp_path, module = workspace
     assert distill(write_config(tmp_path, module, **change), tmp_path / "runs" / "x") == 2
     assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_a_yamls_own_table_inside_out_is_refused_and_kept(workspace, capsys, command):
+    tmp_path, module = workspace
+    from diversedistill import rundir
+
+    out = rundir.mark(tmp_path / "out", "run" if command == "distill" else "teacher")
+    (tmp_path / "rows.csv").rename(out / "rows.csv")
+    config = write_config(tmp_path, module, **{
+        "file: rows.csv": "file: out/rows.csv",
+        "diversedistill:": f"model: {{class_path: {module}.Wide, init_args: {{width: 16}}}}\n"
+                           "diversedistill:"})
+    target = out if command == "distill" else out / "run"
+    assert main([command, "--config", config, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.file" in err[0] and "lies inside --out" in err[0], err
+    assert (out / "rows.csv").is_file() and not (target / "checkpoints").exists()

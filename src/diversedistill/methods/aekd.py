@@ -44,6 +44,7 @@ from diversedistill.methods.common import (
     PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
+    check_weight,
     kd_loss,
     own_answers,
     task_plus,
@@ -136,7 +137,7 @@ class AEKDConfig:
     solver_steps: int = 100  # choice 3: FISTA steps of the min-norm solver
 
     def __post_init__(self):
-        check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
+        check_weight("lam", self.lam)
         check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
         check(0 < self.cap <= 1, f"cap must be in (0, 1], got {self.cap}")
         check_choice("gradient", self.gradient, GRADIENTS)

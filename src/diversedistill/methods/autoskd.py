@@ -47,6 +47,7 @@ from diversedistill.methods.common import (
     PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
+    check_weight,
     kd_loss,
     own_answers,
     task_plus,
@@ -107,7 +108,7 @@ class AutoSKDConfig:
     drop_below: float = 0.5  # step 4: drop a teacher whose p is below drop_below / K
 
     def __post_init__(self):
-        check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
+        check_weight("lam", self.lam)
         check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
         check(all(w > 0 for w in self.weights), f"weights must be positive, got {self.weights}")
         check(self.weight_lr >= 0, f"weight_lr must be non-negative, got {self.weight_lr}")

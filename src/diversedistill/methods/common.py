@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diversedistill.committee import Committee
+from diversedistill.diversedistill_config import MAX_WEIGHT
 from diversedistill.errors import ConfigError
 from diversedistill.interface import Answer, Batch
 
@@ -133,6 +134,11 @@ def check(condition: bool, message: str) -> None:
     """Config validation in one line: raise ConfigError(message) unless ``condition``."""
     if not condition:
         raise ConfigError(message)
+
+
+def check_weight(name: str, value: float) -> None:
+    """A loss weight training survives: in [0, MAX_WEIGHT] (NaN fails the comparison)."""
+    check(0 <= value <= MAX_WEIGHT, f"{name} must be in [0, {MAX_WEIGHT:g}], got {value}")
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> None:

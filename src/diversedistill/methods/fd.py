@@ -32,8 +32,8 @@ from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method, register_method
 from diversedistill.methods.common import (
     FEATURE_REDUCTIONS,
-    check,
     check_choice,
+    check_weight,
     feature_distance_note,
     feature_loss,
     own_answers,
@@ -50,7 +50,7 @@ class FDConfig:
     reduction: str = "sum"  # over the teacher's width: "sum" (the formula), "mean", "normalized"
 
     def __post_init__(self):
-        check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
+        check_weight("lam", self.lam)
         check_choice("reduction", self.reduction, FEATURE_REDUCTIONS)
 
 

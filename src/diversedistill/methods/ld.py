@@ -22,6 +22,7 @@ from diversedistill.methods.base import Method, register_method
 from diversedistill.methods.common import (
     PREDICTION_DISTANCE_NOTE,
     check,
+    check_weight,
     kd_loss,
     own_answers,
     pick_teachers,
@@ -36,7 +37,7 @@ class LDConfig:
     teacher: str = ""  # the teacher to distill from; "" = every teacher, terms averaged
 
     def __post_init__(self):
-        check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
+        check_weight("lam", self.lam)
         check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
 
 

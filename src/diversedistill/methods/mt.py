@@ -39,6 +39,7 @@ from diversedistill.methods.common import (
     PREDICTION_DISTANCE_NOTE,
     check,
     check_choice,
+    check_weight,
     distill_to,
     is_rating,
     kd_loss,
@@ -77,7 +78,7 @@ class MTConfig:
     average: str = "probabilities"  # kd_to_average on classes: mean of "probabilities" or "logits"
 
     def __post_init__(self):
-        check(self.lam >= 0, f"lam must be non-negative, got {self.lam}")
+        check_weight("lam", self.lam)
         check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
         check_choice("variant", self.variant, VARIANTS)
         check_choice("average", self.average, AVERAGES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from diversedistill_recipes.cli.typed import Flag
@@ -26,14 +27,14 @@ def compare(*, config: str, out: str, seeds: int = 3,
     """
     from diversedistill import rundir
     from diversedistill.errors import ConfigError
+    from diversedistill_recipes.jobs import own_results
     from diversedistill_recipes.tabular.compare import compare_config
 
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     rundir.check_out(out)
-    rundir.check_inputs_outside(rundir.check_owned(out, "--out", kind="run"),
-                                [("--config", config)])
-    rundir.mark(out, "run")
+    rundir.check_inputs_outside(Path(out), [("--config", config)])
+    own_results(out)
     print(compare_config(config, out, seeds, methods, workers, resume, not no_progress))
     print(f"wrote {out}/comparison.md, {out}/comparison.csv and {out}/report/")
     return 0
@@ -60,6 +61,7 @@ def reproduce_suite(*, out: str = "results/suite",
     """
     from diversedistill import rundir
     from diversedistill.errors import ConfigError
+    from diversedistill_recipes.jobs import own_results
     from diversedistill_recipes.tabular.suite import SuiteSettings, aims_summary, run_suite
 
     for flag, value in (("--seeds", seeds), ("--workers", workers), ("--max-epochs", max_epochs),
@@ -67,7 +69,7 @@ def reproduce_suite(*, out: str = "results/suite",
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     rundir.check_out(out)
-    rundir.mark(rundir.check_owned(out, "--out", kind="run"), "run")
+    own_results(out)
     settings = SuiteSettings(seeds=seeds, max_epochs=max_epochs, rows=rows, methods=methods,
                              workers=workers)
     table = run_suite(out, tasks, settings, resume=resume)

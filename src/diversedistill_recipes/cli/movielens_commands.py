@@ -62,7 +62,7 @@ def train_teacher(*, out: str, size: str = "mlp-l", config: str | None = None, s
         train_alone,
     )
 
-    target = rundir.check_owned(out, "--out", kind="model")  # never a user's directory
+    target = rundir.check_owned(out, "--out", kind="teacher")  # never a user's directory
     if config:  # the user's own model on their own table
         from diversedistill_recipes.tabular.table_runs import train_table_teacher
 
@@ -87,8 +87,8 @@ def train_teacher(*, out: str, size: str = "mlp-l", config: str | None = None, s
     if result.rank != 0:  # a DDP process other than rank 0: rank 0 exports and reports
         return 0
     metrics = {"val_mse": result.val_mse, "test_mse": result.test_mse, "seconds": result.seconds}
-    rundir.mark(target, "model")  # `out` was checked before training; its run/ is in it now
-    rundir.acquire(target, "model")  # held until the command ends: no other command mixes in
+    rundir.claim_names(rundir.mark(target, "teacher"), "run")  # its run/ is in it now
+    rundir.acquire(target, "teacher")  # held until the command ends: no other command mixes in
     export_model(model, target, {"metrics": metrics, "recipe": asdict(recipe), "data": record})
     print(json.dumps(metrics))
     return 0

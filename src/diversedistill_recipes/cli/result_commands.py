@@ -22,9 +22,9 @@ def export(run: str, /, *, out: str) -> int:
     from diversedistill import rundir
     from diversedistill.export import export_from_checkpoint, read_config
 
-    target = rundir.check_owned(out, "--out", kind="model")
+    target = rundir.check_owned(out, "--out", kind="export")
     path = export_from_checkpoint(run, target,
-                                  before_writing=lambda: rundir.acquire(target, "model"))
+                                  before_writing=lambda: rundir.acquire(target, "export"))
     print(f"wrote {path} ({read_config(path)['architecture']})")
     return 0
 
@@ -39,6 +39,7 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
             --out (directories of 'reproduce --tables' run in parts)
     """
     from diversedistill_recipes.comparison.results import (
+        check_one_metric,
         format_table,
         merge_runs,
         metric_of,
@@ -48,10 +49,10 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
     )
     from diversedistill_recipes.comparison.results import summarize as summary_of
 
-    if out is not None:  # an empty --out or a file: refused before anything is read
-        from diversedistill.rundir import check_out
+    if out is not None:  # refused before anything is read: an empty --out, a file, a folder
+        from diversedistill.rundir import check_owned  # of the user's own files
 
-        check_out(out)
+        check_owned(out, "--out", kind="results")
     if tables and not out:
         raise ConfigError("summarize --tables writes the tables: give --out")
     from diversedistill_recipes.report import is_single_run, single_run_row
@@ -67,6 +68,7 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
                               "(no logs/metrics.csv)")
         rows.append(read_results(path))
         searches.append(path.parent / "search.csv")
+    check_one_metric(rows, [str(w) for w in results])
     merged = merge_runs(rows, [str(w) for w in results])
     # the rows say their domain: accuracy rows (vision) are summarized against their own
     # student-alone row, upwards
@@ -74,6 +76,9 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
     student = next((r.teachers for r in merged if r.method == "student alone"), "mlp-s")
     summary, best = summary_of(merged, ("student alone", student), metric=metric)
     if out:
+        from diversedistill_recipes.jobs import own_results
+
+        own_results(out)
         write_csv(Path(out) / "results.csv", merged)
         write_summary_csv(Path(out) / "summary.csv", summary, metric)
     print(format_table(summary, best, metric))
@@ -95,11 +100,11 @@ def report(results: list[str], /, *, out: str | None = None) -> int:
         out: directory for report.md and its PNGs (default: <first results
             directory>/report)
     """
-    from diversedistill.rundir import check_out
+    from diversedistill.rundir import check_owned
     from diversedistill_recipes.report import write_report
 
-    if out is not None:  # an empty --out or a file: refused before anything is read
-        check_out(out)
+    if out is not None:  # refused before anything is read: an empty --out, a file, a folder
+        check_owned(out, "--out", kind="report")  # of the user's own files
     path, inputs, plots = write_report(list(results), out)
     print(f"wrote {path} ({len(inputs.rows)} result rows, {len(plots)} plots: "
           f"{', '.join(plots) or 'none'})")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from diversedistill.atomic import write_text_atomic
-from diversedistill.errors import DataError
+from diversedistill.errors import ConfigError, DataError
 from diversedistill_recipes.comparison.sweep import tau_of_label
 
 
@@ -66,6 +66,9 @@ class SummaryRow:
     test_std: float
     gap_recovered: float | None  # from the means; None for the references themselves
     gap_recovered_std: float | None  # spread of the per-seed gap recovered
+    # True when there is no gap to recover: the best teacher alone is not better than the
+    # student alone, so the ratio's sign (and size) would say nothing
+    gap_undefined: bool = False
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -81,11 +84,42 @@ def gap_recovered(distilled: float, student: float, teacher: float) -> float:
     return (distilled - student) / (teacher - student)
 
 
+def has_gap(student: float, teacher: float, metric: Metric) -> bool:
+    """Whether the teacher is better than the student, so a gap exists to be recovered."""
+    return teacher > student if metric.higher_is_better else teacher < student
+
+
+def gap_text(r: SummaryRow) -> str:
+    """"12.3% ± 4.5", "undefined" (no gap to recover), or "" (not measured)."""
+    if r.gap_undefined:
+        return "undefined"
+    if r.gap_recovered is None:
+        return ""
+    text = f"{100 * r.gap_recovered + 0.0:.1f}%"  # "+ 0.0" turns the student's -0.0 into 0.0
+    return text + (f" ± {100 * r.gap_recovered_std:.1f}" if r.gap_recovered_std is not None
+                   else "")
+
+
+def undefined_gap(summary: list[SummaryRow], best_teacher: str | None) -> str:
+    """The sentence a table prints under itself when its gap column is undefined, or ""."""
+    rows = {(r.method, r.teachers): r for r in summary}
+    teacher = rows.get(("teacher alone", best_teacher or ""))
+    student = next((r for r in summary if r.method == "student alone"), None)
+    if not (teacher and student and any(r.gap_undefined for r in summary)):
+        return ""
+    return (f"Gap recovered is undefined: the best teacher alone ({best_teacher}, "
+            f"{teacher.test_mean:.4f}) is not better than the student alone "
+            f"({student.test_mean:.4f}), so there is no gap to recover.")
+
+
 def summarize(rows: list, student_key=("student alone", "mlp-s"),
               teacher_method: str = "teacher alone",
               metric: Metric = MSE) -> tuple[list[SummaryRow], str | None]:
     """Group rows by (method, teachers); gap recovered is measured against the student
-    alone and the best teacher alone (best mean test score: lowest MSE, highest accuracy)."""
+    alone and the best teacher alone (best mean test score: lowest MSE, highest accuracy).
+    Where that teacher is not better than the student there is no gap: every row's gap is
+    ``None`` with ``gap_undefined`` set (a seed whose teacher is not better is left out of
+    the spread for the same reason)."""
     groups: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for r in rows:
         groups[(r.method, r.teachers)][r.seed] = r.test
@@ -99,14 +133,17 @@ def summarize(rows: list, student_key=("student alone", "mlp-s"),
         by_seed = groups[(method, names)]
         m, s = mean_std(list(by_seed.values()))
         gap = gap_std = None
+        undefined = False
         if student and best and method != "reference":
             sm, bm = mean_std(list(student.values()))[0], teachers[best]
-            gap = gap_recovered(m, sm, bm)
-            per_seed = [gap_recovered(v, student[k], groups[best][k])
-                        for k, v in by_seed.items() if k in student and k in groups[best]
-                        and groups[best][k] != student[k]]
-            gap_std = mean_std(per_seed)[1] if per_seed else None
-        out.append(SummaryRow(method, names, len(by_seed), m, s, gap, gap_std))
+            undefined = not has_gap(sm, bm, metric)
+            if not undefined:
+                gap = gap_recovered(m, sm, bm)
+                per_seed = [gap_recovered(v, student[k], groups[best][k])
+                            for k, v in by_seed.items() if k in student and k in groups[best]
+                            and has_gap(student[k], groups[best][k], metric)]
+                gap_std = mean_std(per_seed)[1] if per_seed else None
+        out.append(SummaryRow(method, names, len(by_seed), m, s, gap, gap_std, undefined))
     return out, (best[1] if best else None)
 
 
@@ -212,16 +249,25 @@ def format_table(summary: list[SummaryRow], best_teacher: str | None, metric: Me
     lines = [f"| method | teachers | seeds | {metric.label} (mean ± std) | gap recovered |",
              "|---|---|---|---|---|"]
     for r in summary:
-        # "+ 0.0" turns the student's own -0.0 into 0.0
-        gap = "" if r.gap_recovered is None else f"{100 * r.gap_recovered + 0.0:.1f}%"
-        if r.gap_recovered_std is not None and gap:
-            gap += f" ± {100 * r.gap_recovered_std:.1f}"
         lines.append(f"| {r.method} | {r.teachers} | {r.seeds} | "
-                     f"{r.test_mean:.4f} ± {r.test_std:.4f} | {gap} |")
-    if best_teacher:
+                     f"{r.test_mean:.4f} ± {r.test_std:.4f} | {gap_text(r)} |")
+    undefined = undefined_gap(summary, best_teacher)
+    if undefined:
+        lines.append("\n" + undefined)
+    elif best_teacher:
         lines.append(f"\nGap recovered: against the student alone and the best teacher alone "
                      f"({best_teacher}); 100% = as good as that teacher.")
     return "\n".join(lines)
+
+
+def check_one_metric(parts: list[list], sources: list[str]) -> None:
+    """Rows of several results (each read with its own metric) are summarized together
+    only when they measure the same thing: an accuracy is never averaged into an MSE."""
+    found = {metric_of(rows).name: source for rows, source in zip(parts, sources) if rows}
+    if len(found) > 1:
+        shown = "; ".join(f"{source}: test {name}" for name, source in found.items())
+        raise ConfigError(f"these results measure different things ({shown}); summarize or "
+                          "report them separately")
 
 
 def merge_runs(parts: list[list], sources: list[str]) -> list:

@@ -58,10 +58,12 @@ from diversedistill_recipes.comparison.results import (
     Metric,
     SummaryRow,
     csv_text,
+    gap_text,
     metric_in_header,
     metric_of,
     read_results,
     summarize,
+    undefined_gap,
 )
 
 
@@ -232,19 +234,12 @@ def short_config(config: str) -> str:
 # ----------------------------------------------------------------------------- the tables
 
 
-def _gap(r: SummaryRow) -> str:
-    if r.gap_recovered is None:
-        return ""
-    text = f"{100 * r.gap_recovered + 0.0:.1f}%"  # "+ 0.0" turns -0.0 into 0.0
-    return text + (f" ± {100 * r.gap_recovered_std:.1f}" if r.gap_recovered_std is not None
-                   else "")
-
-
 def _cell_text(r: SummaryRow | None, bold: bool) -> str:
     if r is None:
         return "—"
     score = f"{r.test_mean:.4f} ± {r.test_std:.4f}"
-    text = f"{_gap(r)} ({score})" if r.gap_recovered is not None else score
+    gap = gap_text(r)
+    text = f"{gap} ({score})" if gap else score
     return f"**{text}**" if bold else text
 
 
@@ -314,6 +309,9 @@ def _reference_note(summary: dict[Cell, SummaryRow], best_teacher: str | None,
         teacher = summary[("teacher alone", best_teacher)]
         parts.append(f"Best teacher alone: {committee_label(best_teacher)}, "
                      f"{teacher.test_mean:.4f}.")
+    undefined = undefined_gap(list(summary.values()), best_teacher)
+    if undefined:
+        parts.append(undefined)
     parts.append("Gap recovered = (M(distilled) − M(student alone)) / (M(best teacher alone) − "
                  f"M(student alone)), {layout.metric.label}; 100% = as good as the best teacher.")
     return " ".join(parts) + "\n"

@@ -163,7 +163,7 @@ def prepare_task(task: SuiteTask, folder: Path, settings: SuiteSettings,
                           "train": {"max_epochs": settings.teacher_epochs}}
         path = folder / f"teacher-{name}.yaml"
         write_text_atomic(path, yaml.safe_dump(teacher_config, sort_keys=False))
-        rundir.check_owned(out, "teacher", kind="model")
+        rundir.check_owned(out, "teacher", kind="teacher")
         metrics = train_table_teacher(teacher_config, path, out, 0, progress=False)
         log(f"  {task.name}: teacher {name} trained: "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
@@ -178,7 +178,7 @@ def run_suite(out: str | Path, tasks: Sequence[str] | None = None,
               log: Callable[[str], None] = print) -> str:
     """Every task: prepared, then compared; returns (and writes to ``out/suite.md``) the
     suite's table."""
-    from diversedistill import rundir
+    from diversedistill_recipes.jobs import own_results
     from diversedistill_recipes.tabular.compare import compare_config
 
     settings = settings or SuiteSettings()
@@ -193,8 +193,7 @@ def run_suite(out: str | Path, tasks: Sequence[str] | None = None,
         log(f"suite: {name} ({task.kind}; {task.source})")
         config = prepare_task(task, folder, settings, log)
         results = folder / "compare"
-        rundir.check_owned(results, "compare", kind="run")
-        rundir.mark(results, "run")
+        own_results(results)
         compare_config(config, results, settings.seeds, settings.methods, settings.workers,
                        resume=resume and (results / "results.csv").is_file(), log=log)
         write_text_atomic(out / "suite.md", suite_table(out, names))

@@ -16,6 +16,7 @@ from diversedistill_recipes.tabular.spec import (
     check_method,
     factory_of,
     read_teacher_config,
+    resolve,
 )
 from diversedistill_recipes.tabular.table import read_table
 
@@ -69,6 +70,8 @@ def train_table_teacher(config: dict, where: Path, out: str | Path, seed: int = 
     from diversedistill_recipes.tabular.recipe import read_features
 
     data, spec, train_options = read_teacher_config(config, where)
+    # the YAML's table, like every other input, lies outside what a fresh run clears
+    rundir.check_inputs_outside(Path(out), [("data.file", resolve(data.file, where))])
     table = read_table(data, where)
     import torch
 
@@ -81,7 +84,7 @@ def train_table_teacher(config: dict, where: Path, out: str | Path, seed: int = 
     result = fit(alone, StudentOnly(), None, *table.loaders(seed), cfg, Path(out) / "run",
                  resume=resume)
     if result.rank == 0:
-        rundir.mark(out, "model")
+        rundir.claim_names(rundir.mark(out, "teacher"), "run")
         labels = {"class_names": table.class_names} if table.class_names else {}
         export_model(model, out, {"metrics": result.summary(), "data": dataclasses.asdict(data),
                                   **labels},
