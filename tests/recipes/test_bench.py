@@ -160,3 +160,18 @@ def test_the_mt_verdict_judges_the_gated_epoch_and_prints_the_whole_run():
     assert mt_verdict(rows, 0.6).endswith("NOT met")
     del rows[GATED.format(0.6)]
     assert mt_verdict(rows, 0.0).endswith("an epoch asking every row at most 1.3x MT's: NOT met")
+
+
+def test_the_gpu_check_runs_its_cpu_fallback_and_prints_each_check(capsys):
+    from diversedistill_recipes.bench.gpu_check import bench_gpu
+
+    figures = bench_gpu(ratings=10_000)
+    out = capsys.readouterr().out
+    assert "device: CPU (no GPU found" in out or "GPU(s)" in out
+    assert {(r["method"], r["precision"]) for r in figures["runs"]} == {
+        (m, p) for m in ("student alone", "MT", "DiverseDistill")
+        for p in ("32-true", "bf16-mixed")}
+    assert all(r["rows/s"] > 0 and 0 < r["val_mse"] < 10 for r in figures["runs"])
+    assert abs(figures["bf16 - fp32"]) < 0.05  # bf16 autocast changes rounding, not the run
+    assert "error" not in figures["ddp"], figures["ddp"]
+    assert abs(figures["ddp - single"]) < 0.05 and "DDP on 2" in out

@@ -9,11 +9,12 @@ from diversedistill_recipes.cli import config_file
 from diversedistill_recipes.cli.typed import Flag
 
 
-def bench(benchmark: Literal["lm", "throughput", "scaling", "serving"], /, *,
+def bench(benchmark: Literal["lm", "throughput", "scaling", "serving", "gpu"], /, *,
           data_dir: str | None = None, lm: Annotated[str | None, Flag(metavar="MODEL")] = None,
           config: str | None = None, cache_dir: str | None = None, batches: int = 40,
           sizes: list[str] = ["100k", "1m", "10m"],  # noqa: B006 (read, never changed)
           distill_up_to: str = "1m", repeats: int = 300, tau: float = 0.6,
+          ratings: str = "100k",
           no_progress: bool = False) -> int:
     """Measure what distillation costs.
 
@@ -21,7 +22,9 @@ def bench(benchmark: Literal["lm", "throughput", "scaling", "serving"], /, *,
         benchmark: lm: LM teacher preparation time and epoch cost against student alone;
             throughput: rows/s and peak memory of student alone, MT, AEKD and
             DiverseDistill; scaling: epoch time and memory from 100K to 10M synthetic
-            ratings; serving: the exported student's latency and size
+            ratings; serving: the exported student's latency and size; gpu: bf16 against
+            fp32, DDP on 2 devices against 1, and epoch timings on the GPU (the CPU when
+            there is none)
         data_dir: MovieLens-100K directory
         lm: language model (default all-MiniLM-L6-v2); throughput: 'none' leaves the LM
             committee out
@@ -34,6 +37,7 @@ def bench(benchmark: Literal["lm", "throughput", "scaling", "serving"], /, *,
         repeats: serving: timed calls per model
         tau: throughput: also time DiverseDistill gated at this importance threshold (the
             paper's; 0 leaves the gated row out)
+        ratings: gpu: synthetic ratings per run
         no_progress: hide the progress bars
     """
     from diversedistill_recipes import bench as benches
@@ -54,6 +58,11 @@ def bench(benchmark: Literal["lm", "throughput", "scaling", "serving"], /, *,
 
         benches.bench_scaling([parse_size(s) for s in sizes],
                               distill_up_to=parse_size(distill_up_to))
+    elif benchmark == "gpu":
+        from diversedistill_recipes.bench.gpu_check import bench_gpu
+        from diversedistill_recipes.bench.scaling import parse_size
+
+        bench_gpu(parse_size(ratings))
     else:
         benches.bench_serving(data_dir, cache_dir, repeats, progress=progress)
     return 0
