@@ -8,7 +8,7 @@ DATA ?= $(or $(DIVERSEDISTILL_DATA),../shared/data)
 SEEDS ?= 3
 WORKERS ?= 2  # students trained at a time, one thread each (a 2-core CPU)
 
-.PHONY: setup run reproduce cifar lint test clean
+.PHONY: setup run reproduce cifar lint test docs clean
 
 $(BIN)/diversedistill: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +40,11 @@ lint: setup
 test: setup
 	DIVERSEDISTILL_DATA=$(DATA) $(BIN)/python -m pytest -q
 
+# the documentation site (guides, results, API reference) in site/; --strict: a broken
+# link, anchor or API reference is an error
+docs: setup
+	$(BIN)/pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results site
