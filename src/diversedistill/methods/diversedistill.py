@@ -12,84 +12,34 @@ dropout) and N teachers::
     L_reg     = Σ_i [ L_task(head_T_i(t_i), y) + L_task(head_S(a_i), y) ]    (module only)
     L_α       = Σ_i BCE(α_i[rows_i], target_i)                              (module only)
 
-The choices METHOD.md leaves open, each a switch of :class:`DiverseDistillConfig` so the
-ablation (``reproduce movielens --ablations``) can measure it. The defaults were chosen on
-validation (docs/movielens.md, "Ablations"); :meth:`DiverseDistillConfig.legacy` gives the
-first implementation's choices, which reproduce its figures.
+Switches of :class:`DiverseDistillConfig` (defaults chosen on validation;
+:meth:`DiverseDistillConfig.legacy` gives the first implementation's choices):
 
-1. What the distillation term trains, as two switches.
-   ``distill_trains_answers`` (default True): the term reaches the answers, so the module is
-   trained *with the student*, as the paper says (only L_reg is restricted to the module).
-   Detached, only the directions of ``a`` the student's head reads were ever trained; the
-   rest stayed a random projection of the teacher's state that ``z`` was pulled towards
-   (measured: 83% of ‖a − z‖² in entries a post-ReLU ``z`` can never reach).
-   ``distill_trains_importance`` (default False): the term reaches α. Undetached, the
-   cheapest way to lower λ·α·D is α → 0 (measured: the collapse at λ = 30), so α learns
-   only from its own target (choice 3). What guards against the answers collapsing onto
-   ``z`` instead: L_reg keeps every answer right on the task through the student's frozen
-   head, and the distance is normalized by ``z``'s spread (choice 2), so pulling ``a``
-   onto ``z`` costs the regularizer what it saves the distance.
-   ``answer_pull`` (default None, opt-in): with the term reaching the answers, λ pulls
-   ``a`` and ``z`` towards each other alike, and at large λ the student sits at the global
-   mean's error while they settle (λ = 30 on MLP-M + MLP-L: 9–15 epochs, then it escapes and
-   ends better than at λ = 3; the 3 of 5 LM + MLP-L seeds stuck at the global mean in the
-   tables are most likely that plateau cut off by early stopping; docs/tables.md). A
-   number w splits the pull: the student's term sees ``a`` detached (λ moves ``z`` only),
-   and the answers are pulled towards a detached ``z`` at
-   weight w inside L_reg. That removes the plateau (the student trains from epoch 1) but,
-   measured at λ = 30, ends worse, so it stays off. ``lam_warmup_epochs`` (default 0,
-   opt-in) grows λ over the first epochs instead: measured, the plateau is shorter but
-   still there (:meth:`DiverseDistill.lam_now`).
-2. ``distance`` (default "normalized"): D(a, z) per dimension, relative to ``z``'s running
-   mean square (:func:`~diversedistill.losses.normalized_squared_error`), free of width and
-   scale, so one λ serves a 64-wide post-ReLU recommender and a layer-normed ViT. "sum" is
-   METHOD.md's literal squared L2.
-3. ``importance_target`` (default "relative"): α_i is trained by binary cross-entropy
-   towards ``sigmoid(g_i / (T·s))`` with the gain
+- ``distill_trains_answers`` (True): the distillation term reaches the answers ``a``.
+- ``distill_trains_importance`` (False): the distillation term reaches α.
+- ``answer_pull`` (None): the answers pulled towards a detached ``z`` at this weight
+  inside L_reg, the student's term then seeing ``a`` detached.
+- ``lam_warmup_epochs`` (0): λ grows over these first epoch(s) (:meth:`DiverseDistill.lam_now`).
+- ``pull_cap`` (0.3): the gradient distillation sends into ``z``, at most this many times
+  the task's gradient there on the same batch.
+- ``distance`` ("normalized"): D per dimension relative to ``z``'s running mean square
+  (:func:`~diversedistill.losses.normalized_squared_error`); "sum": squared L2.
+- ``importance_target`` ("relative"): α's target ``sigmoid(g_i / (T·s))``, with the gain
+  g_i = mean(ℓ(head_S(z)), ℓ(head_S(a_j)), j ≠ i) − ℓ(head_S(a_i)) and s a running mean
+  of |g|; "expected": the logit fitted to g_i / s; "soft", "binary"; "none": α = 1.
+- ``importance_rows`` (None): a boolean batch column marking rows the teachers did not
+  train on; α's targets are taken there only.
+- ``tau`` (0: no gating), ``warmup_epochs`` (1), ``explore`` (0.1): teacher i runs on rows
+  with α_i > τ once warm-up is over, plus this share of the others, so α can recover.
+- ``z_as_served`` (True): ``h`` and ``z`` from the student's pass in eval mode.
+- ``zero_init_questions`` (True): each question MLP's last layer starts at zero, so every
+  teacher first answers exactly as trained.
+- ``module_lr`` (None: the student's): the module's rate, in the same optimizer as a second
+  parameter group; gradients are routed by detaching.
+- ``distill_per_asked_row`` (True): each teacher's term is a mean over the rows asked.
 
-       g_i = mean(ℓ(head_S(z)), ℓ(head_S(a_j)) for the other asked teachers j) − ℓ(head_S(a_i))
-
-   "does teacher i's answer predict this sample better than the alternatives — the
-   student's own state and the other teachers' answers?". Comparing with the other
-   teachers puts the per-sample *difference between teachers* in the target (a weaker
-   teacher is told where the stronger one is better); ``s`` is a running mean of |g| (in
-   the task loss's units, so MSE and cross-entropy alike), so the target spreads over the
-   sigmoid's range instead of sitting at 0.5 ± 0.05, and T (``importance_temperature``) is
-   unitless. The first implementation's "soft" target sigmoid((ℓ(z) − ℓ(a_i)) / T), T in
-   squared-error units, left α at 0.55 ± 0.02 for both MLP teachers. "binary" is the hard
-   version of "soft"; "none" fixes α = 1 (no importance, no gating). Collapse guard: a
-   comparison, not a reward for small α; gated-off rows give no target, and ``explore``
-   keeps asking a random fraction of them so α can recover.
-   Why "relative" still leaves α flat on ratings (measured: spread 0.01 over samples):
-   the sign of g on one row is mostly the rating's own noise, so the best a predictor of
-   sigmoid(g / s) can do is its conditional mean, 0.5 plus a sliver. "expected" keeps the
-   sliver and shows it: the importance logit ℓ_i = E_i · (h W_α) is fitted by squared
-   error to g_i / s (so it estimates the *expected* gain of asking teacher i on this
-   sample), and α_i = sigmoid(ℓ_i / (T·c)) with c the running spread of ℓ across samples.
-   α then ranks the rows by predicted gain (spread ≈ 0.2 whatever the signal's size;
-   ``diag/<teacher>/alpha_gain_corr`` says whether the ranking is worth anything), and
-   τ = 0.5 skips a teacher where its answer is predicted to do worse than the alternatives.
-   A bias no target here removes: the gains are measured on the training rows, which the
-   teachers were trained on too, so a teacher that memorized them looks better than it is
-   (measured on ML-100K, MLP-M + MLP-L: MLP-L's answers better on the training rows in
-   every epoch, MLP-M's on validation from epoch 5 on, and α prefers MLP-L; docs/movielens.md).
-   ``epoch_stats`` logs the training-row side (``head_on_answer/<teacher>``) to show it.
-   ``importance_rows`` (default None) is the way out when such rows exist: it names a
-   boolean column of the training batch that marks rows the teachers did not train on
-   (e.g. a slice of the data kept from the teachers' training), and α's targets are
-   taken on those rows only; distillation and the regularizer still use every row.
-4. ``z_as_served`` (default True): ``h`` and ``z`` come from the student's pass in eval mode
-   (:meth:`~diversedistill.interface.HookedStudent.served`); the task loss keeps the
-   training pass with its dropout.
-5. ``zero_init_questions`` (default True): each question MLP's last layer starts at zero,
-   so with "add" injection every teacher first answers exactly as trained.
-6. The module's optimization: one optimizer, two parameter groups, the module at
-   ``module_lr`` (None: the student's rate) following the run's schedule (warm-up and
-   decay, ``TrainConfig.schedule``). Gradients are routed by detaching (L_reg and L_α see
-   ``h`` and ``z`` detached and the student's head through detached parameters; teachers are
-   frozen), so one optimizer equals two and keeps checkpoints and DDP simple.
-   ``distill_per_asked_row`` (default True): each teacher's term is a mean over the rows
-   asked, so gating does not shrink the effective λ as it skips rows.
+Why each default is what it is, and what was measured: docs/design.md, "DiverseDistill's
+open choices, and why".
 """
 
 from __future__ import annotations
