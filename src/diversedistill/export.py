@@ -6,6 +6,13 @@ Loading never unpickles anything: weights come from safetensors, the config from
 and the config carries the SHA-256 of the weights file, so a file damaged or replaced
 after the export is refused instead of served.
 
+Loading never runs code a directory names unless the caller chose it: a registered
+architecture (installed code), the ``factory=`` the caller passes, or ``trust_code=True``
+(:mod:`diversedistill.model_code`); a ``factory`` export is otherwise refused before
+anything is imported. Nothing is built before the weights are checked: the checksum, then
+the config's parameter count and the model built on the ``meta`` device (no memory) against
+the values the weights hold, and only then the real module.
+
 Which kinds of model can be exported: :func:`architectures`, name -> :class:`Architecture`.
 The config names the entry (``architecture``) and holds its description of the model
 (``model``), from which the entry rebuilds the same module, its weights then loaded from
