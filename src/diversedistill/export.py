@@ -200,19 +200,21 @@ def read_config(path: str | Path) -> dict:
 
 
 def rebuild(config: dict, where: Path, factory: Factory | None = None,
-            trust_code: bool = False, weights: dict | None = None) -> nn.Module:
+            trust_code: bool = False, weights: dict | None = None,
+            weights_file: Path | None = None) -> nn.Module:
     """The module ``config`` (read from ``where``) describes, with fresh weights.
 
     A ``factory`` export is rebuilt only by the caller's ``factory`` or under ``trust_code``
-    (:mod:`diversedistill.model_code`). ``weights``: the tensors it will hold; the model is
-    built on the meta device first and refused when it needs more values than they hold,
-    so a config describing a huge model allocates nothing."""
+    (:mod:`diversedistill.model_code`). ``weights``: the tensors it will hold (read from
+    ``weights_file``); the model is built on the meta device first and refused when it
+    needs more values than they hold, so a config describing a huge model allocates
+    nothing."""
     build = _builder(config, where, factory, trust_code)
     if weights is not None:
         _check_declared_size(config, where, weights)
         with torch.device("meta"):  # shapes only: no memory, whatever the config says
             skeleton = build()
-        _check_fits(skeleton, where, weights)
+        _check_fits(skeleton, weights_file or where, weights)
     return build()
 
 
@@ -250,12 +252,13 @@ def _check_declared_size(config: dict, where: Path, weights: dict) -> None:
                          f"the weights hold {held} values; refused before building the model")
 
 
-def _check_fits(skeleton: nn.Module, where: Path, weights: dict) -> None:
+def _check_fits(skeleton: nn.Module, weights_file: Path, weights: dict) -> None:
     """The model built on the meta device may need no more values than the weights hold."""
     needed, held = _values(skeleton.state_dict().values()), _values(weights.values())
     if needed > held:
-        raise ModelError(f"{where}: describes a model of {needed} values but the weights hold "
-                         f"{held}; refused before building it")
+        raise ModelError(f"{weights_file}: weights do not fit the config (it describes a "
+                         f"model of {needed} values, the weights hold {held}); refused before "
+                         "building it")
 
 
 def load_model(path: str | Path, factory: Factory | None = None, *,
@@ -284,7 +287,7 @@ def _load(path: Path, factory: Factory | None, trust_code: bool) -> tuple[nn.Mod
     config = read_config(path)
     _builder(config, path / CONFIG, factory, trust_code)  # refused now, before reading weights
     state = _read_weights(path, config)
-    model = rebuild(config, path / CONFIG, factory, trust_code, weights=state)
+    model = rebuild(config, path / CONFIG, factory, trust_code, state, path / WEIGHTS)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # a tensor of another shape than the config describes
@@ -372,7 +375,7 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
     prefix = "student.model."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     check_finite(weights, checkpoint)
-    model = rebuild(config, where, factory, trust_code, weights=weights)
+    model = rebuild(config, where, factory, trust_code, weights, checkpoint)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
