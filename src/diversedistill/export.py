@@ -6,6 +6,13 @@ Loading never unpickles anything: weights come from safetensors, the config from
 and the config carries the SHA-256 of the weights file, so a file damaged or replaced
 after the export is refused instead of served.
 
+Loading never runs code a directory names unless the caller chose it: a registered
+architecture (installed code), the ``factory=`` the caller passes, or ``trust_code=True``
+(:mod:`diversedistill.model_code`); a ``factory`` export is otherwise refused before
+anything is imported. Nothing is built before the weights are checked: the checksum, then
+the config's parameter count and the model built on the ``meta`` device (no memory) against
+the values the weights hold, and only then the real module.
+
 Which kinds of model can be exported: :func:`architectures`, name -> :class:`Architecture`.
 The config names the entry (``architecture``) and holds its description of the model
 (``model``), from which the entry rebuilds the same module, its weights then loaded from
@@ -40,6 +47,7 @@ from diversedistill.export_generic import (
 from diversedistill.export_generic import (
     model_factory as model_factory,  # re-exported: users mark factories from here
 )
+from diversedistill.model_code import Factory, choose_factory
 
 FORMAT = "diversedistill-model/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -191,34 +199,109 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
-def rebuild(config: dict, where: Path) -> nn.Module:
-    """The module ``config`` (read from ``where``) describes, with fresh weights."""
+def rebuild(config: dict, where: Path, factory: Factory | None = None,
+            trust_code: bool = False, weights: dict | None = None,
+            weights_file: Path | None = None) -> nn.Module:
+    """The module ``config`` (read from ``where``) describes, with fresh weights.
+
+    A ``factory`` export is rebuilt only by the caller's ``factory`` or under ``trust_code``
+    (:mod:`diversedistill.model_code`). ``weights``: the tensors it will hold (read from
+    ``weights_file``); the model is built on the meta device first and refused when it
+    needs more values than they hold, so a config describing a huge model allocates
+    nothing."""
+    build = _builder(config, where, factory, trust_code)
+    if weights is not None:
+        _check_declared_size(config, where, weights)
+        with torch.device("meta"):  # shapes only: no memory, whatever the config says
+            skeleton = build()
+        _check_fits(skeleton, weights_file or where, weights)
+    return build()
+
+
+def _builder(config: dict, where: Path, factory: Factory | None, trust_code: bool):
+    """A function of no arguments that builds the module ``config`` describes: chosen (for
+    a factory export: allowed) now, from the config's text; imported and called later."""
     name, description = config["architecture"], config.get("model")
     if not isinstance(description, dict):
         raise ModelError(f"{where}: key 'model' holds no description of the {name}")
-    try:
-        return architectures()[name].rebuild(description)
-    except (KeyError, TypeError, ValueError) as err:  # a key missing, renamed or out of range
-        raise ModelError(f"{where}: key 'model' does not describe a {name} "
-                         f"({type(err).__name__}: {err})") from None
+    if name == "factory":
+        chosen = choose_factory(where.parent, description.get("factory"), factory, trust_code)
+        rebuild_one = lambda: FACTORY.rebuild(description, chosen.builder())  # noqa: E731
+    else:  # a registered or built-in entry: code the user installed
+        rebuild_one = lambda: architectures()[name].rebuild(description)  # noqa: E731
+
+    def build() -> nn.Module:
+        try:
+            return rebuild_one()
+        except (KeyError, TypeError, ValueError) as err:  # a key missing, renamed or out of range
+            raise ModelError(f"{where}: key 'model' does not describe a {name} "
+                             f"({type(err).__name__}: {err})") from None
+    return build
 
 
-def load_model(path: str | Path) -> nn.Module:
-    """Rebuild an exported model from its config and load its weights (strictly)."""
-    return _load(Path(path))[0]
+def _values(tensors) -> int:
+    return sum(t.numel() for t in tensors)
 
 
-def load_student(path: str | Path) -> nn.Module:
+def _check_declared_size(config: dict, where: Path, weights: dict) -> None:
+    """The parameter count the config records must fit in the weights: checked from the
+    text, before any code runs."""
+    declared, held = config["model"].get("parameters"), _values(weights.values())
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > held:
+        raise ModelError(f"{where}: key 'model.parameters' declares {declared} parameters but "
+                         f"the weights hold {held} values; refused before building the model")
+
+
+def _check_fits(skeleton: nn.Module, weights_file: Path, weights: dict) -> None:
+    """The model built on the meta device may need no more values than the weights hold."""
+    needed, held = _values(skeleton.state_dict().values()), _values(weights.values())
+    if needed > held:
+        raise ModelError(f"{weights_file}: weights do not fit the config (it describes a "
+                         f"model of {needed} values, the weights hold {held}); refused before "
+                         "building it")
+
+
+def load_model(path: str | Path, factory: Factory | None = None, *,
+               trust_code: bool = False) -> nn.Module:
+    """Rebuild an exported model from its config and load its weights (strictly).
+
+    The weights' checksum and size are checked before anything is built. A ``factory``
+    export (a model exported with ``factory="pkg.mod:Name"``) names code, and a directory
+    is data: it is rebuilt only with the ``factory`` you pass (``MyNet`` or
+    ``"pkg.mod:MyNet"``, which must be the one recorded), or with ``trust_code=True``,
+    which imports and calls the recorded one. Registered architectures and Hugging Face
+    models need neither."""
+    return _load(Path(path), factory, trust_code)[0]
+
+
+def load_student(path: str | Path, factory: Factory | None = None, *,
+                 trust_code: bool = False) -> nn.Module:
     """The exported model in the adapter it was trained in, in eval mode: its ``predict``
     takes a batch as training saw it (a ViT: images in [0, 1], resized and normalized
-    as its config records)."""
-    model, config = _load(Path(path))
+    as its config records). ``factory`` and ``trust_code`` as :func:`load_model` takes them."""
+    model, config = _load(Path(path), factory, trust_code)
     return architectures()[config["architecture"]].as_student(model, config["model"]).eval()
 
 
-def _load(path: Path) -> tuple[nn.Module, dict]:
+def _load(path: Path, factory: Factory | None, trust_code: bool) -> tuple[nn.Module, dict]:
     config = read_config(path)
-    model = rebuild(config, path / CONFIG)
+    _builder(config, path / CONFIG, factory, trust_code)  # refused now, before reading weights
+    state = _read_weights(path, config)
+    model = rebuild(config, path / CONFIG, factory, trust_code, state, path / WEIGHTS)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape than the config describes
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config ({first})") from None
+    if missing or unexpected:
+        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval(), config
+
+
+def _read_weights(path: Path, config: dict) -> dict:
+    """The directory's weights, their checksum checked against the config and every value
+    finite; read before any model is built."""
     expected = config.get("weights_sha256")
     if not (path / WEIGHTS).is_file():
         raise ModelError(f"{path / WEIGHTS}: not found; the export is incomplete")
@@ -231,16 +314,8 @@ def _load(path: Path) -> tuple[nn.Module, dict]:
         state = load_file(str(path / WEIGHTS))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"{path / WEIGHTS}: cannot read weights ({err})") from None
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # a tensor of another shape than the config describes
-        first = str(err).strip().splitlines()[-1].strip()
-        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config ({first})") from None
-    if missing or unexpected:
-        raise ModelError(f"{path / WEIGHTS}: weights do not fit the config "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     check_finite(state, path / WEIGHTS)
-    return model.eval(), config
+    return state
 
 
 def export_run_student(student: nn.Module, result, extra: dict | None = None,
@@ -261,13 +336,16 @@ def export_run_student(student: nn.Module, result, extra: dict | None = None,
 
 
 def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
-                           before_writing=None) -> Path:
+                           before_writing=None, factory: Factory | None = None, *,
+                           trust_code: bool = False) -> Path:
     """Export the student of a run (``distill``, or one of a reproduction's ``runs/``)
     from its best checkpoint.
 
     The checkpoint holds the training wrapper's state (student and distillation module);
     only the ``student.model.*`` entries are kept, rebuilt from the config the run left
-    in ``student/``, whose description and records the export keeps.
+    in ``student/``, whose description and records the export keeps. A student exported
+    by factory is rebuilt only with the ``factory`` passed or under ``trust_code``, as
+    :func:`load_model` rebuilds one; the checkpoint is checked before anything is built.
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
@@ -276,7 +354,8 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
     if not checkpoint.is_file():
         raise ModelError(f"{run_dir}: no checkpoints/best.ckpt; {_what_to_export(run_dir)}")
     config = read_config(run_dir / "student")
-    model = rebuild(config, run_dir / "student" / CONFIG)
+    where = run_dir / "student" / CONFIG
+    _builder(config, where, factory, trust_code)  # refused now, before reading the checkpoint
     # weights_only: a checkpoint that would run code when unpickled is refused
     saved = read_checkpoint(checkpoint)  # its checksum checked first
     run_file = run_dir / "run.json"
@@ -296,6 +375,7 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
     prefix = "student.model."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     check_finite(weights, checkpoint)
+    model = rebuild(config, where, factory, trust_code, weights, checkpoint)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

@@ -9,9 +9,11 @@
   never from the hub.
 - ``factory``: any module, given ``factory="package.module:Name"`` and the keyword
   ``arguments`` that build it (JSON values). Loading calls the factory again, then loads
-  the weights. Because a config file names what is called, only an ``nn.Module``
-  subclass, or a function marked with :func:`model_factory`, is ever called: a config
-  naming ``os:system`` is refused, not run.
+  the weights, but only a factory the loading code passes in (``load_model(path,
+  factory=...)``) or one it trusts (``trust_code=True``): a directory's config alone never
+  makes loading import or call anything (:mod:`diversedistill.model_code`). Even then only
+  an ``nn.Module`` subclass, or a function marked with :func:`model_factory`, is called: a
+  config naming ``os:system`` is refused, not run.
 
 Both check at export time that the rebuilt module has the same structure (module types,
 parameter and buffer shapes) as the one exported, so a mismatch is found when exporting,
@@ -20,24 +22,17 @@ not when serving.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 
 from diversedistill.errors import ModelError
-
-FACTORY_MARK = "__diversedistill_factory__"
-
-
-def model_factory(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Mark a function as one an export config may name as its ``factory``."""
-    setattr(fn, FACTORY_MARK, True)
-    return fn
+from diversedistill.model_code import FACTORY_MARK as FACTORY_MARK  # re-exported
+from diversedistill.model_code import importable
+from diversedistill.model_code import model_factory as model_factory  # re-exported
 
 
 def structure(model: nn.Module) -> dict[str, str]:
@@ -131,18 +126,24 @@ class FactoryArchitecture:
                              f"dicts): {err}") from None
         description = {"factory": factory, "arguments": arguments,
                        "parameters": sum(p.numel() for p in _inner(model).parameters())}
-        try:
+        try:  # the caller typed this factory: importing it is their choice
+            build = importable(factory)
             with torch.device("meta"):
-                rebuilt = self.rebuild(description)
+                rebuilt = self.rebuild(description, build)
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"factory {factory!r} cannot build the model from {arguments} "
                              f"({type(err).__name__}: {err})") from None
         check_rebuilds_same(_inner(model), rebuilt, f"the model factory {factory!r} builds")
         return description
 
-    def rebuild(self, description):
+    def rebuild(self, description, build: Callable[..., nn.Module] | None = None):
+        """The module ``build`` makes from the description's arguments. ``build`` is the
+        factory the loading code chose (:func:`~diversedistill.model_code.choose_factory`);
+        without one nothing is built, since the description alone must never pick code."""
         target = description["factory"]
-        build = _importable(target)
+        if build is None:
+            raise ModelError(f"factory {target!r}: no factory was chosen by the caller; "
+                             "refused (load through diversedistill.export.load_model)")
         model = build(**description["arguments"])
         if not isinstance(model, nn.Module):
             raise TypeError(f"factory {target!r} returned {type(model).__name__}, not a module")
@@ -150,24 +151,3 @@ class FactoryArchitecture:
 
     def as_student(self, model, description):
         return model
-
-
-def _importable(target: Any) -> Callable[..., nn.Module]:
-    """``"package.module:Name"`` -> the callable, if it may be called from a config."""
-    if not isinstance(target, str) or target.count(":") != 1:
-        raise ValueError(f"factory must be 'package.module:Name', got {target!r}")
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ModelError(f"factory {target!r}: cannot import {module_name!r} ({err}); install "
-                         "the package that defines the model first") from None
-    build: Any = module
-    for part in attribute.split("."):
-        build = getattr(build, part, None)
-    is_module_class = isinstance(build, type) and issubclass(build, nn.Module)
-    if not (is_module_class or getattr(build, FACTORY_MARK, False)):
-        raise ModelError(f"factory {target!r} is not an nn.Module class or a function marked "
-                         "with @diversedistill.export.model_factory; refused (a config file "
-                         "names it, so only model builders are called)")
-    return build

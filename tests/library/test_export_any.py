@@ -45,7 +45,7 @@ def test_a_user_module_exports_and_loads_back_predicting_identically(tmp_path):
     config = json.loads((out / CONFIG).read_text())
     assert config["architecture"] == "factory"
     assert config["model"]["arguments"] == {"inputs": 3, "hidden": 5}
-    loaded = load_model(out)
+    loaded = load_model(out, factory=UserStudent)  # the caller's own class rebuilds it
     x = torch.randn(7, 3)
     assert isinstance(loaded, UserStudent) and not loaded.training
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
@@ -56,7 +56,9 @@ def test_a_marked_factory_function_builds_the_model(tmp_path):
     out = export_model(model, tmp_path / "m", factory=f"{__name__}:make_student",
                        arguments={"width": 4})
     x = torch.randn(2, 3)
-    torch.testing.assert_close(load_model(out)(x), model.eval()(x), rtol=0, atol=0)
+    for opt_in in ({"factory": f"{__name__}:make_student"}, {"trust_code": True}):
+        torch.testing.assert_close(load_model(out, **opt_in)(x), model.eval()(x), rtol=0,
+                                   atol=0)
 
 
 def test_factories_that_do_not_rebuild_the_model_are_refused_at_export(tmp_path):
@@ -81,8 +83,8 @@ def test_a_config_naming_something_that_is_not_a_model_builder_is_never_called(t
                         ("no_such_package_xyz:Model", "cannot import 'no_such_package_xyz'")):
         config["model"]["factory"] = target
         (out / CONFIG).write_text(json.dumps(config))
-        with pytest.raises(ModelError, match=why):
-            load_model(out)
+        with pytest.raises(ModelError, match=why):  # even trusted, only builders are called
+            load_model(out, trust_code=True)
 
 
 def test_an_unexportable_module_names_the_factory_way():

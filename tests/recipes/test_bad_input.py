@@ -173,7 +173,8 @@ CASES: dict[str, Case] = {
         prepare=lambda root: shutil.copy(root / "tb" / "model.safetensors",
                                          root / "ta" / "model.safetensors")),
     "teacher-weights-do-not-fit": Case(
-        r"ta/model\.safetensors: weights do not fit the config \(size mismatch",
+        r"ta/model\.safetensors: weights do not fit the config \(it describes a model of "
+        r"\d+ values, the weights hold \d+\); refused before building it",
         prepare=lambda root: edit_json(root / "ta" / "config.json",
                                        lambda c: c["model"]["config"].update(hidden=[32, 32]))),
     "teacher-same-name-twice": Case(r"teacher names must be unique, got \['ta', 'tb', 'ta'\]",

@@ -36,9 +36,10 @@ def project(tmp_path):
         student: {{class_path: {MODELS}.TableMLP, init_args: {{features: 4, width: 8}},
                   question_at: body.1, head: head}}
         teachers:
-          - {{name: wide, export_dir: wide, inject_at: body.1, head: head}}
-          - {{name: tokens, export_dir: tokens, inject_at: encoder.layers.0, head: head,
-             token: 0}}
+          - {{name: wide, export_dir: wide, class_path: {MODELS}.TableMLP, inject_at: body.1,
+             head: head}}
+          - {{name: tokens, export_dir: tokens, class_path: {MODELS}.FeatureTokenTransformer,
+             inject_at: encoder.layers.0, head: head, token: 0}}
         diversedistill: {{hidden: 16}}
         train: {{max_epochs: 1}}
         """))

@@ -62,7 +62,8 @@ def write_config(tmp_path, module, **changes) -> str:
         student: {{class_path: {module}.Student, init_args: {{width: 8}},
                   question_at: body.0, head: head}}
         teachers:
-          - {{name: wide, export_dir: teachers/wide, inject_at: body.0, head: head}}
+          - {{name: wide, export_dir: teachers/wide, class_path: {module}.Wide,
+             inject_at: body.0, head: head}}
         diversedistill: {{lam: 1.0, hidden: 16}}
         train: {{max_epochs: 2}}
         """)
@@ -80,7 +81,8 @@ def test_distill_from_a_yaml_on_a_user_table_with_a_user_student_class(workspace
                  "--no-progress"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
-    served = load_model(out / "student")  # rebuilt by the user's class, weights checked
+    # rebuilt by the user's class, passed in (the directory alone never picks code)
+    served = load_model(out / "student", factory=f"{module}:Student")
     assert type(served).__name__ == "Student"
     assert served(torch.randn(4, 3)).shape == (4, 2)
 
@@ -124,7 +126,7 @@ def test_train_teacher_from_the_same_yaml_then_distill_from_it(workspace, capsys
                  "--no-progress"]) == 0
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.5 < trained["val_accuracy"] <= 1.0  # a learnable rule: better than chance
-    wide = load_model(teacher)  # the user's class, rebuilt from its export
+    wide = load_model(teacher, factory=f"{module}:Wide")  # the user's class rebuilds it
     assert type(wide).__name__ == "Wide" and wide.body[0].out_features == 16
     assert main(["distill", "--config", config, "--out", str(tmp_path / "runs" / "x"),
                  "--no-progress"]) == 0
@@ -181,7 +183,8 @@ def test_the_same_config_twice_gives_identical_figures(workspace, capsys):
         figures.append(last_json(capsys))
         figures[-1].pop("seconds")
     assert figures[0] == figures[1]
-    first, second = (load_model(tmp_path / "runs" / n / "student") for n in ("a", "b"))
+    first, second = (load_model(tmp_path / "runs" / n / "student", trust_code=True)
+                     for n in ("a", "b"))
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                   second.state_dict().values()))
 
@@ -225,7 +228,8 @@ def test_a_class_path_beside_the_yaml_imports_without_pythonpath(tmp_path, capsy
         data: {file: rows.csv, features: [f0, f1, f2], target: label, batch_size: 32}
         student: {class_path: beside_models.Student, question_at: body.0, head: head}
         teachers:
-          - {name: wide, export_dir: wide, inject_at: body.0, head: head}
+          - {name: wide, export_dir: wide, class_path: beside_models.Wide, inject_at: body.0,
+             head: head}
         model: {class_path: beside_models.Wide}
         train: {max_epochs: 1}
         """))
@@ -269,3 +273,37 @@ def test_a_yamls_own_table_inside_out_is_refused_and_kept(workspace, capsys, com
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.file" in err[0] and "lies inside --out" in err[0], err
     assert (out / "rows.csv").is_file() and not (target / "checkpoints").exists()
+
+
+def test_a_teacher_is_rebuilt_only_by_the_class_the_yaml_names_or_trusted_code(workspace,
+                                                                                capsys):
+    tmp_path, module = workspace
+    out = tmp_path / "runs" / "x"
+    unnamed = write_config(tmp_path, module, **{f"class_path: {module}.Wide,": ""})
+    assert distill(unnamed, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"names factory '{module}:Wide'" in err[0], err
+    assert "teachers[0].class_path" in err[0] and "--trust-code" in err[0]
+    assert not (out / "checkpoints").exists()
+    assert distill(unnamed, out, "--trust-code", "--max-epochs", "1") == 0  # opted in
+    capsys.readouterr()
+    other = write_config(tmp_path, module, **{f"class_path: {module}.Wide,":
+                                              f"class_path: {module}.Student,"})
+    assert distill(other, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"names factory '{module}:Wide', not '{module}:Student'" in err[0]
+
+
+def test_export_of_a_table_run_runs_the_students_class_only_with_trust_code(workspace,
+                                                                             capsys):
+    tmp_path, module = workspace
+    run = tmp_path / "runs" / "x"
+    assert distill(write_config(tmp_path, module), run, "--max-epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"names factory '{module}:Student'" in err[0], err
+    assert "--trust-code" in err[0] and not (tmp_path / "a").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "a"), "--trust-code"]) == 0
+    served = load_model(tmp_path / "a", factory=f"{module}:Student")
+    assert type(served).__name__ == "Student"

@@ -10,7 +10,8 @@ from diversedistill_recipes.cli.typed import Flag
 
 def compare(*, config: str, out: str, seeds: int = 3,
             methods: Annotated[list[str] | None, Flag(metavar="METHOD")] = None,
-            workers: int = 1, resume: bool = False, no_progress: bool = False) -> int:
+            workers: int = 1, resume: bool = False, no_progress: bool = False,
+            trust_code: bool = False) -> int:
     """Compare the student alone, each teacher alone, LD from each teacher, the
     multi-teacher baselines and DiverseDistill on your own table (docs/user-guide.md,
     "Will it help on my data?").
@@ -24,6 +25,8 @@ def compare(*, config: str, out: str, seeds: int = 3,
         workers: students trained at a time, each in a single-threaded process
         resume: keep the runs already in --out and train only the missing ones
         no_progress: hide the progress bars
+        trust_code: rebuild a teacher without class_path by importing and calling the
+            factory its config.json names; without it such a teacher is refused
     """
     from diversedistill import rundir
     from diversedistill.errors import ConfigError
@@ -35,7 +38,8 @@ def compare(*, config: str, out: str, seeds: int = 3,
     rundir.check_out(out)
     rundir.check_inputs_outside(Path(out), [("--config", config)])
     own_results(out)
-    print(compare_config(config, out, seeds, methods, workers, resume, not no_progress))
+    print(compare_config(config, out, seeds, methods, workers, resume, not no_progress,
+                         trust_code=trust_code))
     print(f"wrote {out}/comparison.md, {out}/comparison.csv and {out}/report/")
     return 0
 

@@ -100,8 +100,8 @@ def distill(*, out: str,
             teacher_dtype: Literal["bfloat16", "float16", "float32"] | None = None,
             allow_teacher_overlap: bool = False, config: str | None = None,
             injection: Injection | None = None, seed: int = 0, no_progress: bool = False,
-            data: MovieLensData, training: Training, devices: Devices,
-            diversedistill: DDFlags) -> int:
+            trust_code: bool = False, data: MovieLensData, training: Training,
+            devices: Devices, diversedistill: DDFlags) -> int:
     """Distill a student from exported teachers.
 
     Args:
@@ -121,6 +121,9 @@ def distill(*, out: str,
         injection: how a question enters an MLP teacher (default add; see docs)
         seed: seed of initialization and shuffling
         no_progress: hide the progress bars
+        trust_code: rebuild a teacher exported by factory by importing and calling the
+            factory its config.json names (a --config teacher without class_path); without
+            it such a teacher is refused, since a directory may come from anyone
         data: the MovieLens release and split
         training: the training settings
         devices: where it trains
@@ -155,7 +158,8 @@ def distill(*, out: str,
             rundir.check_inputs_outside(target, [("--config", config), *inputs(run)])
             print(json.dumps(distill_table(
                 run, target, seed, not no_progress, resume=training.resume,
-                train={**training.overrides(), **devices.overrides()})))
+                train={**training.overrides(), **devices.overrides()},
+                trust_code=trust_code)))
             return 0
     method = method or "diversedistill"
     if not teacher:
@@ -175,7 +179,8 @@ def distill(*, out: str,
     record = provenance.data_record(ml, split, data.release, data.split, data.split_seed)
     teachers, weights, warnings = [], {}, []
     for d in teacher:
-        name, model = Path(d).name, load_model(d)  # weights checked against their checksum
+        # weights checked against their checksum; the directory's own code run only if trusted
+        name, model = Path(d).name, load_model(d, trust_code=trust_code)
         exported = read_config(d)
         warning = provenance.check_teacher(name, exported, ml, split, record,
                                            allow_teacher_overlap)

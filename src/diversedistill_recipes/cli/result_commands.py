@@ -7,7 +7,7 @@ from pathlib import Path
 from diversedistill.errors import ConfigError
 
 
-def export(run: str, /, *, out: str) -> int:
+def export(run: str, /, *, out: str, trust_code: bool = False) -> int:
     """Write the plain student of a run (MovieLens or vision).
 
     Any run whose student/config.json names an export architecture
@@ -18,13 +18,17 @@ def export(run: str, /, *, out: str) -> int:
         run: run directory written by 'distill', or one of the runs/ of 'reproduce' (e.g.
             results/cifar10/runs/diversedistill-vit-l-0)
         out: directory for model.safetensors + config.json
+        trust_code: rebuild a student exported by factory (your own model class) by
+            importing and calling the factory its student/config.json names; without it
+            such a run is refused, since a run directory may come from anyone
     """
     from diversedistill import rundir
     from diversedistill.export import export_from_checkpoint, read_config
 
     target = rundir.check_owned(out, "--out", kind="export")
     path = export_from_checkpoint(run, target,
-                                  before_writing=lambda: rundir.acquire(target, "export"))
+                                  before_writing=lambda: rundir.acquire(target, "export"),
+                                  trust_code=trust_code)
     print(f"wrote {path} ({read_config(path)['architecture']})")
     return 0
 

@@ -208,9 +208,9 @@ def compare(recipe: DataSetRecipe, teachers: Mapping[str, Teacher], out: str | P
 # ------------------------------------------------------------------ from a YAML, on workers
 
 
-def _worker_init(config: str, out: str) -> dict:
+def _worker_init(config: str, out: str, trust_code: bool = False) -> dict:
     """A worker's own recipe and teachers, read from the YAML as the parent read them."""
-    recipe, base = table_recipe(config)
+    recipe, base = table_recipe(config, trust_code)
     return {"recipe": recipe, "teachers": recipe.teachers(), "base": base, "out": out}
 
 
@@ -226,9 +226,10 @@ def _worker_run(run) -> JobResult:
                       run.seed, Path(state["out"]), run.run_dir, False)
 
 
-def table_recipe(config: str | Path):
+def table_recipe(config: str | Path, trust_code: bool = False):
     """The YAML's table recipe and DiverseDistill's base settings (its ``diversedistill:``
-    section), every part checked before anything trains."""
+    section), every part checked before anything trains; ``trust_code`` as
+    :class:`~diversedistill_recipes.tabular.recipe.TableRecipe` takes it."""
     from diversedistill.config import load_yaml
     from diversedistill_recipes.tabular.recipe import TableRecipe
     from diversedistill_recipes.tabular.spec import read_user_run
@@ -237,19 +238,19 @@ def table_recipe(config: str | Path):
     run = read_user_run(raw, Path(config))
     base = from_dict(DiverseDistillConfig, dict(raw.get("diversedistill") or {}),
                      f"{config}: diversedistill")
-    return TableRecipe(run, export=False), base
+    return TableRecipe(run, export=False, trust_code=trust_code), base
 
 
 def compare_config(config: str | Path, out: str | Path, seeds: int = 3,
                    methods: Sequence[str] | None = None, workers: int = 1,
                    resume: bool = False, progress: bool = False,
-                   log: Callable[[str], None] = print) -> str:
+                   log: Callable[[str], None] = print, trust_code: bool = False) -> str:
     """``diversedistill compare --config``: :func:`compare` on the YAML's table, student and
     teachers; ``workers`` students at a time, each in a single-threaded process (which
     reads the YAML itself)."""
     from diversedistill.parallel import run_jobs
 
-    recipe, base = table_recipe(config)
+    recipe, base = table_recipe(config, trust_code)
     log(recipe.describe())
     comparison = Comparison(recipe, recipe.teachers(), out, seeds, methods, base,
                             resume=resume, progress=progress, log=log, workers=workers)
@@ -258,5 +259,5 @@ def compare_config(config: str | Path, out: str | Path, seeds: int = 3,
 
     def execute(runs: list, on_result) -> None:
         run_jobs(runs, _worker_run, on_result, workers, _worker_init,
-                 (str(config), str(comparison.out)), state=state)
+                 (str(config), str(comparison.out), trust_code), state=state)
     return comparison.run(execute if workers > 1 else None)

@@ -40,8 +40,10 @@ class TableRecipe:
 
     clamp = None
 
-    def __init__(self, run: UserRun, export: bool = True, train: dict | None = None):
+    def __init__(self, run: UserRun, export: bool = True, train: dict | None = None,
+                 trust_code: bool = False):
         self.run, self.export = run, export
+        self.trust_code = trust_code  # --trust-code: a teacher's recorded factory may run
         self.table: Table = read_table(run.data, run.where)
         self.metric = ACCURACY if self.table.classes else MSE
         self.student_name = "student"  # the student-alone row's teachers column
@@ -81,12 +83,28 @@ class TableRecipe:
 
     def teachers(self) -> dict[str, HookedTeacher]:
         """Every teacher the YAML names, loaded (weights checked against their checksum)."""
-        from diversedistill.export import load_model
+        return {t.name: HookedTeacher(t.name, self.teacher_model(i), t.inject_at, t.head,
+                                      mode=t.mode, call=read_features, token=t.token)
+                for i, t in enumerate(self.run.teachers)}
 
-        return {t.name: HookedTeacher(t.name, load_model(resolve(t.export_dir, self.run.where)),
-                                      t.inject_at, t.head, mode=t.mode, call=read_features,
-                                      token=t.token)
-                for t in self.run.teachers}
+    def teacher_model(self, i: int):
+        """The ``i``-th teacher's exported model. A factory export is rebuilt by the class
+        the YAML names for it (``class_path``, which must be the one recorded), or by the
+        recorded factory under ``--trust-code``; refused otherwise, nothing imported."""
+        from diversedistill.export import load_model, read_config
+        from diversedistill.model_code import refusal
+
+        teacher = self.run.teachers[i]
+        path = resolve(teacher.export_dir, self.run.where)
+        if teacher.class_path is not None:
+            return load_model(path, factory=factory_of(teacher.class_path))
+        config = read_config(path)
+        if config["architecture"] == "factory" and not self.trust_code:
+            recorded = (config.get("model") or {}).get("factory")
+            raise ConfigError(f"{self.run.where}: teachers[{i}]: " + refusal(
+                path, str(recorded), f"name its class in the YAML (teachers[{i}].class_path: "
+                                     "package.module.Class) or pass --trust-code"))
+        return load_model(path, trust_code=self.trust_code)
 
     def committee(self, teachers: dict[str, HookedTeacher], names) -> Committee:
         missing = [n for n in names if n not in teachers]

@@ -18,6 +18,9 @@ anything loads (``distill``, ``train-teacher`` and ``compare --config``):
     teachers:
       - name: wide
         export_dir: teachers/wide        # an export_model directory (checksum checked)
+        class_path: my_models.Wide       # the class it was exported with (a factory
+                                         # export's code is run only when named here, or
+                                         # with --trust-code)
         inject_at: "0"
         head: "2"
     method: diversedistill               # or any registered baseline, or student (alone)
@@ -79,6 +82,7 @@ class TeacherSpec:
     head: str
     mode: str = "add"
     token: int | None = None
+    class_path: str | None = None  # the class it was exported with: the user's typed choice
 
 
 @dataclass
@@ -214,6 +218,8 @@ def _check_files(run: UserRun) -> None:
         if not (resolve(teacher.export_dir, where) / "config.json").is_file():
             raise ConfigError(f"{where}: teachers[{i}].export_dir {teacher.export_dir!r}: no "
                               "exported model there (export_model writes config.json)")
+        if teacher.class_path is not None:  # typed by the user: importing it is their choice
+            importable(teacher.class_path, f"{where}: teachers[{i}].class_path", where)
 
 
 def _check_table(data: TableData, where: Path) -> None:

@@ -143,9 +143,10 @@ def prepare_task(task: SuiteTask, folder: Path, settings: SuiteSettings,
         "student": {"class_path": f"{MODELS}.TableMLP", "init_args": {**shape, **settings.student},
                     "question_at": "body.1", "head": "head"},
         "teachers": [
-            {"name": "wide", "export_dir": "teachers/wide", "inject_at": "body.1",
-             "head": "head"},
+            {"name": "wide", "export_dir": "teachers/wide", "class_path": f"{MODELS}.TableMLP",
+             "inject_at": "body.1", "head": "head"},
             {"name": "transformer", "export_dir": "teachers/transformer",
+             "class_path": f"{MODELS}.FeatureTokenTransformer",
              "inject_at": "encoder.layers.0", "head": "head", "token": 0}],
         "train": {"max_epochs": settings.max_epochs},
     }

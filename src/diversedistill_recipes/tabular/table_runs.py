@@ -37,13 +37,15 @@ def with_flags(run: UserRun, method: str | None, dd_flags: dict) -> UserRun:
 
 
 def distill_table(run: UserRun, out: str | Path, seed: int = 0, progress: bool = True,
-                  resume: bool = False, train: dict | None = None) -> dict:
+                  resume: bool = False, train: dict | None = None,
+                  trust_code: bool = False) -> dict:
     """Train the run's student (alone for ``method: student``) into ``out``; its
     ``student/`` is exported with its factory. ``train``: the command line's training
-    settings over the YAML's. Returns the metrics ``distill`` prints."""
+    settings over the YAML's; ``trust_code``: a teacher without ``class_path`` may run the
+    factory its directory names. Returns the metrics ``distill`` prints."""
     from diversedistill.methods import build_method
 
-    recipe = TableRecipe(run, export=True, train=train)
+    recipe = TableRecipe(run, export=True, train=train, trust_code=trust_code)
     alone = run.method == "student"
     method = None if alone else build_method(run.method, run.method_options or None,
                                              f"{run.where}: {run.method}")
