@@ -15,6 +15,14 @@ environment, so every process gets the same additions. Environment variables:
   number with a single process.
 - ``DD_TEST_REPORT_DIR=dir``: every process writes ``rank-N.json``: what the DDP wrapper
   holds, where the teachers are, and whether any teacher parameter got a gradient.
+
+A reproduction's worker processes (``--workers N``, spawned: each imports this file as
+``__mp_main__``) add to every run they train:
+
+- ``DD_TEST_WORKER_PAUSE_AT_STEP=k``: as ``DD_TEST_PAUSE_AT_STEP``, the marker being
+  ``$DD_TEST_MARKER.<worker pid>``;
+- ``DD_TEST_START_LOG=file``: one line per run, ``<run directory name> <step>``: the
+  optimizer step its training starts from (0 for a fresh run, the checkpoint's on resume).
 """
 
 from __future__ import annotations
@@ -28,10 +36,10 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 
-def _pause(reason: str) -> None:
+def _pause(reason: str, marker: Path | None = None) -> None:
     from diversedistill.interrupt import pending
 
-    marker = Path(os.environ["DD_TEST_MARKER"])
+    marker = marker or Path(os.environ["DD_TEST_MARKER"])
     marker.with_suffix(".tmp").write_text(reason)
     os.replace(marker.with_suffix(".tmp"), marker)  # the parent never sees it half-written
     deadline = time.monotonic() + 600  # the parent kills us long before this ends,
@@ -40,12 +48,48 @@ def _pause(reason: str) -> None:
 
 
 class PauseAtStep(Callback):
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, marker: Path | None = None):
+        self.step, self.marker = step, marker
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
-            _pause(f"step {self.step}, epoch {trainer.current_epoch}, batch {batch_idx}")
+            _pause(f"step {self.step}, epoch {trainer.current_epoch}, batch {batch_idx}",
+                   self.marker)
+
+
+class LogStart(Callback):
+    """Appends ``<run directory name> <step>`` to ``path`` when a run's training starts."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        run = Path(trainer.loggers[0].save_dir).name
+        with open(self.path, "a") as f:  # one short line per write: whole, from any process
+            f.write(f"{run} {trainer.global_step}\n")
+
+
+def _worker_callbacks() -> list[Callback]:
+    callbacks: list[Callback] = []
+    if os.environ.get("DD_TEST_WORKER_PAUSE_AT_STEP"):
+        marker = Path(f"{os.environ['DD_TEST_MARKER']}.{os.getpid()}")
+        callbacks.append(PauseAtStep(int(os.environ["DD_TEST_WORKER_PAUSE_AT_STEP"]), marker))
+    if os.environ.get("DD_TEST_START_LOG"):
+        callbacks.append(LogStart(os.environ["DD_TEST_START_LOG"]))
+    return callbacks
+
+
+def _add_to_every_fit(test_callbacks: list[Callback], *modules) -> None:
+    """``fit`` as ``modules`` look it up, with ``test_callbacks`` after the caller's own."""
+    import diversedistill.training as training
+
+    real_fit = training.fit
+
+    def fit(*args, callbacks=(), **kwargs):
+        return real_fit(*args, callbacks=[*callbacks, *test_callbacks], **kwargs)
+
+    for module in modules:
+        module.fit = fit
 
 
 class ReportWrapping(Callback):
@@ -111,14 +155,13 @@ def main() -> int:
         test_callbacks.append(ReportWrapping(os.environ["DD_TEST_REPORT_DIR"]))
     if os.environ.get("DD_TEST_NO_DROPOUT"):
         recsys.STUDENT = recsys.RecommenderRecipe("mlp-s", {"dropout": 0.0})
-    real_fit = training.fit
-
-    def fit(*args, callbacks=(), **kwargs):  # the CLI's own callbacks, then the test's
-        return real_fit(*args, callbacks=[*callbacks, *test_callbacks], **kwargs)
-
-    training.fit = recsys.fit = fit  # the CLI looks both up when it runs
+    _add_to_every_fit(test_callbacks, training, recsys)  # the CLI looks both up when it runs
     return cli_main(sys.argv[1:])
 
 
 if __name__ == "__main__":
     sys.exit(main())
+elif __name__ == "__mp_main__":  # a reproduction's worker, spawned from this script
+    import diversedistill_recipes.jobs as jobs
+
+    _add_to_every_fit(_worker_callbacks(), jobs)

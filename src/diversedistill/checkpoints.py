@@ -13,6 +13,9 @@
 - :class:`LastCheckpoint` saves ``last.ckpt`` every N optimizer steps and after every epoch.
   The epoch-end save runs after early stopping and the best checkpoint have updated
   their state, so the file carries it (and whether the run has decided to stop).
+- :class:`BestCheckpoint` is Lightning's ModelCheckpoint with its state relocatable: the
+  checkpoints name its files relative to the run's ``checkpoints/`` and a resume reads them
+  in the directory it runs in, so a copied or moved run resumes and exports its own files.
 - :class:`RunLogger` is Lightning's CSV logger, except that on resume it keeps the rows
   written before the checkpoint instead of deleting the file.
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -190,6 +193,50 @@ class LastCheckpoint(Checkpoint):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("should_stop") and self._trainer is not None:
             self._trainer.should_stop = True
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``best.ckpt``, as Lightning's ModelCheckpoint saves it, with a state that does not
+    remember where the run was.
+
+    ModelCheckpoint keeps absolute paths in every checkpoint (its directory, the best file)
+    and, resumed in another directory, reloads only the best file's path: the old
+    location's, and without the best score, so the first epoch after the resume always
+    counted as the best. Here the state names files relative to the checkpoint directory,
+    and a resume resolves them in the directory the run now lives in (a checkpoint written
+    before this class, with absolute paths, is resolved the same way: by file name)."""
+
+    @property
+    def state_key(self) -> str:
+        # the key ModelCheckpoint's state is saved under, so that a checkpoint written
+        # before this class existed still resumes with its state
+        return super().state_key.replace(type(self).__qualname__,
+                                         ModelCheckpoint.__qualname__, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["dirpath"] = "."  # the checkpoint's own directory, wherever it is
+        return self._rebased(state, lambda name: name)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        here = Path(self.dirpath or ".")
+        state = self._rebased(dict(state_dict), lambda name: str(here / name))
+        state["dirpath"] = self.dirpath  # so that the scores are reloaded with the paths
+        super().load_state_dict(state)
+
+    @staticmethod
+    def _rebased(state: dict[str, Any], place) -> dict[str, Any]:
+        """``state`` with every file it names replaced by ``place(file name)``: the files
+        live directly in the checkpoint directory."""
+        def moved(path: str) -> str:
+            return place(Path(path).name) if path else path
+
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if isinstance(state.get(key), str):
+                state[key] = moved(state[key])
+        if isinstance(state.get("best_k_models"), dict):
+            state["best_k_models"] = {moved(p): v for p, v in state["best_k_models"].items()}
+        return state
 
 
 def check_same_settings(path: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:

@@ -10,6 +10,11 @@ is only noted; :class:`~diversedistill.checkpoints.LastCheckpoint` acts on it at
 the current optimizer step: it saves ``last.ckpt`` (the same mid-epoch checkpoint it saves
 every N steps, so the resume is exact) and raises :class:`Interrupted`. Outside training
 (loading data, exporting) the signal raises :class:`Interrupted` at once.
+
+A worker process of a reproduction (:mod:`diversedistill.parallel`) hears the signal from its
+parent, which passes it on, and only notes it, for its whole life
+(:func:`note_signals_for_life`): the run it trains saves and stops as above, and a job that
+has not begun is not begun.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Interrupted(Exception):
         self.signum, self.epoch, self.step = signum, epoch, step
         where = f" at epoch {epoch} step {step}" if epoch is not None else ""
         super().__init__(f"interrupted{where}; continue with --resume")
+
+    def __reduce__(self):  # raised in a worker, it reaches the parent whole
+        return type(self), (self.signum, self.epoch, self.step)
 
     @property
     def exit_code(self) -> int:
@@ -65,6 +73,23 @@ def handle_signals() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         _state["signum"] = None
+
+
+def note_signals_for_life() -> None:
+    """From now until the process ends, SIGTERM and SIGINT are only noted (a second one
+    still raises :class:`Interrupted` at once): for a worker process, whose parent passes
+    the signal on and waits for it to stop at its next step."""
+    _state["signum"] = None
+    _state["defer"] += 1
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+
+
+def raise_if_pending() -> None:
+    """:class:`Interrupted` when a signal has been noted: work not begun is not begun."""
+    signum = pending()
+    if signum is not None:
+        raise Interrupted(signum)
 
 
 @contextlib.contextmanager

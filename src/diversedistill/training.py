@@ -36,7 +36,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
@@ -48,6 +48,7 @@ from diversedistill.checkpoints import (
     BEST,
     LAST,
     AtomicCheckpointIO,
+    BestCheckpoint,
     LastCheckpoint,
     RunLogger,
     check_same_settings,
@@ -437,7 +438,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
         keep_log_rows = int(saved.get("log_rows", 0))
         del saved
 
-    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
+    best = BestCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
                            monitor=monitor, mode=mode, save_top_k=1)
     if cfg.patience_past_constant:
         stopper: EarlyStopping = PastConstantStopping(

@@ -39,7 +39,7 @@ from diversedistill.committee import Committee
 from diversedistill.interface import HookedStudent
 from diversedistill.methods import StudentOnly
 from diversedistill.methods.base import Method
-from diversedistill.training import FitResult, TrainConfig, fit
+from diversedistill.training import RUN_FILE, FitResult, TrainConfig, fit, run_settings
 from diversedistill_recipes.comparison.results import Metric, read_results, write_csv
 from diversedistill_recipes.comparison.tables import read_search
 
@@ -121,16 +121,19 @@ def train_student(recipe: DataSetRecipe, job: Job, method: Method | None,
                   run_dir: Path | None = None, resume: bool = False) -> JobResult:
     """Train ``job``'s student in this process: alone (``method`` None) or distilled from
     ``committee``, into ``run_dir`` (default ``job.run_dir(out)``; ``resume``: from its last
-    checkpoint). The committee must come back unchanged (frozen teachers); a DiverseDistill
-    run also leaves its ``importance.csv``."""
+    checkpoint, when the run there was started with the same settings; a run of other
+    settings, e.g. of a changed grid, starts afresh). The committee must come back unchanged
+    (frozen teachers); a DiverseDistill run also leaves its ``importance.csv``."""
     run_dir = Path(run_dir) if run_dir is not None else job.run_dir(out)
     student = recipe.new_student(job.seed)  # drawn before the loaders: seeds as they were
     train, val, test = recipe.loaders(job.seed)
     before = committee.fingerprint() if committee is not None else ""
     distiller = method or StudentOnly()
-    result = fit(student, distiller, committee, train, val, test,
-                 recipe.train_config(job.seed, progress), run_dir, clamp=recipe.clamp,
-                 metric=recipe.metric.name, resume=resume)
+    training = recipe.train_config(job.seed, progress)
+    resume = resume and started_with(run_dir,
+                                     run_settings(training, distiller, committee, train, val))
+    result = fit(student, distiller, committee, train, val, test, training, run_dir,
+                 clamp=recipe.clamp, metric=recipe.metric.name, resume=resume)
     info: dict = {"method": "student alone"}
     if committee is not None:
         committee.check_unchanged(before)
@@ -151,6 +154,16 @@ def own_results(out: str | Path) -> Path:
     if (out / "results.csv").is_file() and rundir.kind_of(out) == "run":
         rundir.adopt(out, "results")
     return rundir.own(out, "results")
+
+
+def started_with(run_dir: Path, settings: dict) -> bool:
+    """The run in ``run_dir`` was started with ``settings``, as its ``run.json`` records
+    them (written when it started, the same settings as its checkpoints')."""
+    try:
+        recorded = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(recorded == json.loads(json.dumps(settings)))
 
 
 class ResultBook:

@@ -493,3 +493,60 @@ def test_export_refuses_a_best_checkpoint_of_another_run(committee, finished, tm
     capsys.readouterr()
     assert main(["export", str(out), "--out", str(tmp_path / "served")]) == 2
     assert "best.ckpt: belongs to another run than" in one_error(capsys)
+
+
+# ------------------------------------------------------- 7. a run is its directory, wherever
+
+
+def test_a_copied_run_exports_and_resumes_its_own_checkpoints(committee, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    assert main(distill_args(committee, original)) == 0
+    shutil.copytree(original, copy)
+    flip(original / "checkpoints" / "best.ckpt", 32)  # read from the original: refused
+    before = snapshot(original)
+    capsys.readouterr()
+
+    assert main(distill_args(committee, copy, "--resume")) == 0  # finished: trains nothing
+    assert main(["export", str(copy), "--out", str(tmp_path / "served")]) == 0
+    served = load_file(str(tmp_path / "served" / "model.safetensors"))
+    own = load_file(str(copy / "student" / "model.safetensors"))
+    assert served.keys() == own.keys() and all(torch.equal(served[k], own[k]) for k in own)
+    assert snapshot(original) == before  # nothing there read into the copy, or written
+
+
+def relocatable_run_args(committee, out: Path, *extra: str) -> list[str]:
+    """A run whose last epoch is worse than the one before (early stopping ends it there):
+    480 rows in batches of 96, 5 steps per epoch; patience 1, past the constant not counted."""
+    return distill_command(committee, out, "--no-progress", "--batch-size", "96",
+                           "--max-epochs", "30", "--patience", "1",
+                           "--no-patience-past-constant", "--checkpoint-every-n-steps", "4",
+                           "--d1", "4", "--d2", "8", "--hidden", "16", *extra)
+
+
+def test_a_run_moved_after_a_kill_resumes_in_its_new_place_as_if_never_moved(committee,
+                                                                             tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    assert main(relocatable_run_args(committee, uninterrupted)) == 0
+    metrics = json.loads((uninterrupted / "student" / "config.json").read_text())["metrics"]
+    assert metrics["best_epoch"] == metrics["epochs"] - 2  # the last epoch was worse
+    # killed in the last epoch, one step after its checkpoint (steps 76-80; last.ckpt at 76)
+    old, new = tmp_path / "old" / "run", tmp_path / "new" / "run"
+    kill_at = 5 * (metrics["epochs"] - 1) + 2
+    proc = start_paused_child(relocatable_run_args(committee, old), tmp_path / "paused",
+                              DD_TEST_PAUSE_AT_STEP=str(kill_at))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    new.parent.mkdir()
+    shutil.move(old, new)
+
+    assert main(relocatable_run_args(committee, new, "--resume")) == 0
+
+    resumed = json.loads((new / "student" / "config.json").read_text())["metrics"]
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == \
+        {k: v for k, v in metrics.items() if k != "seconds"}  # the same best epoch
+    assert not old.exists()  # nothing written where the run used to be
+    for name in ("last.ckpt", "best.ckpt"):  # and no path in its checkpoints names a place
+        held = (new / "checkpoints" / name).read_bytes()
+        assert str(old).encode() not in held and str(new).encode() not in held

@@ -1,4 +1,9 @@
 import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from tiny_lm import tiny_bert_dir
@@ -124,3 +129,80 @@ def test_every_experiment_lists_its_flags_in_help(capsys):
             main(["reproduce", experiment, "--help"])
         text = capsys.readouterr().out
         assert own in text and foreign not in text
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _started_from(log: Path) -> dict[str, int]:
+    """run directory name -> the step its training started from (cli_child's start log)."""
+    lines = log.read_text().split("\n") if log.is_file() else []
+    return {name: int(step) for name, step in (line.split() for line in lines if line)}
+
+
+def test_a_signal_to_a_reproduction_stops_every_worker_at_a_checkpoint_and_resume_continues(
+        ml100k_dir, tmp_path):
+    """SIGTERM to the parent of ``--workers 2``: each worker's run saves at its next step and
+    ends, the parent ends within seconds (143, one line), no worker is left, and --resume
+    continues the two interrupted runs from their checkpoints (the queued one never began)."""
+    from conftest import CLI_CHILD, child_env
+
+    from diversedistill.checkpoints import read_checkpoint
+
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    # one seed: the student alone runs in the parent; three runs (DiverseDistill on two
+    # committees, LD) on two workers, each of which pauses after step 3 (2 steps an epoch)
+    command = [sys.executable, str(CLI_CHILD), "reproduce", "movielens", "--data-dir",
+               str(ml100k_dir), "--seeds", "1", "--out", str(out), "--cache-dir",
+               str(tmp_path / "cache"), "--no-progress", "--hidden", "16", "--lm", "none",
+               "--committees", "mlp-l", "mlp-m+mlp-l", "--workers", "2"]
+    log = tmp_path / "first.log"
+    with log.open("w") as f:
+        parent = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=child_env(
+            DD_TEST_MARKER=str(marker), DD_TEST_WORKER_PAUSE_AT_STEP="3"))
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("paused.*"))) < 2:  # both workers inside a run
+        assert parent.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the workers never reached the pause"
+        time.sleep(0.1)
+    workers = [int(p.suffix[1:]) for p in tmp_path.glob("paused.*")]
+    children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                              text=True).stdout.split()
+    assert set(workers) <= {int(c) for c in children}
+
+    signalled = time.monotonic()
+    parent.send_signal(signal.SIGTERM)
+    try:
+        assert parent.wait(timeout=60) == 143
+    finally:  # a parent that did not end takes its workers with it (PR_SET_PDEATHSIG)
+        parent.kill()
+    assert time.monotonic() - signalled < 20  # not once the runs in flight have finished
+    assert log.read_text().strip().splitlines()[-1] == (
+        "diversedistill reproduce: interrupted; continue with --resume")
+    time.sleep(0.5)  # an ended worker is reaped by init once its parent is gone
+    assert not [p for p in map(int, children) if _running(p)]
+    # the two paused runs are unfinished, each with its checkpoint: a step's own, or (a
+    # signal on an epoch's last step, as here: one step an epoch) the epoch before's
+    interrupted = {run.name: read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
+                   for run in (out / "runs").iterdir() if not (run / "result.json").exists()}
+    assert sorted(interrupted) == ["diversedistill-mlp-l-0", "diversedistill-mlp-m+mlp-l-0"]
+    assert all(step >= 2 for step in interrupted.values())
+    with open(out / "results.csv") as f:
+        recorded = {(r["method"], r["teachers"]) for r in csv.DictReader(f)}
+    assert ("diversedistill", "mlp-l") not in recorded
+
+    starts = tmp_path / "starts.log"
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True,
+                             env=child_env(DD_TEST_START_LOG=str(starts)), timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    started = _started_from(starts)
+    assert {name: started[name] for name in interrupted} == interrupted  # from the checkpoints
+    assert started["ld-mlp-l-0"] == 0  # queued when the signal came: it had never begun
+    with open(out / "results.csv") as f:
+        rows = {(r["method"], r["teachers"]) for r in csv.DictReader(f)}
+    assert {("diversedistill", "mlp-l"), ("diversedistill", "mlp-m+mlp-l"),
+            ("ld", "mlp-l")} <= rows

@@ -105,12 +105,14 @@ def student_job(seed: int) -> Job:
 
 
 def _prepare_worker(exp: VisionExperiment, data_dir, split_seed: int, cache_root: Path,
-                    cfg: DiverseDistillConfig, out: Path, progress: bool) -> dict:
-    """A worker's state: the data split once; teachers loaded when a job first needs them."""
+                    cfg: DiverseDistillConfig, out: Path, progress: bool,
+                    resume: bool = False) -> dict:
+    """A worker's state: the data split once; teachers loaded when a job first needs them;
+    ``resume``: the students' runs continue from their last checkpoints."""
     data = load_cifar(locate_cifar(exp.dataset, data_dir), exp.dataset)
     return {"exp": exp, "parts": make_parts(data, exp, split_seed), "split_seed": split_seed,
             "cache_root": cache_root, "cfg": cfg, "out": out, "progress": progress,
-            "teachers": {}, "own": {}, "contexts": {}}
+            "resume": resume, "teachers": {}, "own": {}, "contexts": {}}
 
 
 def _memoized(state: dict, store: str, name: str, teacher):
@@ -147,7 +149,7 @@ def run_job(job: Job):
         return metrics, cached
     recipe = ImageRecipe(state["parts"], exp)
     if not job.names:
-        return train_student(recipe, job, None, None, out, progress)
+        return train_student(recipe, job, None, None, out, progress, resume=state["resume"])
     teachers = {n: _teacher(state, n)[0] for n in job.names}
     # a baseline reads only the teachers' own passes; DiverseDistill asks questions, so
     # only what lies below the injection point is kept
@@ -156,7 +158,7 @@ def run_job(job: Job):
     changes, injection = job.split_values()
     distiller = make_method(job.method, changes, state["cfg"])
     return train_student(recipe, job, distiller, committee_for(teachers, job.names, injection),
-                         out, progress)
+                         out, progress, resume=state["resume"])
 
 
 def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
@@ -191,7 +193,7 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
         log(f"resuming {out}: {len(rows)} result rows and {len(previous_search or [])} search "
             "rows kept")
     # bars from several processes would interleave: workers report by lines only
-    init = (exp, data_dir, split_seed, cache_root, cfg, out, progress and workers <= 1)
+    init = (exp, data_dir, split_seed, cache_root, cfg, out, progress and workers <= 1, resume)
     record = book.record
 
     def execute(jobs: list[Job]) -> None:

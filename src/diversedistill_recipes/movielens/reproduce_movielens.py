@@ -115,7 +115,8 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
     without the LM; or the one committee named in ``committees``), and writes ``sweep.csv``
     (:mod:`diversedistill_recipes.comparison.sweep`). ``resume`` keeps the rows already
     in ``out``/results.csv, search.csv and sweep.csv and runs only what is missing, in every
-    mode (a plain run, the ablations, the tables, the sweep). ``workers`` students train
+    mode (a plain run, the ablations, the tables, the sweep); a run cut short continues from
+    its last checkpoint (in ``out``/runs/NAME/checkpoints). ``workers`` students train
     at a time, each in its own single-threaded process.
     ``variants`` (label -> changes to ``cfg``) replaces :data:`ABLATIONS` for ``ablations``,
     e.g. a λ grid on validation. ``holdout`` > 0 trains every teacher without a seeded
@@ -172,10 +173,11 @@ def reproduce_movielens(data_dir=None, seeds: int = 3, out: str | Path = "result
                                                   progress, log)
     teacher_models = {name: model for name, (model, _) in teachers.items()}
     # this process runs the jobs itself with what it holds; a worker reads the same caches
+    # with --resume, a run cut short (killed, interrupted) continues from its checkpoint
     here = ml_runs.state_from(ml, part, teacher_models, injection, cfg, out,
-                              progress and workers <= 1, unseen)
+                              progress and workers <= 1, unseen, resume)
     worker_args = (release, data_dir, split, split_seed, cache_root, lm, lm_cache, injection,
-                   cfg, out, False, holdout)
+                   cfg, out, False, holdout, resume)
 
     def execute(jobs: list[Job], on_result) -> None:
         # the dearest runs (language-model committees, bigger committees) first: with

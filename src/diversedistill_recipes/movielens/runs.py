@@ -35,7 +35,7 @@ from diversedistill_recipes.movielens.splits import make_split, teacher_holdout
 
 def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Path, lm,
             lm_cache: Path, injection: str, cfg: DiverseDistillConfig, out: Path,
-            progress: bool, holdout: float = 0.0) -> dict:
+            progress: bool, holdout: float = 0.0, resume: bool = False) -> dict:
     """A worker's state, read from the caches (the parent trained every teacher first)."""
     quiet = lambda *_: None  # noqa: E731 - the parent has logged all of this once
     ml = load_movielens(locate_movielens(release, data_dir))
@@ -47,15 +47,16 @@ def prepare(release: str, data_dir, split: str, split_seed: int, cache_root: Pat
     if lm is not None:
         teachers["lm"] = prepare_language_teacher(ml, taught, lm, lm_cache, split_seed, False,
                                                   quiet)[0]
-    return state_from(ml, part, teachers, injection, cfg, out, progress, unseen)
+    return state_from(ml, part, teachers, injection, cfg, out, progress, unseen, resume)
 
 
 def state_from(ml, part, teachers: dict, injection: str, cfg: DiverseDistillConfig, out: Path,
-               progress: bool, unseen=None) -> dict:
-    """``unseen``: the training rows the teachers never saw (``--teacher-holdout``)."""
+               progress: bool, unseen=None, resume: bool = False) -> dict:
+    """``unseen``: the training rows the teachers never saw (``--teacher-holdout``);
+    ``resume``: every run continues from its last checkpoint (``--resume``)."""
     return {"ml": ml, "part": part, "recipe": MovieLensRecipe(ml, part, unseen=unseen),
             "teachers": teachers, "own": {}, "injection": injection, "cfg": cfg,
-            "out": Path(out), "progress": progress}
+            "out": Path(out), "progress": progress, "resume": resume}
 
 
 def committee_of(teachers: dict, names, injection: str) -> Committee:
@@ -76,7 +77,8 @@ def run(job: Job) -> JobResult:
     """Train the student of ``job`` in this process (a worker, or the parent)."""
     state = worker_state()
     if not job.names:
-        return train_student(state["recipe"], job, None, None, state["out"], state["progress"])
+        return train_student(state["recipe"], job, None, None, state["out"], state["progress"],
+                             resume=state["resume"])
     injection = job.split_values()[1] or state["injection"]
     teachers = state["teachers"]
     if job.own_pass:  # frozen teachers: their own pass per row never changes
@@ -85,7 +87,7 @@ def run(job: Job) -> JobResult:
             for n, m in teachers.items() if n in job.names}
     return train_student(state["recipe"], job, build_run_method(job, state["cfg"]),
                          committee_of(teachers, job.names, injection), state["out"],
-                         state["progress"])
+                         state["progress"], resume=state["resume"])
 
 
 def describe_own_passes(state: dict) -> list[str]:

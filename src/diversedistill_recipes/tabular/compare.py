@@ -94,14 +94,15 @@ def teacher_score(teacher: Teacher, loader, metric: str) -> float:
 
 
 def train_cell(recipe: DataSetRecipe, teachers: Mapping[str, Teacher], names: tuple[str, ...],
-               method: Method, seed: int, out: Path, run_dir: Path, progress: bool) -> JobResult:
+               method: Method, seed: int, out: Path, run_dir: Path, progress: bool,
+               resume: bool = False) -> JobResult:
     """One distilled student of a cell, here or in a worker: ``method`` from the committee
-    of ``names``, into ``run_dir``."""
+    of ``names``, into ``run_dir`` (``resume``: from its last checkpoint)."""
     from diversedistill.committee import Committee
 
     return train_student(recipe, Job(method.name, seed, names, method.name), method,
                          Committee([teachers[n] for n in names]), out, progress,
-                         run_dir=run_dir)
+                         run_dir=run_dir, resume=resume)
 
 
 class Comparison:
@@ -141,7 +142,7 @@ class Comparison:
 
     def _run(self, names: tuple[str, ...], method: Method, seed: int, run_dir: Path) -> JobResult:
         return train_cell(self.recipe, self.teachers, names, method, seed, self.out, run_dir,
-                          self.progress)
+                          self.progress, self.resume)
 
     def student_jobs(self) -> list[Job]:
         jobs = [Job(STUDENT_ALONE, s, run_name=f"student-{s}") for s in range(self.seeds)]
@@ -156,7 +157,8 @@ class Comparison:
         student_jobs = self.student_jobs()
         if execute is None:
             for job in student_jobs:
-                result = train_student(self.recipe, job, None, None, self.out, self.progress)
+                result = train_student(self.recipe, job, None, None, self.out, self.progress,
+                                       resume=self.resume)
                 self.book.record_run(job, result, self.recipe.student_name)
         else:
             execute(student_jobs, lambda job, result: self.book.record_run(
@@ -208,10 +210,13 @@ def compare(recipe: DataSetRecipe, teachers: Mapping[str, Teacher], out: str | P
 # ------------------------------------------------------------------ from a YAML, on workers
 
 
-def _worker_init(config: str, out: str, trust_code: bool = False) -> dict:
-    """A worker's own recipe and teachers, read from the YAML as the parent read them."""
+def _worker_init(config: str, out: str, trust_code: bool = False,
+                 resume: bool = False) -> dict:
+    """A worker's own recipe and teachers, read from the YAML as the parent read them;
+    ``resume``: its runs continue from their last checkpoints."""
     recipe, base = table_recipe(config, trust_code)
-    return {"recipe": recipe, "teachers": recipe.teachers(), "base": base, "out": out}
+    return {"recipe": recipe, "teachers": recipe.teachers(), "base": base, "out": out,
+            "resume": resume}
 
 
 def _worker_run(run) -> JobResult:
@@ -220,10 +225,11 @@ def _worker_run(run) -> JobResult:
     state = worker_state()
     recipe = state["recipe"]
     if isinstance(run, Job):  # the student alone
-        return train_student(recipe, run, None, None, Path(state["out"]), False)
+        return train_student(recipe, run, None, None, Path(state["out"]), False,
+                             resume=state["resume"])
     method = make_method(run.method, json.loads(run.values), state["base"])
     return train_cell(recipe, state["teachers"], tuple(run.teachers.split("+")), method,
-                      run.seed, Path(state["out"]), run.run_dir, False)
+                      run.seed, Path(state["out"]), run.run_dir, False, state["resume"])
 
 
 def table_recipe(config: str | Path, trust_code: bool = False):
@@ -255,9 +261,9 @@ def compare_config(config: str | Path, out: str | Path, seeds: int = 3,
     comparison = Comparison(recipe, recipe.teachers(), out, seeds, methods, base,
                             resume=resume, progress=progress, log=log, workers=workers)
     state = {"recipe": recipe, "teachers": comparison.teachers, "base": base,
-             "out": str(comparison.out)}
+             "out": str(comparison.out), "resume": resume}
 
     def execute(runs: list, on_result) -> None:
         run_jobs(runs, _worker_run, on_result, workers, _worker_init,
-                 (str(config), str(comparison.out), trust_code), state=state)
+                 (str(config), str(comparison.out), trust_code, resume), state=state)
     return comparison.run(execute if workers > 1 else None)
