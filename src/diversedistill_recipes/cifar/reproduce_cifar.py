@@ -149,7 +149,8 @@ def run_job(job: Job):
         return metrics, cached
     recipe = ImageRecipe(state["parts"], exp)
     if not job.names:
-        return train_student(recipe, job, None, None, out, progress, resume=state["resume"])
+        return train_student(recipe, job, None, None, out, progress,
+                             resume=state.get("resume", False))
     teachers = {n: _teacher(state, n)[0] for n in job.names}
     # a baseline reads only the teachers' own passes; DiverseDistill asks questions, so
     # only what lies below the injection point is kept
@@ -158,7 +159,7 @@ def run_job(job: Job):
     changes, injection = job.split_values()
     distiller = make_method(job.method, changes, state["cfg"])
     return train_student(recipe, job, distiller, committee_for(teachers, job.names, injection),
-                         out, progress, resume=state["resume"])
+                         out, progress, resume=state.get("resume", False))
 
 
 def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,

@@ -78,7 +78,7 @@ def run(job: Job) -> JobResult:
     state = worker_state()
     if not job.names:
         return train_student(state["recipe"], job, None, None, state["out"], state["progress"],
-                             resume=state["resume"])
+                             resume=state.get("resume", False))
     injection = job.split_values()[1] or state["injection"]
     teachers = state["teachers"]
     if job.own_pass:  # frozen teachers: their own pass per row never changes
@@ -87,7 +87,7 @@ def run(job: Job) -> JobResult:
             for n, m in teachers.items() if n in job.names}
     return train_student(state["recipe"], job, build_run_method(job, state["cfg"]),
                          committee_of(teachers, job.names, injection), state["out"],
-                         state["progress"], resume=state["resume"])
+                         state["progress"], resume=state.get("resume", False))
 
 
 def describe_own_passes(state: dict) -> list[str]:

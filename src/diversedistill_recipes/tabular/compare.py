@@ -226,10 +226,11 @@ def _worker_run(run) -> JobResult:
     recipe = state["recipe"]
     if isinstance(run, Job):  # the student alone
         return train_student(recipe, run, None, None, Path(state["out"]), False,
-                             resume=state["resume"])
+                             resume=state.get("resume", False))
     method = make_method(run.method, json.loads(run.values), state["base"])
     return train_cell(recipe, state["teachers"], tuple(run.teachers.split("+")), method,
-                      run.seed, Path(state["out"]), run.run_dir, False, state["resume"])
+                      run.seed, Path(state["out"]), run.run_dir, False,
+                      state.get("resume", False))
 
 
 def table_recipe(config: str | Path, trust_code: bool = False):
