@@ -90,8 +90,9 @@ def kind_of(path: Path) -> str | None:
     """What the marker says the directory holds (a key of :data:`KINDS`); None without a
     readable marker. A model directory of an older version that holds a ``run/`` was
     written by train-teacher: a teacher."""
-    found = (_marker(path) or {}).get("kind")
-    if found == "model" and "wrote" not in (_marker(path) or {}) and (path / "run").is_dir():
+    marker = _marker(path) or {}
+    found = marker.get("kind")
+    if found == "model" and "wrote" not in marker and (path / "run").is_dir():
         return "teacher"
     return found if isinstance(found, str) else None
 

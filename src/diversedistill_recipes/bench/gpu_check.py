@@ -56,11 +56,16 @@ def device_name() -> str:
     return "CPU (no GPU found: the figures say nothing about a GPU)"
 
 
-def one_run(ratings: int, method: str, precision: str, devices: int, strategy: str,
-            where: str, out: Path, seed: int = 0) -> dict:
-    """One epoch of ``method`` on ``ratings`` synthetic ratings; its figures and timing."""
+def synthetic_data(ratings: int, seed: int = 0):
+    """The synthetic ratings every run of the check trains on, and their split."""
     ml = synthetic_movielens(ratings, seed)
-    split = random_split(ml, seed)
+    return ml, random_split(ml, seed)
+
+
+def one_run(data, method: str, precision: str, devices: int, strategy: str,
+            where: str, out: Path, seed: int = 0) -> dict:
+    """One epoch of ``method`` on ``data`` (:func:`synthetic_data`); its figures and timing."""
+    ml, split = data
     teachers = [] if method == "student alone" else [
         as_teacher(n, build(ml, split, TEACHERS[n], seed)) for n in ("mlp-m", "mlp-l")]
     train, val, test = loaders(ml, split, STUDENT.batch_size, seed)
@@ -93,14 +98,15 @@ def bench_gpu(ratings: int = 100_000, log=print) -> dict:
     where = accelerator()
     log(f"device: {device_name()}; {ratings:,} synthetic ratings, 1 epoch per run")
     figures: dict = {"device": device_name(), "runs": []}
+    data = synthetic_data(ratings)  # made once: every run below trains on the same rows
     with tempfile.TemporaryDirectory(prefix="dd-gpu-check-") as work:
         root = Path(work)
         # untimed: the first run pays for lazy initialisation (CUDA context, kernels)
-        one_run(min(ratings, 20_000), "DiverseDistill", "32-true", 1, "auto", where,
-                root / "warm-up")
+        one_run(synthetic_data(min(ratings, 20_000)), "DiverseDistill", "32-true", 1, "auto",
+                where, root / "warm-up")
         for precision in PRECISIONS:
             for method in METHODS:
-                run = one_run(ratings, method, precision, 1, "auto", where,
+                run = one_run(data, method, precision, 1, "auto", where,
                               root / f"{method}-{precision}".replace(" ", "-"))
                 figures["runs"].append(run)
                 log(f"  {method:<14} {precision:<10} val MSE {run['val_mse']:.4f}  "
@@ -117,7 +123,7 @@ def bench_gpu(ratings: int = 100_000, log=print) -> dict:
             log(ddp["error"])
         else:
             single = fp32 if ddp_where == where else one_run(
-                ratings, "DiverseDistill", "32-true", 1, "auto", ddp_where, root / "ddp-1")
+                data, "DiverseDistill", "32-true", 1, "auto", ddp_where, root / "ddp-1")
             figures["ddp - single"] = ddp["val_mse"] - single["val_mse"]
             # not equal to the bit: each process draws its own dropout masks, by design
             log(f"DDP on 2 {ddp_where} devices against 1 (DiverseDistill, fp32): val MSE "
@@ -129,6 +135,6 @@ def bench_gpu(ratings: int = 100_000, log=print) -> dict:
 
 if __name__ == "__main__":  # one DDP run (every rank runs this): ratings devices where out
     n, devices, where, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
-    run = one_run(n, "DiverseDistill", "32-true", devices, "ddp", where, out)
+    run = one_run(synthetic_data(n), "DiverseDistill", "32-true", devices, "ddp", where, out)
     if run["rank"] == 0:
         print(json.dumps(run))
