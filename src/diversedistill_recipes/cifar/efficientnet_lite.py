@@ -208,7 +208,8 @@ def pretrained_weights_path() -> Path:
 def pretrained_lite0(path: str | Path | None = None) -> EfficientNetLite0:
     """EfficientNet-Lite0 with its ImageNet-1k weights, in eval mode. The file is read
     with ``weights_only=True`` (tensors only, no code) and loaded strictly."""
-    state = torch.load(path or pretrained_weights_path(), map_location="cpu", weights_only=True)
+    source = path or pretrained_weights_path()
+    state = torch.load(source, map_location="cpu", weights_only=True)
     model = EfficientNetLite0()
     model.load_state_dict(state, strict=True)
     return model.eval()
