@@ -37,7 +37,7 @@ from lightning.pytorch.callbacks import Callback
 
 
 def _pause(reason: str, marker: Path | None = None) -> None:
-    from diversedistill.interrupt import pending
+    from diversedistill.runs.interrupt import pending
 
     marker = marker or Path(os.environ["DD_TEST_MARKER"])
     marker.with_suffix(".tmp").write_text(reason)
@@ -127,7 +127,7 @@ class ReportWrapping(Callback):
 
 
 def _pause_inside_last_checkpoint_write(k: int) -> None:
-    import diversedistill.atomic as atomic
+    import diversedistill.runs.atomic as atomic
 
     real_replace, count = atomic.os.replace, [0]
 

@@ -17,7 +17,7 @@ _WHERE = {
     "Committee": "committee",
     "ConfigError": "errors", "DataError": "errors", "DiverseDistillError": "errors",
     "ModelError": "errors",
-    "NamedRows": "contract",
+    "NamedRows": "loop.contract",
     "export_model": "export", "load_model": "export", "model_factory": "export",
     "Answer": "interface", "HookedStudent": "interface", "HookedTeacher": "interface",
     "StudentOutput": "interface", "Teacher": "interface",
@@ -40,7 +40,8 @@ _WHERE = {
     "AEKDConfig": "methods",
     "StudentOnly": "methods",
     "build_method": "methods",
-    "AnswerAugmenter": "module", "DistillationModule": "module", "QuestionAugmenter": "module",
+    "AnswerAugmenter": "methods.module", "DistillationModule": "methods.module",
+    "QuestionAugmenter": "methods.module",
     "DistillationTask": "training", "FitResult": "training", "TrainConfig": "training",
     "fit": "training",
 }
@@ -69,7 +70,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from diversedistill.committee import Committee
-    from diversedistill.contract import NamedRows
     from diversedistill.errors import ConfigError, DataError, DiverseDistillError, ModelError
     from diversedistill.export import export_model, load_model, model_factory
     from diversedistill.interface import (
@@ -79,6 +79,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         StudentOutput,
         Teacher,
     )
+    from diversedistill.loop.contract import NamedRows
     from diversedistill.methods import (
         AEKD,
         AMTML,
@@ -102,5 +103,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         build_method,
         register_method,
     )
-    from diversedistill.module import AnswerAugmenter, DistillationModule, QuestionAugmenter
+    from diversedistill.methods.module import AnswerAugmenter, DistillationModule, QuestionAugmenter
     from diversedistill.training import DistillationTask, FitResult, TrainConfig, fit

@@ -8,7 +8,7 @@ after the export is refused instead of served.
 
 Loading never runs code a directory names unless the caller chose it: a registered
 architecture (installed code), the ``factory=`` the caller passes, or ``trust_code=True``
-(:mod:`diversedistill.model_code`); a ``factory`` export is otherwise refused before
+(:mod:`diversedistill.models.model_code`); a ``factory`` export is otherwise refused before
 anything is imported. Nothing is built before the weights are checked: the checksum, then
 the config's parameter count and the model built on the ``meta`` device (no memory) against
 the values the weights hold, and only then the real module.
@@ -17,7 +17,8 @@ Which kinds of model can be exported: :func:`architectures`, name -> :class:`Arc
 The config names the entry (``architecture``) and holds its description of the model
 (``model``), from which the entry rebuilds the same module, its weights then loaded from
 the file. Built in: ``hf-pretrained`` (any Hugging Face model) and ``factory`` (any
-``nn.Module`` given the factory that builds it), both in :mod:`diversedistill.export_generic`.
+``nn.Module`` given the factory that builds it), both in
+:mod:`diversedistill.models.export_generic`.
 Another kind of model plugs in with :func:`register_architecture` or an entry point; the paper's
 recipes add ``mlp-recommender``, ``movielens-rating-server`` and ``vit-classifier`` that way
 (``diversedistill_recipes.movielens.recommender_export``,
@@ -36,18 +37,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from diversedistill.atomic import atomic_path, write_text_atomic
-from diversedistill.checkpoints import read_checkpoint
-from diversedistill.checkpoints import sha256_of as file_sha256  # one reader; tests import it here
 from diversedistill.errors import DiverseDistillError, ModelError
-from diversedistill.export_generic import (
+from diversedistill.models.export_generic import (
     FactoryArchitecture,
     HuggingFaceArchitecture,
 )
-from diversedistill.export_generic import (
+from diversedistill.models.export_generic import (
     model_factory as model_factory,  # re-exported: users mark factories from here
 )
-from diversedistill.model_code import Factory, choose_factory
+from diversedistill.models.model_code import Factory, choose_factory
+from diversedistill.runs.atomic import atomic_path, write_text_atomic
+from diversedistill.runs.checkpoints import read_checkpoint
+from diversedistill.runs.checkpoints import (
+    sha256_of as file_sha256,  # one reader; tests import it here
+)
 
 FORMAT = "diversedistill-model/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -205,7 +208,7 @@ def rebuild(config: dict, where: Path, factory: Factory | None = None,
     """The module ``config`` (read from ``where``) describes, with fresh weights.
 
     A ``factory`` export is rebuilt only by the caller's ``factory`` or under ``trust_code``
-    (:mod:`diversedistill.model_code`). ``weights``: the tensors it will hold (read from
+    (:mod:`diversedistill.models.model_code`). ``weights``: the tensors it will hold (read from
     ``weights_file``); the model is built on the meta device first and refused when it
     needs more values than they hold, so a config describing a huge model allocates
     nothing."""
@@ -326,7 +329,7 @@ def export_run_student(student: nn.Module, result, extra: dict | None = None,
     says the run finished (a run that starts again clears it). ``result``: the run's
     :class:`~diversedistill.training.FitResult`, whose numbers it records; ``factory`` and
     ``arguments`` as :func:`export_model` takes them."""
-    from diversedistill import rundir
+    from diversedistill.runs import rundir
 
     if result.rank != 0:  # under DDP the reporting process writes it
         return None
@@ -360,7 +363,7 @@ def export_from_checkpoint(run_dir: str | Path, out_dir: str | Path,
     saved = read_checkpoint(checkpoint)  # its checksum checked first
     run_file = run_dir / "run.json"
     if run_file.is_file():  # the checkpoint must be this run's, not one copied in
-        from diversedistill.checkpoints import check_same_settings
+        from diversedistill.runs.checkpoints import check_same_settings
 
         try:
             settings = json.loads(run_file.read_text(encoding="utf-8"))

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from diversedistill.contract import check_prediction, check_vectors
 from diversedistill.errors import ModelError
+from diversedistill.loop.contract import check_prediction, check_vectors
 
 Batch = Mapping[str, torch.Tensor]
 

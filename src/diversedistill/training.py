@@ -41,10 +41,27 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
-from diversedistill import interrupt, rundir
-from diversedistill.atomic import write_text_atomic
-from diversedistill.batch_order import mix_seed
-from diversedistill.checkpoints import (
+from diversedistill.committee import Committee
+from diversedistill.diversedistill_config import MAX_LR
+from diversedistill.errors import ConfigError
+from diversedistill.interface import HookedStudent
+from diversedistill.loop.constant_plateau import PastConstantStopping, ValidationTargets
+from diversedistill.loop.contract import (
+    check_batch,
+    check_head,
+    check_prediction,
+    check_vectors,
+    first_pass,
+    metric_for,
+)
+from diversedistill.loop.divergence import SETTINGS as GUARDED
+from diversedistill.loop.divergence import DivergenceGuard
+from diversedistill.loop.epoch_lines import EpochLines, wants_lines
+from diversedistill.methods.base import Method
+from diversedistill.runs import interrupt, rundir
+from diversedistill.runs.atomic import write_text_atomic
+from diversedistill.runs.batch_order import mix_seed
+from diversedistill.runs.checkpoints import (
     BEST,
     LAST,
     AtomicCheckpointIO,
@@ -54,23 +71,6 @@ from diversedistill.checkpoints import (
     check_same_settings,
     read_checkpoint,
 )
-from diversedistill.committee import Committee
-from diversedistill.constant_plateau import PastConstantStopping, ValidationTargets
-from diversedistill.contract import (
-    check_batch,
-    check_head,
-    check_prediction,
-    check_vectors,
-    first_pass,
-    metric_for,
-)
-from diversedistill.divergence import SETTINGS as GUARDED
-from diversedistill.divergence import DivergenceGuard
-from diversedistill.diversedistill_config import MAX_LR
-from diversedistill.epoch_lines import EpochLines, wants_lines
-from diversedistill.errors import ConfigError
-from diversedistill.interface import HookedStudent
-from diversedistill.methods.base import Method
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 RUN_FILE = "run.json"  # the provenance of a run
@@ -382,7 +382,7 @@ def fit(student: HookedStudent, method: Method, committee: Committee | None,
     (predictions [B], ``metric`` "mse"), integer class labels for classification
     (predictions [B, classes], "accuracy"). ``metric`` None takes the target's; the first
     batch is checked against this contract before the first step
-    (:mod:`diversedistill.contract`).
+    (:mod:`diversedistill.loop.contract`).
 
     ``resume``: continue from ``run_dir/checkpoints/last.ckpt`` when there is one (a fresh
     start otherwise). Without it, a run in an old directory starts from nothing.
@@ -572,7 +572,7 @@ def _leave_result(result: FitResult, method: Method, student: HookedStudent,
     command line, a reproduction or a user's own ``fit``): ``result.json`` (its figures,
     which ``report`` and ``summarize`` read) and, for DiverseDistill, ``importance.csv``
     (α on fixed rows of ``rows``, the test loader when there is one)."""
-    from diversedistill.importance import record_importance
+    from diversedistill.methods.importance import record_importance
 
     run_dir = Path(result.run_dir)
     write_text_atomic(run_dir / RESULT_FILE, json.dumps(

@@ -3,7 +3,7 @@ book, the teacher cache key.
 
 A reproduction (MovieLens ratings, CIFAR images, a third data set) trains many students on
 one split against one set of frozen teachers, some of them in worker processes
-(:mod:`diversedistill.parallel`). These pieces are the same whatever the data:
+(:mod:`diversedistill.loop.parallel`). These pieces are the same whatever the data:
 
 - :class:`Job`: one run as plain, picklable data (what to train, on which seed, from which
   committee, with which config values, into which directory);
@@ -34,11 +34,11 @@ from typing import Protocol, runtime_checkable
 
 from torch.utils.data import DataLoader
 
-from diversedistill import rundir
 from diversedistill.committee import Committee
 from diversedistill.interface import HookedStudent
 from diversedistill.methods import StudentOnly
 from diversedistill.methods.base import Method
+from diversedistill.runs import rundir
 from diversedistill.training import RUN_FILE, FitResult, TrainConfig, fit, run_settings
 from diversedistill_recipes.comparison.results import Metric, read_results, write_csv
 from diversedistill_recipes.comparison.tables import read_search

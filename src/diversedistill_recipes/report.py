@@ -6,7 +6,7 @@ What a results directory may hold, and what becomes of it:
 - ``results.csv`` (required): the summary table, gap recovered and the test metric;
 - ``runs/<run>/logs/metrics.csv``: learning curves (validation metric per epoch);
 - ``runs/<run>/importance.csv``: the importance α of each teacher on fixed sample points,
-  written by DiverseDistill runs (:mod:`diversedistill.importance`): the paper's Figure 4;
+  written by DiverseDistill runs (:mod:`diversedistill.methods.importance`): the paper's Figure 4;
 - the ``diag/...`` columns of a DiverseDistill run's metrics.csv: what each teacher's
   answer carries, per epoch (:meth:`~diversedistill.methods.DiverseDistill.validation_stats`);
 - ``sweep.csv``: the τ sweep (passes skipped, test metric and epoch time against τ).
@@ -32,9 +32,9 @@ from pathlib import Path
 from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
 from matplotlib.ticker import MaxNLocator
 
-from diversedistill import rundir
-from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, DataError
+from diversedistill.runs import rundir
+from diversedistill.runs.atomic import atomic_path, write_text_atomic
 from diversedistill_recipes.comparison.diagnostics import (
     LONG_PLATEAU,
     epochs_at_constant,

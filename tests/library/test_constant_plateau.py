@@ -10,8 +10,8 @@ import torch
 from test_contract import named_loader, rows, student
 from torch import nn
 
-from diversedistill.constant_plateau import ValidationTargets, learned_share
 from diversedistill.interface import HookedStudent
+from diversedistill.loop.constant_plateau import ValidationTargets, learned_share
 from diversedistill.methods import StudentOnly
 from diversedistill.training import TrainConfig, fit
 

@@ -10,9 +10,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from diversedistill.committee import Committee
-from diversedistill.contract import NamedRows, metric_for
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent, HookedTeacher
+from diversedistill.loop.contract import NamedRows, metric_for
 from diversedistill.methods import DiverseDistill, StudentOnly
 from diversedistill.training import TrainConfig, fit
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from diversedistill.contract import NamedRows
-from diversedistill.divergence import Diverged, DivergenceGuard
 from diversedistill.interface import HookedStudent
+from diversedistill.loop.contract import NamedRows
+from diversedistill.loop.divergence import Diverged, DivergenceGuard
 from diversedistill.losses import task_loss
 from diversedistill.methods.base import Method
 from diversedistill.training import TrainConfig, fit

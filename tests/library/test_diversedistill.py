@@ -6,7 +6,7 @@ from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
-from diversedistill.module import DistillationModule, QuestionAugmenter
+from diversedistill.methods.module import DistillationModule, QuestionAugmenter
 
 
 def setup(cfg=None, mode="add"):

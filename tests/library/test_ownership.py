@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import distill_command, write_tiny_committee
 
-from diversedistill import rundir
-from diversedistill.atomic import write_text_atomic
 from diversedistill.errors import ConfigError
+from diversedistill.runs import rundir
+from diversedistill.runs.atomic import write_text_atomic
 from diversedistill_recipes.cli import main
 from diversedistill_recipes.comparison.results import MSE
 from diversedistill_recipes.jobs import ResultBook

@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny import tiny_batch, tiny_recommender
 
-import diversedistill.batch_order as order
-from diversedistill.batch_order import EpochBatches
+import diversedistill.runs.batch_order as order
 from diversedistill.committee import Committee
 from diversedistill.errors import DataError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
-from diversedistill.module import AnswerAugmenter, QuestionAugmenter
+from diversedistill.methods.module import AnswerAugmenter, QuestionAugmenter
+from diversedistill.runs.batch_order import EpochBatches
 from diversedistill_recipes.movielens.delimited import read_table
 from diversedistill_recipes.movielens.releases import load_movielens
 
@@ -207,7 +207,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
         "    open(os.path.join(MARKS, f'started-{os.getpid()}'), 'w').close()\n"
         "    time.sleep(seconds)\n")
     script = (
-        "from diversedistill.parallel import run_jobs\n"
+        "from diversedistill.loop.parallel import run_jobs\n"
         "from stubborn_job import run\n"
         "run_jobs([60, 60], run, lambda j, r: None, workers=2)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(

@@ -13,8 +13,8 @@ import torch
 from conftest import distill_command, start_paused_child, write_tiny_committee
 from safetensors.torch import load_file
 
-from diversedistill.batch_order import EpochBatches
-from diversedistill.rundir import mark
+from diversedistill.runs.batch_order import EpochBatches
+from diversedistill.runs.rundir import mark
 from diversedistill_recipes.cli import main
 
 # 480 training rows in batches of 32: 15 steps per epoch, 60 in all; last.ckpt every 4 steps
@@ -154,7 +154,7 @@ def test_batch_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
 
 
 def test_processes_share_each_batch_and_drop_a_last_batch_too_small_to_share(monkeypatch):
-    import diversedistill.batch_order as order
+    import diversedistill.runs.batch_order as order
 
     single = list(EpochBatches(9, 4, shuffle=True, seed=0, shard=True))  # 4 + 4 + 1 rows
     shards = []

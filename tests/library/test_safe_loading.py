@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import write_tiny_committee
 
-from diversedistill.checkpoints import AtomicCheckpointIO, read_checkpoint
 from diversedistill.errors import ModelError
-from diversedistill.rundir import mark
+from diversedistill.runs.checkpoints import AtomicCheckpointIO, read_checkpoint
+from diversedistill.runs.rundir import mark
 from diversedistill_recipes.cli import main
 
 SRC = Path(__file__).resolve().parents[2] / "src"  # the library and the recipes
@@ -81,7 +81,7 @@ def test_source_loads_nothing_unsafely():
             assert "weights_only=True" in call, f"{path}: torch.load({call})"
         if path.name != "hub.py":
             assert ".from_pretrained(" not in text, (
-                f"{path}: use diversedistill.hub.load_pretrained")
+                f"{path}: use diversedistill.models.hub.load_pretrained")
         assert not re.search(r"[(,]\s*trust_remote_code\s*=\s*True", text), path  # an argument
 
 
@@ -98,7 +98,7 @@ def tiny_bert(transformers):
 
 
 def test_hugging_face_weights_come_from_safetensors_only(transformers, tmp_path):
-    from diversedistill.hub import load_pretrained
+    from diversedistill.models.hub import load_pretrained
 
     config, model = tiny_bert(transformers)
     model.save_pretrained(tmp_path / "safe")
@@ -116,7 +116,7 @@ def test_hugging_face_weights_come_from_safetensors_only(transformers, tmp_path)
 
 
 def test_hugging_face_remote_code_never_runs(transformers, tmp_path):
-    from diversedistill.hub import load_pretrained
+    from diversedistill.models.hub import load_pretrained
 
     marker = tmp_path / "ran"
     repo = tmp_path / "custom"
@@ -136,7 +136,7 @@ def test_loading_prints_one_line_for_weights_that_start_random_and_nothing_for_u
         tmp_path, caplog, capsys):
     from transformers import AutoModel, BertConfig, BertModel
 
-    from diversedistill.hub import load_pretrained
+    from diversedistill.models.hub import load_pretrained
 
     config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=16)

@@ -177,9 +177,9 @@ def test_a_checkpoint_without_its_checksum_is_refused(finished, tmp_path, capsys
 def test_non_finite_weights_are_never_exported(finished, tmp_path, capsys):
     from tiny import tiny_recommender
 
-    from diversedistill.checkpoints import read_checkpoint, save_verified
     from diversedistill.errors import ModelError
     from diversedistill.export import export_model
+    from diversedistill.runs.checkpoints import read_checkpoint, save_verified
 
     out = copy_run(finished, tmp_path)
     best = out / "checkpoints" / "best.ckpt"
@@ -200,7 +200,7 @@ def test_non_finite_weights_are_never_exported(finished, tmp_path, capsys):
 
 
 def test_checksums_follow_every_checkpoint_and_survive_a_cut_write(tmp_path):
-    from diversedistill.checkpoints import read_checkpoint, save_verified, verify_checkpoint
+    from diversedistill.runs.checkpoints import read_checkpoint, save_verified, verify_checkpoint
 
     target = tmp_path / "last.ckpt"
     save_verified({"w": torch.ones(2)}, target)
@@ -212,7 +212,7 @@ def test_checksums_follow_every_checkpoint_and_survive_a_cut_write(tmp_path):
 
 
 def test_every_checkpoint_of_a_run_has_its_checksum(finished):
-    from diversedistill.checkpoints import verify_checkpoint
+    from diversedistill.runs.checkpoints import verify_checkpoint
 
     for name in ("last.ckpt", "best.ckpt"):
         verify_checkpoint(finished / "checkpoints" / name)
@@ -370,7 +370,7 @@ def test_a_signal_ends_the_run_with_a_checkpoint_one_line_and_its_exit_status(
 
 
 def test_a_full_disk_is_named_in_one_line(committee, tmp_path, capsys, monkeypatch):
-    import diversedistill.checkpoints as checkpoints
+    import diversedistill.runs.checkpoints as checkpoints
 
     def full(obj, f, *a, **k):  # what torch's C++ writer raises when the disk fills up
         Path(f).write_bytes(b"PK\x03\x04")
@@ -387,7 +387,7 @@ def test_a_full_disk_is_named_in_one_line(committee, tmp_path, capsys, monkeypat
 def test_os_errors_are_one_line_naming_the_file(committee, tmp_path, capsys, monkeypatch):
     import errno
 
-    import diversedistill.rundir as rundir
+    import diversedistill.runs.rundir as rundir
 
     def denied(path, kind="run"):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))

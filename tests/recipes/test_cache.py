@@ -75,7 +75,7 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     import os
     import stat
 
-    from diversedistill.atomic import write_text_atomic
+    from diversedistill.runs.atomic import write_text_atomic
 
     old = os.umask(0o022)
     try:

@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from diversedistill.committee import Committee
-from diversedistill.contract import NamedRows
 from diversedistill.interface import HookedStudent, HookedTeacher
+from diversedistill.loop.contract import NamedRows
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
 from diversedistill.training import TrainConfig
 from diversedistill_recipes.cifar.image_recipes import ImageRecipe

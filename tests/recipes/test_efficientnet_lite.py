@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diversedistill.cached_teacher import CachedContext
 from diversedistill.committee import Committee
 from diversedistill.errors import ModelError
 from diversedistill.interface import HookedTeacher
+from diversedistill.loop.cached_teacher import CachedContext
 from diversedistill_recipes.cifar.cnn_teacher import DEFAULT_BLOCK, EfficientNetTeacher
 from diversedistill_recipes.cifar.efficientnet_lite import (
     EfficientNetLite0,

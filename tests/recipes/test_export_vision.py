@@ -192,8 +192,8 @@ def vision_runs(tmp_path_factory):
     from vision_tiny import tiny_vit
 
     from diversedistill.committee import Committee
+    from diversedistill.loop.parallel import run_jobs
     from diversedistill.methods import DiverseDistillConfig
-    from diversedistill.parallel import run_jobs
     from diversedistill_recipes.cifar.image_recipes import ImageModelRecipe, Parts, VisionExperiment
     from diversedistill_recipes.cifar.images import Images
     from diversedistill_recipes.cifar.reproduce_cifar import Job, run_job, student_job

@@ -265,7 +265,7 @@ def test_encoder_rater_rejects_unknown_modes(tiny):
 @pytest.mark.parametrize("buckets", [True, False])
 def test_a_fine_tuned_lm_trained_in_another_batch_order_is_not_read_back(tiny, tmp_path,
                                                                          monkeypatch, buckets):
-    from diversedistill.batch_order import EpochBatches, LengthBuckets
+    from diversedistill.runs.batch_order import EpochBatches, LengthBuckets
 
     prepared(tiny, tmp_path, length_buckets=buckets)
     assert len(list(tmp_path.glob("bert-finetuned-*"))) == 1

@@ -11,13 +11,13 @@ import pytest
 import torch
 from tiny import tiny_batch, tiny_recommender
 
-from diversedistill import rundir
-from diversedistill.atomic import write_text_atomic
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError, DataError
-from diversedistill.importance import sample_batch, save_importance
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig
+from diversedistill.methods.importance import sample_batch, save_importance
+from diversedistill.runs import rundir
+from diversedistill.runs.atomic import write_text_atomic
 from diversedistill_recipes.cli import main
 from diversedistill_recipes.comparison.results import ACCURACY, MSE, ResultRow, write_csv
 from diversedistill_recipes.report import PLOTS, run_name, write_report
@@ -284,8 +284,8 @@ def test_report_on_one_distill_run_plots_its_curves_and_diagnostics(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
     from diversedistill.committee import Committee
-    from diversedistill.contract import NamedRows
     from diversedistill.interface import HookedStudent, HookedTeacher
+    from diversedistill.loop.contract import NamedRows
     from diversedistill.methods import DiverseDistill
     from diversedistill.training import TrainConfig, fit
     from diversedistill_recipes.report import write_report

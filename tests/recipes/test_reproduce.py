@@ -151,7 +151,7 @@ def test_a_signal_to_a_reproduction_stops_every_worker_at_a_checkpoint_and_resum
     continues the two interrupted runs from their checkpoints (the queued one never began)."""
     from conftest import CLI_CHILD, child_env
 
-    from diversedistill.checkpoints import read_checkpoint
+    from diversedistill.runs.checkpoints import read_checkpoint
 
     out, marker = tmp_path / "out", tmp_path / "paused"
     # one seed: the student alone runs in the parent; three runs (DiverseDistill on two

@@ -14,10 +14,10 @@ import torch
 from conftest import write_ml100k
 from tiny_lm import tiny_bert_dir
 
-from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import take_rows
+from diversedistill.loop.cached_teacher import CachedOwnPass
 from diversedistill.methods import LD, DiverseDistill, DiverseDistillConfig
 from diversedistill.methods.common import own_answers
 from diversedistill.training import TrainConfig, fit

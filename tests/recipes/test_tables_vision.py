@@ -144,7 +144,7 @@ def test_reproduce_cifar_tables_writes_table3_table4_and_the_search(tmp_path, ca
 def test_baselines_read_each_teachers_own_pass_once_per_image_and_view(tmp_path):
     # fixed views make a frozen teacher's own pass a fixed function of (image, view): the
     # worker computes it once and serves it to every later baseline run and epoch
-    from diversedistill.parallel import worker_state
+    from diversedistill.loop.parallel import worker_state
     from diversedistill_recipes.cifar.reproduce_cifar import (
         Job,
         _prepare_worker,

@@ -260,7 +260,7 @@ def test_a_leaking_or_truncated_target_is_refused(workspace, capsys, change, mes
 @pytest.mark.parametrize("command", ["distill", "train-teacher"])
 def test_a_yamls_own_table_inside_out_is_refused_and_kept(workspace, capsys, command):
     tmp_path, module = workspace
-    from diversedistill import rundir
+    from diversedistill.runs import rundir
 
     out = rundir.mark(tmp_path / "out", "run" if command == "distill" else "teacher")
     (tmp_path / "rows.csv").rename(out / "rows.csv")

@@ -524,7 +524,7 @@ def test_the_step_timing_script_trains_both_methods_on_the_paper_architectures()
 
 
 def test_a_cached_context_answers_exactly_as_the_teacher_and_passes_gradients(vit_teacher):
-    from diversedistill.cached_teacher import CachedContext
+    from diversedistill.loop.cached_teacher import CachedContext
 
     cached = CachedContext(vit_teacher, key_fields=("index", "view"))
     batch = {**image_batch(6), "index": torch.arange(6), "view": torch.zeros(6, dtype=torch.long)}

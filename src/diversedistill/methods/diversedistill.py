@@ -62,7 +62,7 @@ from diversedistill.errors import ConfigError
 from diversedistill.interface import take_rows
 from diversedistill.losses import normalized_squared_error, squared_l2, task_loss, task_score
 from diversedistill.methods.base import Method, register_method
-from diversedistill.module import DistillationModule
+from diversedistill.methods.module import DistillationModule
 
 
 @register_method("diversedistill")

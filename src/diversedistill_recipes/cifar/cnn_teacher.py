@@ -12,7 +12,7 @@ The split that makes it cheap, as for the transformer towers (vit.py): nothing b
 injection block depends on the question, so ``context(batch)`` runs the stem and the blocks
 up to it once, without gradient, and ``answer(question, context)`` runs only the blocks
 above, the head convolution, the pool and the classifier. The context is one tensor, so
-:class:`~diversedistill.cached_teacher.CachedContext` keeps it per (image, fixed view)
+:class:`~diversedistill.loop.cached_teacher.CachedContext` keeps it per (image, fixed view)
 across epochs, methods and seeds (rows × C × H × W floats: after ``_blocks.10`` at 64 px,
 112 × 4 × 4 = 1,792 per row).
 """

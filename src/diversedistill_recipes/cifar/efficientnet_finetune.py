@@ -62,7 +62,7 @@ def lite_student(model: LiteClassifier) -> HookedStudent:
 def save_lite(model: LiteClassifier, directory: Path) -> None:
     from safetensors.torch import save_file
 
-    from diversedistill.atomic import atomic_path
+    from diversedistill.runs.atomic import atomic_path
 
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS) as tmp:

@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.config import from_dict
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.export import export_run_student
-from diversedistill.hub import load_pretrained
 from diversedistill.interface import HookedStudent, Teacher
 from diversedistill.methods import StudentOnly
+from diversedistill.models.hub import load_pretrained
+from diversedistill.runs.atomic import write_text_atomic
 from diversedistill.training import FitResult, TrainConfig, fit
 from diversedistill_recipes.cifar.cnn_teacher import EfficientNetTeacher
 from diversedistill_recipes.cifar.conv_stem import check_stem, install_conv_stem
@@ -563,7 +563,7 @@ STEM_WEIGHTS = "weights.safetensors"  # a conv-stem model's own state dict, as t
 def _save_trained(model: nn.Module, entry: Path, stem: list | None) -> None:
     from safetensors.torch import save_file
 
-    from diversedistill.atomic import atomic_path
+    from diversedistill.runs.atomic import atomic_path
 
     def save_hf(module: nn.Module, directory: Path) -> None:
         if stem is None:

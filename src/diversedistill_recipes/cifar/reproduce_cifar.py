@@ -25,12 +25,12 @@ import json
 import time
 from pathlib import Path
 
-from diversedistill.cached_teacher import CachedContext, CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.config import load_yaml
 from diversedistill.errors import ConfigError
+from diversedistill.loop.cached_teacher import CachedContext, CachedOwnPass
+from diversedistill.loop.parallel import run_jobs, worker_state
 from diversedistill.methods import METHODS, DiverseDistillConfig
-from diversedistill.parallel import run_jobs, worker_state
 from diversedistill_recipes.cifar.image_recipes import (
     CPU_EXPERIMENT,
     ImageRecipe,
@@ -171,7 +171,7 @@ def reproduce_vision(exp: VisionExperiment, data_dir=None, seeds: int = 3,
                      tables: TablesConfig | None = None,
                      resume: bool = False) -> list[ResultRow]:
     """``workers`` > 1 runs that many runs at a time, each in its own single-threaded
-    process (:mod:`diversedistill.parallel`); the teachers first, then every student.
+    process (:mod:`diversedistill.loop.parallel`); the teachers first, then every student.
     ``methods`` / ``committees`` (e.g. ``["vit-l+clip"]``) keep only those distillation
     rows; ``variants`` (label -> changes to ``cfg``, ``injection`` included) adds a
     DiverseDistill row per variant on the multi-teacher committees (the ablations).

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from diversedistill.errors import ModelError
-from diversedistill.hub import load_pretrained
 from diversedistill.interface import Answer, Batch, HookedStudent, Teacher, first_tensor
+from diversedistill.models.hub import load_pretrained
 
 # Normalization constants of the published checkpoints (their preprocessor_config.json).
 VIT_MEAN, VIT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # google/vit-*
@@ -407,7 +407,7 @@ def cached_text_embeddings(compute: Callable[[], torch.Tensor], prompts: Sequenc
         return compute()
     from safetensors.torch import load_file, save_file
 
-    from diversedistill.atomic import atomic_path
+    from diversedistill.runs.atomic import atomic_path
 
     key = hashlib.sha256(json.dumps([identity, list(prompts)]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"text-embeddings-{key}.safetensors"

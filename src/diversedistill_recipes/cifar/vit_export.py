@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from diversedistill.errors import ModelError
-from diversedistill.export_generic import check_rebuilds_same
+from diversedistill.models.export_generic import check_rebuilds_same
 
 
 class ViTClassifierArchitecture:

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from diversedistill import interrupt, rundir
+    from diversedistill.runs import interrupt, rundir
 
     args = build_parser().parse_args(argv)
     prefix = f"diversedistill {args.command}"

@@ -28,8 +28,8 @@ def compare(*, config: str, out: str, seeds: int = 3,
         trust_code: rebuild a teacher without class_path by importing and calling the
             factory its config.json names; without it such a teacher is refused
     """
-    from diversedistill import rundir
     from diversedistill.errors import ConfigError
+    from diversedistill.runs import rundir
     from diversedistill_recipes.jobs import own_results
     from diversedistill_recipes.tabular.compare import compare_config
 
@@ -63,8 +63,8 @@ def reproduce_suite(*, out: str = "results/suite",
         workers: students trained at a time, each in a single-threaded process
         resume: keep every finished run and teacher in --out
     """
-    from diversedistill import rundir
     from diversedistill.errors import ConfigError
+    from diversedistill.runs import rundir
     from diversedistill_recipes.jobs import own_results
     from diversedistill_recipes.tabular.suite import SuiteSettings, aims_summary, run_suite
 

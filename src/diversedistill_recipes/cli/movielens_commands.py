@@ -52,8 +52,8 @@ def train_teacher(*, out: str, size: str = "mlp-l", config: str | None = None, s
         training: the training settings
         devices: where it trains
     """
-    from diversedistill import rundir
     from diversedistill.export import export_model
+    from diversedistill.runs import rundir
     from diversedistill_recipes.movielens import provenance
     from diversedistill_recipes.movielens.rating_recipes import (
         STUDENT,
@@ -129,10 +129,10 @@ def distill(*, out: str,
         devices: where it trains
         diversedistill: DiverseDistill's settings over the config file's
     """
-    from diversedistill import rundir
     from diversedistill.committee import Committee
     from diversedistill.export import export_model, load_model, read_config
     from diversedistill.methods import build_method
+    from diversedistill.runs import rundir
     from diversedistill.training import fit
     from diversedistill_recipes.movielens import provenance
     from diversedistill_recipes.movielens.rating_recipes import (

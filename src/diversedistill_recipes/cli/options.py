@@ -133,7 +133,7 @@ class Reproduction:
     def check(self) -> None:
         """The counts, refused before anything runs (an empty --out or a file too)."""
         if self.out is not None:
-            from diversedistill.rundir import check_out
+            from diversedistill.runs.rundir import check_out
 
             check_out(self.out)
         for flag, value in (("--seeds", self.seeds), ("--workers", self.workers)):

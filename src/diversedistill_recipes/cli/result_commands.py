@@ -22,8 +22,8 @@ def export(run: str, /, *, out: str, trust_code: bool = False) -> int:
             importing and calling the factory its student/config.json names; without it
             such a run is refused, since a run directory may come from anyone
     """
-    from diversedistill import rundir
     from diversedistill.export import export_from_checkpoint, read_config
+    from diversedistill.runs import rundir
 
     target = rundir.check_owned(out, "--out", kind="export")
     path = export_from_checkpoint(run, target,
@@ -54,7 +54,7 @@ def summarize(results: list[str], /, *, out: str | None = None, tables: bool = F
     from diversedistill_recipes.comparison.results import summarize as summary_of
 
     if out is not None:  # refused before anything is read: an empty --out, a file, a folder
-        from diversedistill.rundir import check_owned  # of the user's own files
+        from diversedistill.runs.rundir import check_owned  # of the user's own files
 
         check_owned(out, "--out", kind="results")
     if tables and not out:
@@ -104,7 +104,7 @@ def report(results: list[str], /, *, out: str | None = None) -> int:
         out: directory for report.md and its PNGs (default: <first results
             directory>/report)
     """
-    from diversedistill.rundir import check_owned
+    from diversedistill.runs.rundir import check_owned
     from diversedistill_recipes.report import write_report
 
     if out is not None:  # refused before anything is read: an empty --out, a file, a folder

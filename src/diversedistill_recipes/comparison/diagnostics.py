@@ -16,7 +16,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from diversedistill.constant_plateau import LEARNED_SHARE, learned_share
+from diversedistill.loop.constant_plateau import LEARNED_SHARE, learned_share
 
 PER_TEACHER = ("teacher_asked", "teacher_own", "head_on_answer", "alpha_mean", "alpha_std",
                "along_head")

@@ -17,8 +17,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.errors import ConfigError, DataError
+from diversedistill.runs.atomic import write_text_atomic
 from diversedistill_recipes.comparison.sweep import tau_of_label
 
 

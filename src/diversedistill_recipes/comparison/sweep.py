@@ -19,8 +19,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.errors import DataError
+from diversedistill.runs.atomic import write_text_atomic
 
 SWEEP_LABEL = "diversedistill τ="  # a sweep run's method in results.csv: "diversedistill τ=0.5"
 

@@ -33,11 +33,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.config import from_dict
 from diversedistill.errors import ConfigError, DataError
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
 from diversedistill.methods.base import Method
+from diversedistill.runs.atomic import write_text_atomic
 from diversedistill_recipes.comparison.claims import (
     DD,
     LABELS,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from diversedistill.batch_order import EpochBatches, ResumableLoader
+from diversedistill.runs.batch_order import EpochBatches, ResumableLoader
 from diversedistill_recipes.movielens.releases import MovieLens, Ratings
 
 

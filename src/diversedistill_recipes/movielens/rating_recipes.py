@@ -113,7 +113,7 @@ def train_or_load_teacher(ml: MovieLens, split: RatingSplit, name: str, recipe: 
             log(f"teacher cache entry not used, training again: {err}")
     model = build(ml, split, recipe, seed)
     if entry.is_dir():  # a cache entry is the tool's own: an older run there may be cleared
-        from diversedistill import rundir
+        from diversedistill.runs import rundir
 
         rundir.mark(entry / "run")
     result = train_alone(ml, split, model, recipe, seed, entry / "run", progress)

@@ -7,7 +7,7 @@ from each single teacher and from the committees MLP-M + MLP-L and LM + MLP-L, a
 baselines of :data:`BASELINE_ROWS` that are registered. Results are written after every
 run, so an interrupted reproduction keeps what it measured. Every student is a job
 (:mod:`diversedistill_recipes.movielens.runs`): ``workers`` of them train at a time, each in its own
-single-threaded process (:mod:`diversedistill.parallel`).
+single-threaded process (:mod:`diversedistill.loop.parallel`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from diversedistill.errors import ConfigError
+from diversedistill.loop.parallel import run_jobs
 from diversedistill.methods import METHODS, DiverseDistillConfig
-from diversedistill.parallel import run_jobs
 from diversedistill_recipes.comparison.gating_claim import decide_gating_claim, format_gating_claim
 from diversedistill_recipes.comparison.results import (
     MSE,

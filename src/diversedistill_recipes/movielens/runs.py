@@ -1,5 +1,5 @@
 """MovieLens training runs as plain-data jobs, so that ``reproduce movielens --workers N``
-can run them N at a time (:mod:`diversedistill.parallel`).
+can run them N at a time (:mod:`diversedistill.loop.parallel`).
 
 A :class:`~diversedistill_recipes.jobs.Job` names what to train: the student alone, or a
 method (DiverseDistill with changes to the run's configuration, or a baseline with its
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from diversedistill.cached_teacher import CachedOwnPass
 from diversedistill.committee import Committee
 from diversedistill.interface import Teacher
+from diversedistill.loop.cached_teacher import CachedOwnPass
+from diversedistill.loop.parallel import worker_state
 from diversedistill.methods import DiverseDistill, DiverseDistillConfig, build_method
-from diversedistill.parallel import worker_state
 from diversedistill_recipes.jobs import Job, JobResult, train_student
 from diversedistill_recipes.locate import locate_movielens
 from diversedistill_recipes.movielens.lm.prepare import prepare_language_teacher

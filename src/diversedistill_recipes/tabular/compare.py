@@ -185,7 +185,7 @@ class Comparison:
                            self.protocol.chosen.items())
         text = (f"# Will it help on this data?\n\n{table}\n\nChosen on validation (seed 0): "
                 f"{chosen or 'nothing searched'}.\n")
-        from diversedistill.atomic import write_text_atomic
+        from diversedistill.runs.atomic import write_text_atomic
 
         write_text_atomic(self.out / "comparison.md", text)
         write_summary_csv(self.out / "comparison.csv", summary, metric)
@@ -220,7 +220,7 @@ def _worker_init(config: str, out: str, trust_code: bool = False,
 
 
 def _worker_run(run) -> JobResult:
-    from diversedistill.parallel import worker_state
+    from diversedistill.loop.parallel import worker_state
 
     state = worker_state()
     recipe = state["recipe"]
@@ -255,7 +255,7 @@ def compare_config(config: str | Path, out: str | Path, seeds: int = 3,
     """``diversedistill compare --config``: :func:`compare` on the YAML's table, student and
     teachers; ``workers`` students at a time, each in a single-threaded process (which
     reads the YAML itself)."""
-    from diversedistill.parallel import run_jobs
+    from diversedistill.loop.parallel import run_jobs
 
     recipe, base = table_recipe(config, trust_code)
     log(recipe.describe())

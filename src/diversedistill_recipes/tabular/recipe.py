@@ -92,7 +92,7 @@ class TableRecipe:
         the YAML names for it (``class_path``, which must be the one recorded), or by the
         recorded factory under ``--trust-code``; refused otherwise, nothing imported."""
         from diversedistill.export import load_model, read_config
-        from diversedistill.model_code import refusal
+        from diversedistill.models.model_code import refusal
 
         teacher = self.run.teachers[i]
         path = resolve(teacher.export_dir, self.run.where)

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.errors import ConfigError
+from diversedistill.runs.atomic import write_text_atomic
 
 MODELS = "diversedistill_recipes.tabular.suite_models"
 
@@ -152,7 +152,7 @@ def prepare_task(task: SuiteTask, folder: Path, settings: SuiteSettings,
     }
     models = {"wide": ("TableMLP", settings.wide),
               "transformer": ("FeatureTokenTransformer", settings.transformer)}
-    from diversedistill import rundir
+    from diversedistill.runs import rundir
     from diversedistill_recipes.tabular.table_runs import train_table_teacher
 
     for name, (cls, args) in models.items():

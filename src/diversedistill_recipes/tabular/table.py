@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from diversedistill.config import short
-from diversedistill.contract import NamedRows
 from diversedistill.errors import DataError
+from diversedistill.loop.contract import NamedRows
 from diversedistill_recipes.tabular.spec import TableData, resolve
 
 EVAL_BATCH = 256  # validation and test batches: scoring only, so larger is just faster

@@ -64,10 +64,10 @@ def train_table_teacher(config: dict, where: Path, out: str | Path, seed: int = 
     """Train the ``model:`` alone on the table's training rows (the split a later
     ``distill --config`` of the same ``data:`` uses), export it to ``out`` with its class
     as factory; its run (checkpoints, logs) stays in ``out/run``."""
-    from diversedistill import rundir
     from diversedistill.export import export_model
     from diversedistill.interface import HookedStudent
     from diversedistill.methods import StudentOnly
+    from diversedistill.runs import rundir
     from diversedistill.training import TrainConfig, fit
     from diversedistill_recipes.tabular.recipe import read_features
 

@@ -26,11 +26,11 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from diversedistill.atomic import atomic_path, write_text_atomic
-from diversedistill.batch_order import EpochBatches, LengthBuckets, ResumableLoader
 from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent
 from diversedistill.methods import StudentOnly
+from diversedistill.runs.atomic import atomic_path, write_text_atomic
+from diversedistill.runs.batch_order import EpochBatches, LengthBuckets, ResumableLoader
 from diversedistill.training import TrainConfig, fit
 from diversedistill_recipes.movielens.batches import global_mean
 from diversedistill_recipes.movielens.history import HistoryConfig
@@ -293,7 +293,7 @@ def prepare_language_teacher(ml: MovieLens, split: RatingSplit, cfg: LMConfig, c
         test = _loader(lower, parts["test"], split.test.rating,
                        _batches(len(parts["test"]), 1024, False))
         if tuned.is_dir():  # a cache entry is the tool's own: an older run there may be cleared
-            from diversedistill import rundir
+            from diversedistill.runs import rundir
 
             rundir.mark(tuned / "run")
         result = fit(HookedStudent(model, question_at="rater", head="rater"), StudentOnly(), None,

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from diversedistill.errors import ModelError
-from diversedistill.hub import load_pretrained
+from diversedistill.models.hub import load_pretrained
 
 ENCODER_TYPES = ("bert", "roberta")
 POOLINGS = ("cls", "mean")

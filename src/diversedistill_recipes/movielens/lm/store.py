@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diversedistill.atomic import write_text_atomic
+from diversedistill.runs.atomic import write_text_atomic
 
 META = "store.json"
 SAMPLED_ROWS = 64

@@ -7,7 +7,7 @@ is new or empty. So ``--out ''``, ``--out ~``, or a directory of the user's own 
 refused before anything is touched.
 
 The marker also lists, by name, the entries the tool wrote there (``"wrote"``): every
-atomic write (:mod:`diversedistill.atomic`) records its top-level name in the nearest
+atomic write (:mod:`diversedistill.runs.atomic`) records its top-level name in the nearest
 owned directory above it, and refuses to replace a file that directory's marker does not
 list. Clearing removes only the listed entries and refuses, naming them, when anything
 else is present: a user's notes, a ``.git/`` or a ``src/`` beside a copied marker are never

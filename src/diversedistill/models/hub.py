@@ -12,7 +12,7 @@ call, and no ``torch.load`` without ``weights_only=True``, slips in.
 A model *exported* by this library (:func:`diversedistill.export.load_model`) keeps the same
 promise: an ``hf-pretrained`` export is rebuilt from a ``transformers`` class and its config,
 never from the hub, and a ``factory`` export runs no code its directory names unless the
-caller passes that factory or ``trust_code=True`` (:mod:`diversedistill.model_code`).
+caller passes that factory or ``trust_code=True`` (:mod:`diversedistill.models.model_code`).
 
     from transformers import AutoModel, AutoTokenizer
     model = load_pretrained(AutoModel, "google-t5/t5-small")

@@ -38,9 +38,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from diversedistill.atomic import atomic_path, write_text_atomic
 from diversedistill.errors import ConfigError, ModelError
-from diversedistill.interrupt import Interrupted, pending
+from diversedistill.runs.atomic import atomic_path, write_text_atomic
+from diversedistill.runs.interrupt import Interrupted, pending
 
 LAST, BEST = "last.ckpt", "best.ckpt"
 CHECKSUM_SUFFIX = ".sha256"

@@ -16,9 +16,9 @@ from pathlib import Path
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path; on success it is renamed onto ``target``. In a directory the
-    tool owns (:mod:`diversedistill.rundir`), a file it did not write is never replaced, and
+    tool owns (:mod:`diversedistill.runs.rundir`), a file it did not write is never replaced, and
     what it writes is recorded in the directory's marker."""
-    from diversedistill import rundir  # rundir never writes through here: no cycle
+    from diversedistill.runs import rundir  # rundir never writes through here: no cycle
 
     target = Path(target)
     rundir.check_may_write(target)

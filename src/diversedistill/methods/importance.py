@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from diversedistill.atomic import write_text_atomic
 from diversedistill.interface import take_rows
+from diversedistill.runs.atomic import write_text_atomic
 
 SAMPLE_POINTS = 64  # columns of the report's heatmap: enough to see a pattern, still legible
 

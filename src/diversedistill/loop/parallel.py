@@ -12,8 +12,8 @@ which worker ran it or on how many there were.
 
 SIGTERM or SIGINT to the parent (a scheduler's preemption, Ctrl-C, ``timeout``) is passed on
 to every worker, once: each worker's run saves ``last.ckpt`` at the end of its current step
-and stops (as ``distill`` does, :mod:`diversedistill.interrupt`), a job not begun is not
-begun, and the parent raises :class:`~diversedistill.interrupt.Interrupted` as soon as the
+and stops (as ``distill`` does, :mod:`diversedistill.runs.interrupt`), a job not begun is not
+begun, and the parent raises :class:`~diversedistill.runs.interrupt.Interrupted` as soon as the
 workers are gone (at most :data:`STOP_WAIT_S` later: then they are killed). ``--resume``
 continues each interrupted run from its checkpoint. A parent killed with SIGKILL takes its
 workers with it (:func:`_die_with_parent`).
@@ -31,7 +31,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from diversedistill import interrupt
+from diversedistill.runs import interrupt
 
 _STATE: dict[str, Any] = {}
 # how long the parent waits, after passing a signal on, for the workers to save and end:

@@ -11,7 +11,7 @@
   ``arguments`` that build it (JSON values). Loading calls the factory again, then loads
   the weights, but only a factory the loading code passes in (``load_model(path,
   factory=...)``) or one it trusts (``trust_code=True``): a directory's config alone never
-  makes loading import or call anything (:mod:`diversedistill.model_code`). Even then only
+  makes loading import or call anything (:mod:`diversedistill.models.model_code`). Even then only
   an ``nn.Module`` subclass, or a function marked with :func:`model_factory`, is called: a
   config naming ``os:system`` is refused, not run.
 
@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from diversedistill.errors import ModelError
-from diversedistill.model_code import FACTORY_MARK as FACTORY_MARK  # re-exported
-from diversedistill.model_code import importable
-from diversedistill.model_code import model_factory as model_factory  # re-exported
+from diversedistill.models.model_code import FACTORY_MARK as FACTORY_MARK  # re-exported
+from diversedistill.models.model_code import importable
+from diversedistill.models.model_code import model_factory as model_factory  # re-exported
 
 
 def structure(model: nn.Module) -> dict[str, str]:
@@ -138,7 +138,7 @@ class FactoryArchitecture:
 
     def rebuild(self, description, build: Callable[..., nn.Module] | None = None):
         """The module ``build`` makes from the description's arguments. ``build`` is the
-        factory the loading code chose (:func:`~diversedistill.model_code.choose_factory`);
+        factory the loading code chose (:func:`~diversedistill.models.model_code.choose_factory`);
         without one nothing is built, since the description alone must never pick code."""
         target = description["factory"]
         if build is None:

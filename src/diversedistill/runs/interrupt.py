@@ -6,12 +6,12 @@ A cluster scheduler preempts a job with SIGTERM and requeues it only when it doe
     diversedistill distill: interrupted at epoch 1 step 22; continue with --resume
 
 and exit status 128 + signal (143 for SIGTERM, 130 for SIGINT). Inside training the signal
-is only noted; :class:`~diversedistill.checkpoints.LastCheckpoint` acts on it at the end of
+is only noted; :class:`~diversedistill.runs.checkpoints.LastCheckpoint` acts on it at the end of
 the current optimizer step: it saves ``last.ckpt`` (the same mid-epoch checkpoint it saves
 every N steps, so the resume is exact) and raises :class:`Interrupted`. Outside training
 (loading data, exporting) the signal raises :class:`Interrupted` at once.
 
-A worker process of a reproduction (:mod:`diversedistill.parallel`) hears the signal from its
+A worker process of a reproduction (:mod:`diversedistill.loop.parallel`) hears the signal from its
 parent, which passes it on, and only notes it, for its whole life
 (:func:`note_signals_for_life`): the run it trains saves and stops as above, and a job that
 has not begun is not begun.
