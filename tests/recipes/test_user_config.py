@@ -165,6 +165,10 @@ ISSUE_39_CASES = [
     pytest.param({"features: [f0, f1, f2]": "features: []"}, None,
                  r"run\.yaml: data\.features is empty; list the columns the model reads$",
                  id="no-features"),
+    pytest.param({}, lambda tmp: replace_row(tmp, 6, "0.1,0.2,0.3,2"),
+                 r"run\.yaml: teachers\[0\] \('wide'\) answers 2 classes but column 'label' "
+                 r"of rows\.csv holds 3 \(0, 1, 2\); give it one output per class$",
+                 id="label-past-the-logits"),
     pytest.param({}, a_pipe, r"pipe\.yaml: not a regular file \(a pipe, socket or device\); "
                              r"save the config as a file$", id="config-is-a-pipe"),
 ]
