@@ -58,6 +58,9 @@ _NON_NEGATIVE = (0.0, True, math.inf, False, ">= 0")
 _WIDTH = (1, True, 1 << 20, True, "an integer in 1..1048576")
 _FRACTION = (0.0, True, 1.0, False, "in [0, 1)")
 _UNIT = (0.0, True, 1.0, True, "in [0, 1]")
+# what numpy's and torch's generators take alike (a negative or larger seed raises there, or
+# is silently folded onto another one)
+_SEED = (0, True, (1 << 32) - 1, True, "an integer in 0..4294967295")
 RANGES: dict[str, tuple] = {
     **dict.fromkeys(("lr", "module_lr", "weight_lr", "temperature", "importance_temperature",
                      "init_std", "logit_scale"), _POSITIVE),
@@ -69,6 +72,7 @@ RANGES: dict[str, tuple] = {
                      "train_size"), _WIDTH),
     **dict.fromkeys(("dropout", "embedding_dropout"), _FRACTION),
     **dict.fromkeys(("cap", "alpha", "momentum", "drop_below"), _UNIT),
+    **dict.fromkeys(("seed", "split_seed"), _SEED),
 }
 
 
@@ -157,6 +161,10 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # reading a named pipe blocks until something writes to it: refuse, never hang
+        raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); "
+                          "save the config as a file")
     try:
         text = path.read_bytes().decode("utf-8")
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)

@@ -28,12 +28,13 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 @st.composite
 def rating_tables(draw):
-    """Distinct raw user and item ids (not contiguous, not sorted) and rating lines."""
+    """Distinct raw user and item ids (not contiguous, not sorted) and rating lines, one per
+    (user, item) pair as in every release."""
     users = draw(st.lists(st.integers(1, 10_000), min_size=1, max_size=8, unique=True))
     items = draw(st.lists(st.integers(1, 10_000), min_size=1, max_size=8, unique=True))
     rows = draw(st.lists(st.tuples(st.sampled_from(users), st.sampled_from(items),
                                    st.integers(1, 5), st.integers(0, 2**31)),
-                         min_size=1, max_size=30))
+                         min_size=1, max_size=30, unique_by=lambda row: row[:2]))
     return users, items, rows
 
 

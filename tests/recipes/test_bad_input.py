@@ -50,6 +50,19 @@ def ratings_line(line: str) -> Callable[[Path], None]:
     return lambda root: replace_line(root / "ml-100k" / "u.data", 3, line)
 
 
+def repeat_line(path: Path, source: int, target: int) -> None:
+    """Line ``target`` becomes a second rating of line ``source``'s (user, item) pair."""
+    user, item, _, stamp = path.read_text().splitlines()[source - 1].split("\t")
+    replace_line(path, target, f"{user}\t{item}\t5\t{stamp}")
+
+
+def fold_overlap(root: Path) -> None:
+    """u1.test's lines 2 and 3 are ratings u1.base holds too."""
+    base = (root / "ml-100k" / "u1.base").read_text().splitlines()
+    for number, line in ((2, base[0]), (3, base[1])):
+        replace_line(root / "ml-100k" / "u1.test", number, line)
+
+
 def foreign_teacher(root: Path) -> None:
     """A teacher exported from a model of another release's fields (far fewer items)."""
     from diversedistill.export import export_model
@@ -236,6 +249,21 @@ CASES: dict[str, Case] = {
                                            prepare=lambda root: recorded_teacher(root, ml1m=True)),
     "teacher-non-finite": Case(r"ta/model\.safetensors: embed.*holds 1 non-finite value",
                                prepare=lambda root: non_finite_teacher(root)),
+    # ---- issue 39: ratings checked as a whole, timestamps like every field
+    "data-duplicate-pair": Case(
+        r"u\.data, line 3: user (\d+) rated item (\d+) again \(first at line 1\); 1 ratings "
+        r"repeat a \(user, item\) pair rated before them; keep one rating per pair$",
+        prepare=lambda root: repeat_line(root / "ml-100k" / "u.data", 1, 3)),
+    "data-fold-overlap": Case(
+        r"u1\.test, line 2: user \d+, item \d+ is also in u1\.base; 2 \(user, item\) pairs "
+        r"of this test file are in its training file too; a fold's two files must not share",
+        args=("--split", "u1"), prepare=fold_overlap),
+    "data-non-integer-timestamp": Case(r"u\.data, line 3: timestamp must be an integer, "
+                                       r"found 'yesterday'",
+                                       prepare=ratings_line("1\t2\t3\tyesterday")),
+    "data-negative-timestamp": Case(r"u\.data, line 3: timestamp -5 is negative; a timestamp "
+                                    r"counts seconds since 1970",
+                                    prepare=ratings_line("1\t2\t3\t-5")),
 }
 
 

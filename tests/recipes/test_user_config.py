@@ -115,6 +115,80 @@ def test_a_cell_that_is_not_a_number_names_the_file_line_and_column(workspace, c
     assert "rows.csv, line 6: column 'f1' holds 'oops', not a number" in capsys.readouterr().err
 
 
+def replace_row(tmp_path, number: int, text: str, encoding: str = "utf-8") -> None:
+    """Line ``number`` of rows.csv (1 is the header) becomes ``text``."""
+    rows = (tmp_path / "rows.csv").read_text().splitlines()
+    rows[number - 1] = text
+    (tmp_path / "rows.csv").write_bytes(("\n".join(rows) + "\n").encode(encoding))
+
+
+def a_pipe(tmp_path) -> str:
+    """A named pipe as the config; should a reader block on it, a thread feeds it a line
+    after a few seconds, so the test fails instead of hanging."""
+    import os
+    import threading
+    import time
+
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+
+    def unblock_a_reader() -> None:
+        for _ in range(60):
+            time.sleep(0.5)
+            try:
+                fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # fails while none reads
+            except OSError:
+                continue
+            os.write(fd, b"train: {max_epochs: 1}\n")
+            os.close(fd)
+            return
+
+    threading.Thread(target=unblock_a_reader, daemon=True).start()
+    return str(pipe)
+
+
+# (changes to the YAML, an edit of the folder returning the config to pass or None, the
+# error): each used to end in a stack trace, a hang or a run on the wrong input
+ISSUE_39_CASES = [
+    pytest.param({"batch_size: 32}": "batch_size: 32, split_seed: -1}"}, None,
+                 r"run\.yaml: data: split_seed must be an integer in 0\.\.4294967295, got -1$",
+                 id="negative-split-seed"),
+    pytest.param({"max_epochs: 2": "max_epochs: 2, seed: 100000000000000000000000"}, None,
+                 r"run\.yaml: train: seed must be an integer in 0\.\.4294967295, got 1000",
+                 id="huge-seed"),
+    pytest.param({}, lambda tmp: replace_row(tmp, 6, "0.1,inf,0.3,1"),
+                 r"rows\.csv, line 6: column 'f1' holds inf, not a finite number$",
+                 id="infinite-cell"),
+    pytest.param({}, lambda tmp: replace_row(tmp, 6, "0.1,0.2,0.3,caf\xe9", "latin-1"),
+                 r"rows\.csv, line 6: not valid UTF-8 text \(byte \d+\); save the table as "
+                 r"UTF-8$", id="latin-1-table"),
+    pytest.param({"features: [f0, f1, f2]": "features: []"}, None,
+                 r"run\.yaml: data\.features is empty; list the columns the model reads$",
+                 id="no-features"),
+    pytest.param({}, lambda tmp: replace_row(tmp, 6, "0.1,0.2,0.3,2"),
+                 r"run\.yaml: teachers\[0\] \('wide'\) answers 2 classes but column 'label' "
+                 r"of rows\.csv holds 3 \(0, 1, 2\); give it one output per class$",
+                 id="label-past-the-logits"),
+    pytest.param({}, a_pipe, r"pipe\.yaml: not a regular file \(a pipe, socket or device\); "
+                             r"save the config as a file$", id="config-is-a-pipe"),
+]
+
+
+@pytest.mark.parametrize("change, edit, message", ISSUE_39_CASES)
+def test_a_bad_table_seed_or_config_file_is_one_sentence(workspace, capsys, change, edit,
+                                                         message):
+    import re
+
+    tmp_path, module = workspace
+    config = write_config(tmp_path, module, **change)
+    config = (edit(tmp_path) if edit else None) or config
+    out = tmp_path / "runs" / "x"
+    assert distill(config, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not out.exists()
+
+
 def test_train_teacher_from_the_same_yaml_then_distill_from_it(workspace, capsys):
     tmp_path, module = workspace
     config = write_config(tmp_path, module, **{

@@ -158,18 +158,46 @@ def _read_ratings(path: Path, sep: str, columns: list[str], header: bool = False
     """Rating triples with their line numbers, and the rating scale they were checked
     against; ``half_stars=None`` reads the scale off the ratings."""
     frame = read_table(path, sep, columns, header=header)
-    user, item, rating = columns[:3]
+    user, item, rating, timestamp = columns
     out = pd.DataFrame({
         "user": numeric_column(frame, user, path),
         "item": numeric_column(frame, item, path),
         "rating": numeric_column(frame, rating, path, kind=float),
         "_line": frame["_line"].to_numpy(),
     })
+    _check_timestamps(frame, timestamp, numeric_column(frame, timestamp, path), path)
     if half_stars is None:
         half_stars = bool((out["rating"] % 1 != 0).any())
     low = 0.5 if half_stars else 1.0
     _check_scale(out, path, low, 5, step=low)
+    _check_unique_pairs(out, path)
     return out, (low, 5.0)
+
+
+def _check_timestamps(frame: pd.DataFrame, column: str, stamps: np.ndarray, path: Path) -> None:
+    """Seconds since 1970: no release has one before it, so a negative one is damage."""
+    bad = stamps < 0
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path}, line {frame['_line'].iat[row]}: {column} {stamps[row]} is "
+                        "negative; a timestamp counts seconds since 1970")
+
+
+def _check_unique_pairs(ratings: pd.DataFrame, path: Path) -> None:
+    """One rating per (user, item): a repeated pair would be counted twice in training, or
+    land in both the training and the test part of a split."""
+    repeated = ratings.duplicated(["user", "item"]).to_numpy()
+    if not repeated.any():
+        return
+    row = int(np.argmax(repeated))
+    user, item = ratings["user"].iat[row], ratings["item"].iat[row]
+    first = int(np.argmax((ratings["user"].to_numpy() == user)
+                          & (ratings["item"].to_numpy() == item)))
+    raise DataError(
+        f"{path}, line {ratings['_line'].iat[row]}: user {user} rated item {item} again "
+        f"(first at line {ratings['_line'].iat[first]}); {int(repeated.sum())} ratings repeat "
+        "a (user, item) pair rated before them; keep one rating per pair"
+    )
 
 
 def _load_100k(path: Path) -> MovieLens:

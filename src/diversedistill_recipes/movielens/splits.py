@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from diversedistill.errors import ConfigError, DataError
 from diversedistill_recipes.movielens.releases import (
@@ -54,12 +56,32 @@ def official_fold(ml: MovieLens, fold: str, seed: int, val_fraction: float = 0.1
     base_file, test_file = ml.path / f"{fold}.base", ml.path / f"{fold}.test"
     if not base_file.is_file() or not test_file.is_file():
         raise DataError(f"{ml.path}: fold {fold} needs {base_file.name} and {test_file.name}")
+    test_frame = read_100k_ratings(test_file)
     base = encode_ratings(read_100k_ratings(base_file), base_file, ml.user_ids, ml.item_ids)
-    test = encode_ratings(read_100k_ratings(test_file), test_file, ml.user_ids, ml.item_ids)
+    test = encode_ratings(test_frame, test_file, ml.user_ids, ml.item_ids)
+    _check_disjoint(base, test, test_frame, len(ml.item_ids), base_file, test_file)
     order = np.random.default_rng(seed).permutation(len(base))
     n_val = int(round(val_fraction * len(base)))
     return RatingSplit(f"{fold}-{seed}", base.subset(order[n_val:]), base.subset(order[:n_val]),
                        test)
+
+
+def _check_disjoint(base: Ratings, test: Ratings, test_frame: pd.DataFrame, n_items: int,
+                    base_file: Path, test_file: Path) -> None:
+    """A fold's test pairs must not be trained on: a pair in both files would be scored on a
+    rating the model has seen, and the test error would look better than it is."""
+    def pairs(r: Ratings) -> np.ndarray:
+        return r.user * n_items + r.item  # codes are < n_users, n_items: no overflow here
+
+    shared = np.isin(pairs(test), pairs(base))
+    if shared.any():
+        row = int(np.argmax(shared))
+        user, item = test_frame["user"].iat[row], test_frame["item"].iat[row]
+        raise DataError(
+            f"{test_file}, line {test_frame['_line'].iat[row]}: user {user}, item {item} is "
+            f"also in {base_file.name}; {int(shared.sum())} (user, item) pairs of this test "
+            "file are in its training file too; a fold's two files must not share a pair"
+        )
 
 
 # The student's training batches carry this boolean column when the teachers were trained

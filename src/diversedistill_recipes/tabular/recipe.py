@@ -15,7 +15,7 @@ from dataclasses import asdict
 import torch
 
 from diversedistill.committee import Committee
-from diversedistill.errors import ConfigError
+from diversedistill.errors import ConfigError, ModelError
 from diversedistill.interface import HookedStudent, HookedTeacher
 from diversedistill.training import FitResult, TrainConfig
 from diversedistill_recipes.comparison.results import ACCURACY, MSE
@@ -55,8 +55,23 @@ class TableRecipe:
         spec = self.run.student
         model = build_model(spec.class_path, spec.init_args, f"{self.run.where}: student",
                             self.run.where)
+        self.check_classes("student", model)
         return HookedStudent(model, spec.question_at, spec.head, call=read_features,
                              token=spec.token)
+
+    def check_classes(self, who: str, model: torch.nn.Module) -> None:
+        """A classifier needs a logit for every class of the table: a label past its last
+        logit ends the run in cross-entropy's IndexError, at whichever batch holds it."""
+        if not self.table.class_names:
+            return
+        logits = _logits_of_two_rows(model, self.table.x[:2])
+        classes = len(self.table.class_names)
+        if logits is not None and logits < classes:
+            data = self.run.data
+            raise ModelError(
+                f"{self.run.where}: {who} answers {logits} classes but column {data.target!r} "
+                f"of {data.file} holds {classes} ({', '.join(self.table.class_names[:8])}"
+                f"{', ...' if classes > 8 else ''}); give it one output per class")
 
     def loaders(self, seed: int):
         return self.table.loaders(seed)
@@ -83,9 +98,12 @@ class TableRecipe:
 
     def teachers(self) -> dict[str, HookedTeacher]:
         """Every teacher the YAML names, loaded (weights checked against their checksum)."""
-        return {t.name: HookedTeacher(t.name, self.teacher_model(i), t.inject_at, t.head,
+        models = [self.teacher_model(i) for i in range(len(self.run.teachers))]
+        for i, model in enumerate(models):
+            self.check_classes(f"teachers[{i}] ({self.run.teachers[i].name!r})", model)
+        return {t.name: HookedTeacher(t.name, model, t.inject_at, t.head,
                                       mode=t.mode, call=read_features, token=t.token)
-                for i, t in enumerate(self.run.teachers)}
+                for t, model in zip(self.run.teachers, models)}
 
     def teacher_model(self, i: int):
         """The ``i``-th teacher's exported model. A factory export is rebuilt by the class
@@ -121,3 +139,19 @@ class TableRecipe:
                 f"{self.table.x.shape[1]} features; {task}; split {sizes['train']} train / "
                 f"{sizes['val']} val / {sizes['test']} test (split_seed "
                 f"{self.run.data.split_seed})")
+
+
+def _logits_of_two_rows(model: torch.nn.Module, x: torch.Tensor) -> int | None:
+    """The width of ``model``'s answer to two rows, in eval mode (no batch statistics
+    updated, no dropout drawn), or None when it does not answer [rows, width]: the
+    contract's first pass names that problem itself."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception:  # noqa: BLE001 - reported by the first pass, with its context
+        return None
+    finally:
+        model.train(was_training)
+    return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None

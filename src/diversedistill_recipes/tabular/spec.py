@@ -230,6 +230,9 @@ def _check_table(data: TableData, where: Path) -> None:
             data.val_fraction + data.test_fraction >= 1:
         raise ConfigError(f"{where}: data.val_fraction and data.test_fraction must leave "
                           "training rows (each in [0, 1), val above 0, their sum below 1)")
+    if not data.features:
+        raise ConfigError(f"{where}: data.features is empty; list the columns the model "
+                          "reads")
     path = resolve(data.file, where)
     if not path.is_file():
         raise ConfigError(f"{where}: data.file {data.file!r}: no such file ({path})")
@@ -262,6 +265,22 @@ def _header(path: Path) -> list[str]:
             return next(csv.reader(f, delimiter=_separator(path)))
         except StopIteration:
             raise DataError(f"{path}: empty file; expected a header line") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+
+
+def not_utf8(path: Path) -> DataError:
+    """The line of the first byte that is not UTF-8 (a table saved as latin-1, say); the
+    decoder's own offset counts from the chunk it was reading, not from the file's start."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+        start = len(data)
+    except UnicodeDecodeError as err:
+        start = err.start
+    line = data[:start].count(b"\n") + 1
+    return DataError(f"{path}, line {line}: not valid UTF-8 text (byte {start}); save the "
+                     "table as UTF-8")
 
 
 def importable(class_path: str, where: str, config: Path | None = None):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from diversedistill.config import short
 from diversedistill.errors import DataError
 from diversedistill.loop.contract import NamedRows
-from diversedistill_recipes.tabular.spec import TableData, resolve
+from diversedistill_recipes.tabular.spec import TableData, not_utf8, resolve
 
 EVAL_BATCH = 256  # validation and test batches: scoring only, so larger is just faster
 
@@ -55,7 +55,9 @@ def read_table(data: TableData, where: Path) -> Table:
     separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
         table = pd.read_csv(path, sep=separator)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except pd.errors.ParserError as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataError(f"{path}: not a readable CSV table ({first})") from None
     for column in [*data.features, data.target]:
@@ -64,6 +66,11 @@ def read_table(data: TableData, where: Path) -> Table:
         if len(bad):
             raise DataError(f"{path}, line {int(bad[0]) + 2}: column {column!r} holds "
                             f"{short(table[column].iloc[bad[0]])}, not a number")
+        # 'inf' parses as a number, then turns every loss and gradient it touches into NaN
+        infinite = np.flatnonzero(np.isinf(values.to_numpy(dtype=np.float64)))
+        if len(infinite):
+            raise DataError(f"{path}, line {int(infinite[0]) + 2}: column {column!r} holds "
+                            f"{values.iloc[infinite[0]]}, not a finite number")
     x = torch.tensor(table[data.features].to_numpy(dtype=np.float32))
     target = pd.to_numeric(table[data.target]).to_numpy()
     classes = data.task == "classification" or (
